@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a real PostgreSQL and a real RabbitMQ on this machine.
+# On a fresh Debian 12 / Ubuntu machine with only the Rust toolchain, it installs what is missing.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+cd "$REPO_ROOT"
+
+ensure_platform_packages
+start_postgres
+start_rabbitmq
+ensure_local_secrets
+
+log "preparing the test database role and broker vhost"
+pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
+# Databases left by an interrupted earlier run (each test makes its own from a template).
+pg_psql -c "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 'movie_test_%'" \
+    | while read -r statement; do pg_psql -c "$statement"; done
+rmq_recreate_vhost movie-test
+rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
+
+export TEST_DATABASE_URL="postgres://movie_test:${TEST_DB_PASSWORD}@127.0.0.1:5432/postgres"
+export TEST_AMQP_URL="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"
+export RUST_BACKTRACE=1
+
+log "building"
+# The end-to-end tests start the real service binaries, so they are built first.
+cargo build --workspace --bins --locked
+log "running the tests"
+cargo test --workspace --locked --no-fail-fast

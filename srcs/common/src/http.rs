@@ -1,0 +1,111 @@
+//! The HTTP conventions shared by the services: body limits, extractor errors as problem+json,
+//! problem+json for every bare error response (unknown route, wrong method), request logging.
+
+use actix_web::{
+    body::MessageBody,
+    dev::ServiceResponse,
+    error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
+    http::{header, StatusCode},
+    middleware::{ErrorHandlerResponse, ErrorHandlers, Logger},
+    web, HttpRequest, HttpResponse,
+};
+
+use crate::problem::{Problem, PROBLEM_JSON};
+
+/// Largest request body any service accepts: a movie with a 5,000-character description fits many times.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// JSON extractor configuration: size limit, content type, and parse errors as problem+json.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(BODY_LIMIT_BYTES)
+        .error_handler(|err, _req| {
+            let problem = json_problem(&err);
+            InternalError::from_response(err, problem.to_response()).into()
+        })
+}
+
+fn json_problem(err: &JsonPayloadError) -> Problem {
+    match err {
+        JsonPayloadError::ContentType => Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            .with_detail("The body must be JSON, sent with `Content-Type: application/json`."),
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            body_too_large()
+        }
+        JsonPayloadError::Deserialize(e) => {
+            Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Malformed JSON: {e}."))
+        }
+        other => Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Unreadable body: {other}.")),
+    }
+}
+
+pub fn body_too_large() -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE).with_detail(format!(
+        "The body is larger than the limit of {BODY_LIMIT_BYTES} bytes."
+    ))
+}
+
+/// Raw-body extractor configuration with the same limit.
+pub fn payload_config() -> web::PayloadConfig {
+    web::PayloadConfig::new(BODY_LIMIT_BYTES)
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        let problem = Problem::new(StatusCode::BAD_REQUEST)
+            .with_detail(format!("Invalid query string: {err}."));
+        InternalError::from_response(err, problem.to_response()).into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        let problem =
+            Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Invalid path: {err}."));
+        InternalError::from_response(err, problem.to_response()).into()
+    })
+}
+
+/// Default service: unknown routes get a 404 problem.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    Problem::new(StatusCode::NOT_FOUND)
+        .with_detail(format!("No route for {} {}.", req.method(), req.path()))
+        .to_response()
+}
+
+/// Turns every error response that is not problem+json yet (actix's own 405, 413, 400 from
+/// extractors without a handler, ...) into one, so clients see one error shape only.
+pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_problem = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+        if is_problem {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let mut problem = Problem::new(status);
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                problem = problem.with_detail(format!(
+                    "{} is not allowed on {}.",
+                    res.request().method(),
+                    res.request().path()
+                ));
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => problem = body_too_large(),
+            _ => {}
+        }
+        let (req, _) = res.into_parts();
+        let res = ServiceResponse::new(req, problem.to_response()).map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(res))
+    })
+}
+
+/// One line per request: request id, method, path, status, latency, size, peer.
+pub fn request_logger() -> Logger {
+    Logger::new(r#"request_id=%{x-request-id}o method=%{method}xi path="%U" status=%s latency_ms=%D bytes=%b peer=%a"#)
+        .custom_request_replace("method", |req| req.method().to_string())
+}
+

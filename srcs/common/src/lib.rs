@@ -1,0 +1,14 @@
+//! What every service of the movie platform must agree on, kept in one place so it cannot drift:
+//! the order message and its queue topology, the problem+json error shape, request ids,
+//! configuration and connection helpers.
+
+pub mod amqp;
+pub mod backoff;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod json_fields;
+pub mod order;
+pub mod problem;
+pub mod request_id;
+pub mod telemetry;

@@ -1,0 +1,138 @@
+//! RFC 9457 problem details: the one error shape every service answers with.
+
+use actix_web::{
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::request_id;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Problem type of a request refused for invalid fields; `errors` names each field.
+pub const VALIDATION_ERROR: &str = "/problems/validation-error";
+
+/// One field that failed validation, with a message meant for the API client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Sent as the `Retry-After` header, not in the body.
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Problem {
+    /// A problem whose status says it all (`about:blank`), tagged with the current request id.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            problem_type: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            request_id: request_id::current(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let mut problem = Self::new(StatusCode::BAD_REQUEST)
+            .with_detail("The request has invalid fields; see `errors`.");
+        problem.problem_type = VALIDATION_ERROR.to_owned();
+        problem.title = "Invalid request".to_owned();
+        problem.errors = errors;
+        problem
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if let Some(seconds) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(self)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.title)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        Problem::status_code(self)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.to_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_the_rfc_9457_members() {
+        let problem = Problem::validation(vec![FieldError::new("title", "must not be empty")]);
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(json["type"], VALIDATION_ERROR);
+        assert_eq!(json["status"], 400);
+        assert_eq!(json["errors"][0]["field"], "title");
+        assert!(json.get("retry_after_secs").is_none());
+    }
+
+    #[test]
+    fn plain_problem_omits_empty_members() {
+        let json = serde_json::to_value(Problem::new(StatusCode::NOT_FOUND)).unwrap();
+        assert_eq!(json["type"], "about:blank");
+        assert_eq!(json["title"], "Not Found");
+        assert!(json.get("errors").is_none());
+        assert!(json.get("detail").is_none());
+    }
+}

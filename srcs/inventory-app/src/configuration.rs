@@ -1,0 +1,25 @@
+use std::{net::SocketAddr, time::Duration};
+
+use common::{
+    config::{self, ConfigError},
+    db::DatabaseSettings,
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `INVENTORY_BIND_ADDR`: a private address; only the gateway should reach it.
+    pub bind_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    /// `SHUTDOWN_TIMEOUT_MS`: how long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            bind_addr: config::or_default("INVENTORY_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            database: DatabaseSettings::from_env()?,
+            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+        })
+    }
+}

@@ -1,0 +1,239 @@
+use chrono::{DateTime, Utc};
+use common::{
+    json_fields::{self, FieldReader, RawObject, CHECKED},
+    problem::Problem,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Rejects control characters (other than line breaks and tabs where `multiline`).
+fn check_text(text: &str, multiline: bool) -> Result<(), String> {
+    let bad = text
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')));
+    if bad {
+        Err("must not contain control characters".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// 1 to 200 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        check_text(trimmed, false)?;
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// At most 5,000 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 5_000;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        check_text(text, true)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// From 1878 (the first motion picture) to 2100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseYear(i16);
+
+impl ReleaseYear {
+    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+        json_fields::integer_in(raw, 1878..=2100).map(|y| Self(y as i16))
+    }
+
+    pub fn get(self) -> i16 {
+        self.0
+    }
+}
+
+/// Length in minutes, 1 to 1,440.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeMinutes(i32);
+
+impl RuntimeMinutes {
+    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+        json_fields::integer_in(raw, 1..=1440).map(|m| Self(m as i32))
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// Up to 10 distinct genres, each 1 to 50 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Genres(Vec<String>);
+
+impl Genres {
+    pub const MAX_COUNT: usize = 10;
+    pub const MAX_CHARS: usize = 50;
+
+    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+        let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get())
+            .map_err(|_| format!("must be an array of strings, not {}", json_fields::kind_of(raw)))?;
+        if items.len() > Self::MAX_COUNT {
+            return Err(format!("must have at most {} genres", Self::MAX_COUNT));
+        }
+        let mut genres: Vec<String> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let text = json_fields::string(item).map_err(|m| format!("item {index} {m}"))?;
+            let genre = text.trim();
+            if genre.is_empty() || genre.chars().count() > Self::MAX_CHARS {
+                return Err(format!("item {index} must be 1 to {} characters", Self::MAX_CHARS));
+            }
+            check_text(genre, false).map_err(|m| format!("item {index} {m}"))?;
+            if genres.iter().any(|g| g.eq_ignore_ascii_case(genre)) {
+                return Err(format!("item {index} repeats {genre:?}"));
+            }
+            genres.push(genre.to_owned());
+        }
+        Ok(Self(genres))
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// A valid movie as a client submits it, for creation or full replacement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovieDraft {
+    pub title: Title,
+    pub description: Option<Description>,
+    pub release_year: Option<ReleaseYear>,
+    pub genres: Genres,
+    pub runtime_minutes: Option<RuntimeMinutes>,
+}
+
+impl MovieDraft {
+    pub const FIELDS: [&'static str; 5] =
+        ["title", "description", "release_year", "genres", "runtime_minutes"];
+
+    /// Parses a request body, answering a 400 problem naming every bad field.
+    pub fn from_json(fields: RawObject) -> Result<Self, Problem> {
+        let mut reader = FieldReader::new(fields, &Self::FIELDS);
+        let title = reader.required("title", |raw| Title::parse(&json_fields::string(raw)?));
+        let description =
+            reader.optional("description", |raw| Description::parse(&json_fields::string(raw)?));
+        let release_year = reader.optional("release_year", ReleaseYear::from_json);
+        let genres = reader.optional("genres", Genres::from_json);
+        let runtime_minutes = reader.optional("runtime_minutes", RuntimeMinutes::from_json);
+        reader.finish()?;
+        Ok(Self {
+            title: title.expect(CHECKED),
+            description: description.expect(CHECKED),
+            release_year: release_year.expect(CHECKED),
+            genres: genres.expect(CHECKED).unwrap_or_default(),
+            runtime_minutes: runtime_minutes.expect(CHECKED),
+        })
+    }
+}
+
+/// A stored movie, as answered to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Movie {
+    pub id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub release_year: Option<i16>,
+    pub genres: Vec<String>,
+    pub runtime_minutes: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(json: &str) -> Result<MovieDraft, Problem> {
+        MovieDraft::from_json(serde_json::from_str(json).unwrap())
+    }
+
+    fn bad_fields(json: &str) -> Vec<String> {
+        draft(json).unwrap_err().errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn the_original_systems_example_is_valid() {
+        let movie = draft(r#"{"title": "The Matrix", "description": "Sci-Fi Classic"}"#).unwrap();
+        assert_eq!(movie.title.as_str(), "The Matrix");
+        assert_eq!(movie.description.unwrap().as_str(), "Sci-Fi Classic");
+        assert!(movie.genres.as_slice().is_empty());
+    }
+
+    #[test]
+    fn titles_are_trimmed_counted_in_characters_and_unicode_friendly() {
+        assert_eq!(Title::parse("  Amélie  ").unwrap().as_str(), "Amélie");
+        assert!(Title::parse("千と千尋の神隠し").is_ok());
+        assert!(Title::parse(&"é".repeat(200)).is_ok());
+        assert!(Title::parse(&"é".repeat(201)).is_err());
+        assert!(Title::parse("   ").is_err());
+        assert!(Title::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn descriptions_allow_line_breaks_and_at_most_5000_characters() {
+        assert!(Description::parse("line one\nline two").is_ok());
+        assert!(Description::parse("").is_ok());
+        assert!(Description::parse(&"x".repeat(5000)).is_ok());
+        assert!(Description::parse(&"x".repeat(5001)).is_err());
+    }
+
+    #[test]
+    fn optional_fields_are_validated() {
+        let movie = draft(r#"{"title": "Heat", "release_year": 1995, "genres": ["Crime", " Drama "], "runtime_minutes": 170}"#).unwrap();
+        assert_eq!(movie.release_year.unwrap().get(), 1995);
+        assert_eq!(movie.genres.as_slice(), ["Crime", "Drama"]);
+        assert_eq!(movie.runtime_minutes.unwrap().get(), 170);
+        assert_eq!(bad_fields(r#"{"title": "x", "release_year": 1700}"#), ["release_year"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "release_year": "1995"}"#), ["release_year"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 0}"#), ["runtime_minutes"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 90.5}"#), ["runtime_minutes"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "genres": "Drama"}"#), ["genres"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "genres": ["A", "a"]}"#), ["genres"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "genres": [""]}"#), ["genres"]);
+        assert_eq!(bad_fields(r#"{"title": "x", "genres": [1]}"#), ["genres"]);
+        let eleven: Vec<String> = (0..11).map(|i| format!("\"g{i}\"")).collect();
+        assert_eq!(bad_fields(&format!(r#"{{"title": "x", "genres": [{}]}}"#, eleven.join(","))), ["genres"]);
+    }
+
+    #[test]
+    fn nulls_clear_optional_fields_and_unknown_fields_are_refused() {
+        let movie = draft(r#"{"title": "x", "description": null, "genres": null}"#).unwrap();
+        assert!(movie.description.is_none());
+        assert_eq!(bad_fields(r#"{"title": "x", "rating": 5}"#), ["rating"]);
+        assert_eq!(bad_fields(r#"{"title": 42, "description": 7}"#), ["title", "description"]);
+        assert_eq!(bad_fields(r#"{}"#), ["title"]);
+    }
+}

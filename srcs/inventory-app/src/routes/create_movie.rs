@@ -1,0 +1,18 @@
+use actix_web::{http::header, web, HttpResponse};
+use common::json_fields::RawObject;
+use deadpool_postgres::Pool;
+
+use crate::{domain::MovieDraft, error::InventoryError, store};
+
+/// `POST /api/movies`: 201 with the stored movie and its `Location`.
+pub async fn create_movie(
+    pool: web::Data<Pool>,
+    body: web::Json<RawObject>,
+) -> Result<HttpResponse, InventoryError> {
+    let draft = MovieDraft::from_json(body.into_inner())?;
+    let client = pool.get().await?;
+    let movie = store::insert(&**client, &draft).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/movies/{}", movie.id)))
+        .json(movie))
+}

@@ -1,0 +1,27 @@
+//! One module per endpoint.
+
+mod create_movie;
+mod delete_all_movies;
+mod delete_movie;
+mod get_movie;
+mod health;
+mod list_movies;
+mod replace_movie;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health))
+        .service(
+            web::resource("/api/movies")
+                .route(web::get().to(list_movies::list_movies))
+                .route(web::post().to(create_movie::create_movie))
+                .route(web::delete().to(delete_all_movies::delete_all_movies)),
+        )
+        .service(
+            web::resource("/api/movies/{id}")
+                .route(web::get().to(get_movie::get_movie))
+                .route(web::put().to(replace_movie::replace_movie))
+                .route(web::delete().to(delete_movie::delete_movie)),
+        );
+}

@@ -1,0 +1,87 @@
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use common::{backoff::Backoff, http as shared_http, request_id};
+use deadpool_postgres::Pool;
+
+use crate::{configuration::Settings, routes, store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migration(#[from] store::MigrationError),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates the database (waiting for it while it is unreachable), binds the listener and
+    /// builds the server; `run_until_stopped` serves until SIGTERM/SIGINT.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = common::db::build_pool(&settings.database, "inventory-app");
+        migrate_when_reachable(&pool).await?;
+        let listener = TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
+            addr: settings.bind_addr,
+            source,
+        })?;
+        let port = listener.local_addr().expect("a bound listener has an address").port();
+        let server = serve(listener, pool, &settings).map_err(|source| StartupError::Bind {
+            addr: settings.bind_addr,
+            source,
+        })?;
+        log::info!("inventory-app listening on {}:{port}", settings.bind_addr.ip());
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn migrate_when_reachable(pool: &Pool) -> Result<(), store::MigrationError> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match store::migrate(pool).await {
+            Err(store::MigrationError::Unavailable(reason)) => {
+                let delay = backoff.next_delay();
+                log::warn!("database not reachable yet ({reason}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Result<Server> {
+    let pool = web::Data::new(pool);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(shared_http::problem_error_handlers())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(shared_http::request_logger())
+            .app_data(pool.clone())
+            .app_data(shared_http::json_config())
+            .app_data(shared_http::query_config())
+            .app_data(shared_http::path_config())
+            .configure(routes::configure)
+            .default_service(web::to(shared_http::not_found))
+    })
+    .client_request_timeout(Duration::from_secs(5))
+    .keep_alive(Duration::from_secs(30))
+    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

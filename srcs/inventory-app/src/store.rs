@@ -1,0 +1,178 @@
+//! The SQL: migrations, and one function per catalogue operation.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
+use tokio_postgres::Row;
+
+use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery, Page};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Arbitrary constant for the advisory lock that serialises migrations between instances.
+const MIGRATION_LOCK_ID: i64 = 0x1A7E_0001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Refinery(#[from] refinery::Error),
+}
+
+/// Identifies the schema: changes whenever a migration is added or edited (tests key their
+/// template database on it).
+pub fn schema_fingerprint() -> String {
+    let runner = embedded::migrations::runner();
+    let hash = runner
+        .get_migrations()
+        .iter()
+        .fold(0u64, |acc, m| acc.rotate_left(5) ^ m.checksum());
+    format!("{hash:016x}")
+}
+
+/// Applies the embedded migrations that have not run yet, one instance at a time.
+pub async fn migrate(pool: &Pool) -> Result<(), MigrationError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| MigrationError::Unavailable(e.to_string()))?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_ID]).await?;
+    let report = embedded::migrations::runner().run_async(&mut **client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_ID]).await?;
+    for migration in report?.applied_migrations() {
+        log::info!("applied migration {migration}");
+    }
+    Ok(())
+}
+
+const COLUMNS: &str =
+    "id, title, description, release_year, genres, runtime_minutes, created_at, updated_at";
+
+fn movie_from_row(row: &Row) -> Movie {
+    Movie {
+        id: row.get("id"),
+        title: row.get("title"),
+        description: row.get("description"),
+        release_year: row.get("release_year"),
+        genres: row.get("genres"),
+        runtime_minutes: row.get("runtime_minutes"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+/// `LIKE` pattern matching `text` anywhere, with its own wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// One page in id order, plus whether more follow.
+pub async fn list(client: &impl GenericClient, query: &MovieListQuery) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
+    let (after, offset) = match query.page {
+        Page::After(id) => (Some(id), 0),
+        Page::Offset(offset) => (None, offset),
+    };
+    let pattern = query.title_contains.as_deref().map(contains_pattern);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM movies
+         WHERE ($1::BIGINT IS NULL OR id > $1)
+           AND ($2::TEXT IS NULL OR title ILIKE $2)
+         ORDER BY id
+         LIMIT $3 OFFSET $4"
+    );
+    let rows = client
+        .query(&sql, &[&after, &pattern, &(query.limit + 1), &offset])
+        .await?;
+    let has_more = rows.len() as i64 > query.limit;
+    let movies = rows.iter().take(query.limit as usize).map(movie_from_row).collect();
+    Ok((movies, has_more))
+}
+
+pub async fn get(client: &impl GenericClient, id: MovieId) -> Result<Option<Movie>, tokio_postgres::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM movies WHERE id = $1");
+    Ok(client.query_opt(&sql, &[&id.get()]).await?.as_ref().map(movie_from_row))
+}
+
+pub async fn insert(client: &impl GenericClient, draft: &MovieDraft) -> Result<Movie, tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO movies (title, description, release_year, genres, runtime_minutes)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING {COLUMNS}"
+    );
+    let row = client
+        .query_one(&sql, &draft_params(draft).as_refs())
+        .await?;
+    Ok(movie_from_row(&row))
+}
+
+/// Replaces every field of a movie; `None` if there is no such movie.
+pub async fn replace(client: &impl GenericClient, id: MovieId, draft: &MovieDraft) -> Result<Option<Movie>, tokio_postgres::Error> {
+    let sql = format!(
+        "UPDATE movies
+         SET title = $1, description = $2, release_year = $3, genres = $4, runtime_minutes = $5,
+             updated_at = now()
+         WHERE id = $6
+         RETURNING {COLUMNS}"
+    );
+    let params = draft_params(draft);
+    let mut refs = params.as_refs();
+    let id = id.get();
+    refs.push(&id);
+    Ok(client.query_opt(&sql, &refs).await?.as_ref().map(movie_from_row))
+}
+
+/// Whether a movie was deleted.
+pub async fn delete(client: &impl GenericClient, id: MovieId) -> Result<bool, tokio_postgres::Error> {
+    Ok(client.execute("DELETE FROM movies WHERE id = $1", &[&id.get()]).await? == 1)
+}
+
+/// Deletes every movie; returns how many there were.
+pub async fn delete_all(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+    client.execute("DELETE FROM movies", &[]).await
+}
+
+/// The draft's columns in the order the statements above expect them.
+struct DraftParams<'a> {
+    title: &'a str,
+    description: Option<&'a str>,
+    release_year: Option<i16>,
+    genres: &'a [String],
+    runtime_minutes: Option<i32>,
+}
+
+fn draft_params(draft: &MovieDraft) -> DraftParams<'_> {
+    DraftParams {
+        title: draft.title.as_str(),
+        description: draft.description.as_ref().map(|d| d.as_str()),
+        release_year: draft.release_year.map(|y| y.get()),
+        genres: draft.genres.as_slice(),
+        runtime_minutes: draft.runtime_minutes.map(|m| m.get()),
+    }
+}
+
+impl DraftParams<'_> {
+    fn as_refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.title,
+            &self.description,
+            &self.release_year,
+            &self.genres,
+            &self.runtime_minutes,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_patterns_escape_like_wildcards() {
+        assert_eq!(contains_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+    }
+}

@@ -1,0 +1,6 @@
+//! inventory-app against a real PostgreSQL: one fresh database per test.
+
+mod helpers;
+mod movies;
+mod pagination;
+mod resilience;

@@ -1,0 +1,37 @@
+use std::time::Duration;
+
+use common::amqp::OrderQueue;
+use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
+use uuid::Uuid;
+
+use crate::required_env;
+
+/// The test broker's URL (a vhost of its own), from `TEST_AMQP_URL`.
+pub fn test_amqp_url() -> String {
+    required_env("TEST_AMQP_URL")
+}
+
+/// A queue name no other test uses.
+pub fn unique_queue() -> OrderQueue {
+    OrderQueue::new(&format!("test-{}", Uuid::new_v4().simple())).expect("valid queue name")
+}
+
+/// A channel on a new connection to the test broker.
+pub async fn amqp_channel() -> Channel {
+    let connection = common::amqp::connect(&test_amqp_url(), "test-support", Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test RabbitMQ ({e}); run scripts/test.sh"));
+    connection.create_channel().await.expect("AMQP channel")
+}
+
+/// How many messages are ready in `queue` (0 if it does not exist yet).
+pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match channel.queue_declare(queue.into(), options, FieldTable::default()).await {
+        Ok(queue) => queue.message_count(),
+        Err(e) => panic!("queue {queue} cannot be inspected: {e}"),
+    }
+}

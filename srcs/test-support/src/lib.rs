@@ -1,0 +1,39 @@
+//! Helpers for the integration and end-to-end tests. They use the real PostgreSQL and RabbitMQ
+//! that `scripts/test.sh` starts; when those are missing, tests fail loudly, they never skip.
+
+mod amqp;
+mod database;
+mod proxy;
+
+pub use amqp::{amqp_channel, queue_depth, test_amqp_url, unique_queue};
+pub use database::{test_database_url, TestDatabase};
+pub use proxy::TcpProxy;
+
+use std::time::Duration;
+
+/// Polls `condition` every 50 ms until it holds, panicking with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the real PostgreSQL and RabbitMQ that \
+             scripts/test.sh installs, starts and describes. Run the tests with scripts/test.sh."
+        )
+    })
+}
