@@ -91,3 +91,59 @@ pub fn is_transient(err: &tokio_postgres::Error) -> bool {
         }
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Refinery(#[from] refinery::Error),
+}
+
+/// Identifies a schema: changes whenever a migration is added or edited (tests key their
+/// template database on it).
+pub fn schema_fingerprint(runner: &refinery::Runner) -> String {
+    let hash = runner
+        .get_migrations()
+        .iter()
+        .fold(0u64, |acc, m| acc.rotate_left(5) ^ m.checksum());
+    format!("{hash:016x}")
+}
+
+/// Applies the migrations that have not run yet, one service instance at a time (an advisory
+/// lock keyed on `lock_id`).
+pub async fn migrate(pool: &Pool, runner: refinery::Runner, lock_id: i64) -> Result<(), MigrationError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| MigrationError::Unavailable(e.to_string()))?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&lock_id]).await?;
+    let report = runner.run_async(&mut **client).await;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&lock_id]).await?;
+    for migration in report?.applied_migrations() {
+        log::info!("applied migration {migration}");
+    }
+    Ok(())
+}
+
+/// [`migrate`], waiting with backoff while the database is unreachable (a service may start
+/// before its database); any other failure is returned.
+pub async fn migrate_when_reachable(
+    pool: &Pool,
+    runner: impl Fn() -> refinery::Runner,
+    lock_id: i64,
+) -> Result<(), MigrationError> {
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match migrate(pool, runner(), lock_id).await {
+            Err(MigrationError::Unavailable(reason)) => {
+                let delay = backoff.next_delay();
+                log::warn!("database not reachable yet ({reason}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -11,4 +11,5 @@ pub mod json_fields;
 pub mod order;
 pub mod problem;
 pub mod request_id;
+pub mod shutdown;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 use std::{net::TcpListener, time::Duration};
 
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
-use common::{backoff::Backoff, http as shared_http, request_id};
+use common::{http as shared_http, request_id};
 use deadpool_postgres::Pool;
 
 use crate::{configuration::Settings, routes, store};
@@ -14,7 +14,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error("database migration failed: {0}")]
-    Migration(#[from] store::MigrationError),
+    Migration(#[from] common::db::MigrationError),
 }
 
 pub struct Application {
@@ -27,7 +27,7 @@ impl Application {
     /// builds the server; `run_until_stopped` serves until SIGTERM/SIGINT.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "inventory-app");
-        migrate_when_reachable(&pool).await?;
+        store::migrate_when_reachable(&pool).await?;
         let listener = TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
             addr: settings.bind_addr,
             source,
@@ -47,20 +47,6 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
-    }
-}
-
-async fn migrate_when_reachable(pool: &Pool) -> Result<(), store::MigrationError> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        match store::migrate(pool).await {
-            Err(store::MigrationError::Unavailable(reason)) => {
-                let delay = backoff.next_delay();
-                log::warn!("database not reachable yet ({reason}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-            }
-            other => return other,
-        }
     }
 }
 

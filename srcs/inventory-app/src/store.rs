@@ -1,5 +1,6 @@
 //! The SQL: migrations, and one function per catalogue operation.
 
+use common::db::MigrationError;
 use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -13,40 +14,17 @@ mod embedded {
 /// Arbitrary constant for the advisory lock that serialises migrations between instances.
 const MIGRATION_LOCK_ID: i64 = 0x1A7E_0001;
 
-#[derive(Debug, thiserror::Error)]
-pub enum MigrationError {
-    #[error("database unreachable: {0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Database(#[from] tokio_postgres::Error),
-    #[error(transparent)]
-    Refinery(#[from] refinery::Error),
-}
-
-/// Identifies the schema: changes whenever a migration is added or edited (tests key their
-/// template database on it).
 pub fn schema_fingerprint() -> String {
-    let runner = embedded::migrations::runner();
-    let hash = runner
-        .get_migrations()
-        .iter()
-        .fold(0u64, |acc, m| acc.rotate_left(5) ^ m.checksum());
-    format!("{hash:016x}")
+    common::db::schema_fingerprint(&embedded::migrations::runner())
 }
 
-/// Applies the embedded migrations that have not run yet, one instance at a time.
 pub async fn migrate(pool: &Pool) -> Result<(), MigrationError> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| MigrationError::Unavailable(e.to_string()))?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_ID]).await?;
-    let report = embedded::migrations::runner().run_async(&mut **client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_ID]).await?;
-    for migration in report?.applied_migrations() {
-        log::info!("applied migration {migration}");
-    }
-    Ok(())
+    common::db::migrate(pool, embedded::migrations::runner(), MIGRATION_LOCK_ID).await
+}
+
+/// [`migrate`], waiting while the database is unreachable.
+pub async fn migrate_when_reachable(pool: &Pool) -> Result<(), MigrationError> {
+    common::db::migrate_when_reachable(pool, embedded::migrations::runner, MIGRATION_LOCK_ID).await
 }
 
 const COLUMNS: &str =

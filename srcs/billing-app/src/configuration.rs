@@ -1,0 +1,47 @@
+use std::time::Duration;
+
+use common::{
+    amqp::OrderQueue,
+    config::{self, ConfigError},
+    db::DatabaseSettings,
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    /// `AMQP_URL`, with credentials: never logged.
+    pub amqp_url: String,
+    /// `BILLING_QUEUE` (default `billing_queue`).
+    pub queue: OrderQueue,
+    /// `BILLING_PREFETCH`: unacknowledged deliveries the broker may send ahead.
+    pub prefetch: u16,
+    /// `BILLING_BATCH_SIZE`: orders written (and acknowledged) together.
+    pub batch_size: usize,
+    /// `BILLING_BATCH_LINGER_MS`: how long a batch waits to fill once its first order is in.
+    pub batch_linger: Duration,
+    /// `AMQP_CONNECT_TIMEOUT_MS`.
+    pub connect_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let queue: String = config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        let batch_size = config::count_or_default("BILLING_BATCH_SIZE", 200, 1..=5_000)?;
+        let prefetch = config::count_or_default("BILLING_PREFETCH", 500, 1..=65_535)?;
+        if prefetch < batch_size {
+            return Err(ConfigError::invalid(
+                "BILLING_PREFETCH",
+                "must be at least BILLING_BATCH_SIZE, or batches can never fill",
+            ));
+        }
+        Ok(Self {
+            database: DatabaseSettings::from_env()?,
+            amqp_url: config::required("AMQP_URL")?,
+            queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
+            prefetch: prefetch as u16,
+            batch_size,
+            batch_linger: config::millis_or_default("BILLING_BATCH_LINGER_MS", 5)?,
+            connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+        })
+    }
+}

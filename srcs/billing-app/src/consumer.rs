@@ -1,0 +1,303 @@
+//! The order consumer: supervised (it reconnects to the broker with backoff), batched (orders
+//! are written and acknowledged together), and acknowledging only after the database commit.
+//!
+//! What can happen to a delivery:
+//! - valid: stored (or found already stored), then acknowledged;
+//! - can never succeed (not an order, invalid): rejected without requeue, so the broker moves it
+//!   to the dead-letter queue; the reason is logged;
+//! - database unavailable: held unacknowledged while the write is retried with backoff; on
+//!   shutdown or a lost channel it returns to the queue for later.
+
+use std::time::Duration;
+
+use common::{
+    amqp::{self, request_id_of},
+    backoff::Backoff,
+    db,
+    order::{OrderMessage, ORDER_MESSAGE_TYPE},
+    telemetry::error_chain,
+};
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+    Channel, Connection, Consumer,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    configuration::Settings,
+    store::{self, OrderToBill},
+};
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Amqp(#[from] amqp::AmqpError),
+    #[error("AMQP")]
+    Lapin(#[from] lapin::Error),
+    #[error("the broker cancelled the consumer (was the queue deleted?)")]
+    CancelledByBroker,
+}
+
+/// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is lost.
+pub async fn run(settings: &Settings, pool: &Pool, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match session(settings, pool, &shutdown, &mut backoff).await {
+            Ok(()) => return,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                log::warn!("order consumer: {}; reconnecting in {delay:?}", error_chain(&e));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One connection's worth of consuming. `Ok` means a clean stop on shutdown.
+async fn session(
+    settings: &Settings,
+    pool: &Pool,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let connection = amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
+    let channel = connection.create_channel().await?;
+    settings.queue.declare(&channel).await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = amqp::consumer_tag("billing");
+    let mut consumer = channel
+        .basic_consume(
+            settings.queue.name().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    backoff.reset();
+    log::info!("consuming orders from queue {}", settings.queue.name());
+
+    let mut draining = false;
+    loop {
+        let next = if draining {
+            consumer.next().await
+        } else {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // No new deliveries; those already sent still arrive and are finished.
+                    channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await?;
+                    draining = true;
+                    continue;
+                }
+                next = consumer.next() => next,
+            }
+        };
+        let Some(first) = next else {
+            if draining {
+                break;
+            }
+            return Err(SessionError::CancelledByBroker);
+        };
+        let batch = fill_batch(first?, &mut consumer, settings).await?;
+        if let Outcome::Abandoned = bill_batch(&channel, pool, batch, shutdown).await? {
+            break;
+        }
+    }
+    close(&connection, &channel).await;
+    Ok(())
+}
+
+async fn close(connection: &Connection, channel: &Channel) {
+    // Unacknowledged deliveries (if any) go back to the queue when the channel closes.
+    let _ = channel.close(200, "shutting down".into()).await;
+    let _ = connection.close(200, "shutting down".into()).await;
+}
+
+/// The first delivery plus whatever else arrives within the linger time, up to the batch size.
+async fn fill_batch(first: Delivery, consumer: &mut Consumer, settings: &Settings) -> Result<Vec<Delivery>, lapin::Error> {
+    let mut batch = Vec::with_capacity(settings.batch_size);
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + settings.batch_linger;
+    while batch.len() < settings.batch_size {
+        match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(delivery)) => batch.push(delivery?),
+            // Linger over, or the consumer ended: bill what we have.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+enum Outcome {
+    Billed,
+    /// Shutdown came while the database was unavailable: the batch stays unacknowledged.
+    Abandoned,
+}
+
+/// Why a delivery can never be billed, or the order it carries.
+fn decode(delivery: &Delivery) -> Result<OrderMessage, String> {
+    match delivery.properties.kind() {
+        Some(kind) if kind.as_str() != ORDER_MESSAGE_TYPE => {
+            return Err(format!("unsupported message type {:?}", kind.as_str()));
+        }
+        _ => {}
+    }
+    OrderMessage::from_json_bytes(&delivery.data)
+}
+
+async fn bill_batch(
+    channel: &Channel,
+    pool: &Pool,
+    batch: Vec<Delivery>,
+    shutdown: &CancellationToken,
+) -> Result<Outcome, lapin::Error> {
+    let mut orders = Vec::with_capacity(batch.len());
+    let mut tags = Vec::with_capacity(batch.len());
+    for delivery in &batch {
+        let request_id = request_id_of(&delivery.properties);
+        match decode(delivery) {
+            Ok(order) => {
+                tags.push(delivery.delivery_tag);
+                orders.push(OrderToBill { order, request_id });
+            }
+            Err(reason) => dead_letter(channel, delivery.delivery_tag, request_id.as_deref(), &reason).await?,
+        }
+    }
+    let Some(&last_tag) = tags.last() else {
+        return Ok(Outcome::Billed);
+    };
+
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let inserted = loop {
+        let attempt = async {
+            let client = pool.get().await.map_err(WriteError::Pool)?;
+            store::insert_orders(&**client, &orders).await.map_err(WriteError::Database)
+        };
+        match attempt.await {
+            Ok(inserted) => break inserted,
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "cannot store {} orders ({}); holding them unacknowledged, retrying in {delay:?}",
+                    orders.len(),
+                    error_chain(&e)
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return Ok(Outcome::Abandoned),
+                }
+            }
+            Err(e) => {
+                // The database refuses the data itself: find the culprit(s) one by one.
+                log::error!("batch of {} orders refused ({}); storing them one by one", orders.len(), error_chain(&e));
+                return bill_one_by_one(channel, pool, orders, tags, shutdown).await;
+            }
+        }
+    };
+    // Acknowledge everything up to the last tag: every earlier delivery on this channel is
+    // either in this batch or was settled before it.
+    channel
+        .basic_ack(last_tag, BasicAckOptions { multiple: true })
+        .await?;
+    log_billed(&orders, inserted);
+    Ok(Outcome::Billed)
+}
+
+/// Fallback for a batch the database refused: each order alone; the ones it refuses again are
+/// dead-lettered.
+async fn bill_one_by_one(
+    channel: &Channel,
+    pool: &Pool,
+    orders: Vec<OrderToBill>,
+    tags: Vec<u64>,
+    shutdown: &CancellationToken,
+) -> Result<Outcome, lapin::Error> {
+    for (order, tag) in orders.into_iter().zip(tags) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let attempt = async {
+                let client = pool.get().await.map_err(WriteError::Pool)?;
+                store::insert_orders(&**client, std::slice::from_ref(&order))
+                    .await
+                    .map_err(WriteError::Database)
+            };
+            match attempt.await {
+                Ok(inserted) => {
+                    channel.basic_ack(tag, BasicAckOptions::default()).await?;
+                    log_billed(std::slice::from_ref(&order), inserted);
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = shutdown.cancelled() => return Ok(Outcome::Abandoned),
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("refused by the database: {}", error_chain(&e));
+                    dead_letter(channel, tag, order.request_id.as_deref(), &reason).await?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Outcome::Billed)
+}
+
+async fn dead_letter(channel: &Channel, tag: u64, request_id: Option<&str>, reason: &str) -> Result<(), lapin::Error> {
+    log::warn!(
+        "request_id={} dead-lettering delivery {tag}: {reason}",
+        request_id.unwrap_or("-")
+    );
+    channel
+        .basic_nack(
+            tag,
+            BasicNackOptions {
+                multiple: false,
+                requeue: false,
+            },
+        )
+        .await
+}
+
+fn log_billed(orders: &[OrderToBill], inserted: u64) {
+    let duplicates = orders.len() as u64 - inserted;
+    for OrderToBill { order, request_id } in orders {
+        log::debug!(
+            "request_id={} order_id={} billed",
+            request_id.as_deref().unwrap_or("-"),
+            order.order_id
+        );
+    }
+    if duplicates > 0 {
+        log::info!("billed {inserted} orders; {duplicates} already billed (redelivered) skipped");
+    } else {
+        log::info!("billed {inserted} orders");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("database pool")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    #[error("database")]
+    Database(#[source] tokio_postgres::Error),
+}
+
+impl WriteError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Database(e) => db::is_transient(e),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The orders table.
+
+use chrono::{DateTime, Utc};
+use common::{db::MigrationError, order::OrderMessage};
+use deadpool_postgres::Pool;
+use rust_decimal::Decimal;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Arbitrary constant for the advisory lock that serialises migrations between instances.
+const MIGRATION_LOCK_ID: i64 = 0x1A7E_0002;
+
+pub fn schema_fingerprint() -> String {
+    common::db::schema_fingerprint(&embedded::migrations::runner())
+}
+
+pub async fn migrate(pool: &Pool) -> Result<(), MigrationError> {
+    common::db::migrate(pool, embedded::migrations::runner(), MIGRATION_LOCK_ID).await
+}
+
+/// [`migrate`], waiting while the database is unreachable.
+pub async fn migrate_when_reachable(pool: &Pool) -> Result<(), MigrationError> {
+    common::db::migrate_when_reachable(pool, embedded::migrations::runner, MIGRATION_LOCK_ID).await
+}
+
+/// An order to bill and the request that created it.
+#[derive(Debug, Clone)]
+pub struct OrderToBill {
+    pub order: OrderMessage,
+    pub request_id: Option<String>,
+}
+
+/// Stores the orders in one statement (so one transaction); an order id already stored is
+/// skipped, which makes redelivery harmless. Returns how many rows were new.
+pub async fn insert_orders(client: &impl GenericClient, orders: &[OrderToBill]) -> Result<u64, tokio_postgres::Error> {
+    let mut order_ids: Vec<Uuid> = Vec::with_capacity(orders.len());
+    let mut user_ids: Vec<&str> = Vec::with_capacity(orders.len());
+    let mut items: Vec<i32> = Vec::with_capacity(orders.len());
+    let mut amounts: Vec<Decimal> = Vec::with_capacity(orders.len());
+    let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(orders.len());
+    let mut request_ids: Vec<Option<&str>> = Vec::with_capacity(orders.len());
+    for OrderToBill { order, request_id } in orders {
+        order_ids.push(order.order_id);
+        user_ids.push(order.user_id.as_str());
+        items.push(order.number_of_items.get());
+        amounts.push(order.total_amount.get());
+        received.push(order.received_at);
+        request_ids.push(request_id.as_deref());
+    }
+    client
+        .execute(
+            "INSERT INTO orders (order_id, user_id, number_of_items, total_amount, received_at, request_id)
+             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::INT4[], $4::NUMERIC[], $5::TIMESTAMPTZ[], $6::TEXT[])
+             ON CONFLICT (order_id) DO NOTHING",
+            &[&order_ids, &user_ids, &items, &amounts, &received, &request_ids],
+        )
+        .await
+}

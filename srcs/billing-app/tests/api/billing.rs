@@ -1,0 +1,125 @@
+use common::amqp::order_properties;
+use lapin::BasicProperties;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+use crate::helpers::{order, TestBed};
+
+#[tokio::test]
+async fn orders_are_billed_with_every_field_and_acknowledged() {
+    let bed = TestBed::new().await;
+    let billing = bed.start_billing().await;
+    let first = order("88", "2", "45.00");
+    bed.publish(&first, "req-first").await;
+    for i in 0..9 {
+        bed.publish(&order(&format!("user-{i}"), "1", "9.99"), "req-more").await;
+    }
+    bed.wait_for_rows(10).await;
+
+    let client = bed.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT user_id, number_of_items, total_amount, received_at, processed_at, request_id
+             FROM orders WHERE order_id = $1",
+            &[&first.order_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("user_id"), "88");
+    assert_eq!(row.get::<_, i32>("number_of_items"), 2);
+    assert_eq!(row.get::<_, Decimal>("total_amount"), Decimal::from_str("45.00").unwrap());
+    let received: chrono::DateTime<chrono::Utc> = row.get("received_at");
+    let processed: chrono::DateTime<chrono::Utc> = row.get("processed_at");
+    assert_eq!(received.timestamp_micros(), first.received_at.timestamp_micros());
+    assert!(processed >= received);
+    assert_eq!(row.get::<_, Option<String>>("request_id").as_deref(), Some("req-first"));
+
+    billing.stop().await;
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0, "everything was acknowledged");
+}
+
+#[tokio::test]
+async fn a_duplicated_or_redelivered_order_is_billed_once() {
+    let bed = TestBed::new().await;
+    let repeated = order("7", "3", "12.50");
+    // Already billed before a crash lost the acknowledgement:
+    let client = bed.db.client().await;
+    let already = order("8", "1", "1.00");
+    client
+        .execute(
+            "INSERT INTO orders (order_id, user_id, number_of_items, total_amount, received_at) VALUES ($1, '8', 1, 1.00, now())",
+            &[&already.order_id],
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        bed.publish(&repeated, "req-dup").await;
+    }
+    bed.publish(&already, "req-redelivered").await;
+    let billing = bed.start_billing().await;
+    bed.wait_for_rows(2).await;
+    billing.stop().await;
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() {
+    let bed = TestBed::new().await;
+    let good = order("1", "1", "1.00");
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    let poison: Vec<(Vec<u8>, BasicProperties)> = vec![
+        (b"not json at all".to_vec(), json.clone()),
+        (br#"{"order_id": 5, "user_id": "1"}"#.to_vec(), json.clone()),
+        (
+            br#"{"order_id": "0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d", "user_id": "1", "number_of_items": "many", "total_amount": "1.00", "received_at": "2026-01-01T00:00:00Z"}"#.to_vec(),
+            json.clone(),
+        ),
+        (
+            br#"{"order_id": "0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5e", "user_id": "1", "number_of_items": 1, "total_amount": "-4", "received_at": "2026-01-01T00:00:00Z"}"#.to_vec(),
+            json.clone(),
+        ),
+        (good.to_json_bytes(), order_properties(&good, None).with_type("order.cancelled.v9".into())),
+    ];
+    for (body, properties) in &poison {
+        bed.publish_raw(body, properties.clone()).await;
+    }
+    let good_after = order("2", "2", "2.00");
+    bed.publish(&good_after, "req-good").await;
+
+    let billing = bed.start_billing().await;
+    bed.wait_for_rows(1).await;
+    let dead_letter_queue = bed.queue.dead_letter_queue();
+    test_support::eventually(std::time::Duration::from_secs(10), "poison dead-lettered", || async {
+        bed.ready_messages(&dead_letter_queue).await == poison.len() as u32
+    })
+    .await;
+    billing.stop().await;
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0, "nothing requeued forever");
+    let client = bed.db.client().await;
+    let billed: uuid::Uuid = client.query_one("SELECT order_id FROM orders", &[]).await.unwrap().get(0);
+    assert_eq!(billed, good_after.order_id);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_what_was_delivered_and_leaves_the_rest_queued() {
+    let bed = TestBed::new().await;
+    let total = 600;
+    for i in 0..total {
+        bed.publish(&order(&i.to_string(), "1", "3.00"), "req-shutdown").await;
+    }
+    let billing = bed.start_billing().await;
+    // Stop while the backlog is being drained.
+    test_support::eventually(std::time::Duration::from_secs(10), "billing started", || async {
+        bed.rows().await > 0
+    })
+    .await;
+    billing.stop().await;
+    let billed = bed.rows().await;
+    let queued = bed.ready_messages(bed.queue.name()).await as i64;
+    assert_eq!(billed + queued, total, "billed {billed} + queued {queued}: nothing lost or doubled");
+
+    // A restart drains the rest, exactly once.
+    let billing = bed.start_billing().await;
+    bed.wait_for_rows(total).await;
+    billing.stop().await;
+}
