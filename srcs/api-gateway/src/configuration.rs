@@ -1,0 +1,72 @@
+use std::{net::SocketAddr, time::Duration};
+
+use common::{
+    amqp::OrderQueue,
+    config::{self, ConfigError},
+};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `GATEWAY_BIND_ADDR` (default `0.0.0.0:8080`: the gateway is the public entry).
+    pub bind_addr: SocketAddr,
+    /// `INVENTORY_URL`, e.g. `http://127.0.0.1:8081`.
+    pub inventory_url: String,
+    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connecting to inventory.
+    pub upstream_connect_timeout: Duration,
+    /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory.
+    pub upstream_timeout: Duration,
+    /// `AMQP_URL`, with credentials: never logged.
+    pub amqp_url: String,
+    /// `BILLING_QUEUE` (default `billing_queue`).
+    pub queue: OrderQueue,
+    /// `AMQP_CONNECT_TIMEOUT_MS`.
+    pub amqp_connect_timeout: Duration,
+    /// `PUBLISH_TIMEOUT_MS`: waiting for the broker to confirm an order.
+    pub publish_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`: how long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let inventory_url: String = config::or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
+        let queue: String = config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        Ok(Self {
+            bind_addr: config::or_default("GATEWAY_BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            inventory_url: parse_base_url(&inventory_url)
+                .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
+            upstream_connect_timeout: config::millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
+            upstream_timeout: config::millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
+            amqp_url: config::required("AMQP_URL")?,
+            queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
+            amqp_connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+            publish_timeout: config::millis_or_default("PUBLISH_TIMEOUT_MS", 5_000)?,
+            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+        })
+    }
+}
+
+/// An `http://host:port` base URL without a trailing slash (request paths are appended).
+pub fn parse_base_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .ok_or_else(|| "must start with http://".to_owned())?;
+    if rest.is_empty() || rest.contains('/') || rest.contains('?') {
+        return Err("must be http://host:port with no path".to_owned());
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(parse_base_url("http://10.0.0.1:8081/").unwrap(), "http://10.0.0.1:8081");
+        assert!(parse_base_url("10.0.0.1:8081").is_err());
+        assert!(parse_base_url("http://host:1/api").is_err());
+        assert!(parse_base_url("http://").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+use api_gateway::{configuration::Settings, startup::Application};
+
+#[tokio::main]
+async fn main() {
+    common::config::load_dotenv();
+    common::telemetry::init_logging();
+    let settings = Settings::from_env().unwrap_or_else(|e| {
+        eprintln!("api-gateway: {e}");
+        std::process::exit(78) // EX_CONFIG
+    });
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            log::error!("api-gateway failed to start: {e}");
+            std::process::exit(1)
+        }
+    };
+    if let Err(e) = app.run_until_stopped().await {
+        log::error!("api-gateway stopped with an error: {e}");
+        std::process::exit(1)
+    }
+}

@@ -1,0 +1,204 @@
+//! Publishing orders with publisher confirms, over a supervised AMQP connection.
+//!
+//! A background task owns the connection: it connects (with backoff), declares the topology,
+//! puts the channel in confirm mode and hands it out; when the connection fails it withdraws
+//! the channel and reconnects. Requests never wait for a connection: with none, they are
+//! answered 503 at once.
+
+use std::time::Duration;
+
+use common::{
+    amqp::{self, order_properties, OrderQueue},
+    backoff::Backoff,
+    order::OrderMessage,
+    telemetry::error_chain,
+};
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    Channel, Connection, Event,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the broker could not route the message: {0}")]
+    Unroutable(String),
+    #[error("AMQP")]
+    Broker(#[from] lapin::Error),
+}
+
+/// Connection settings for the publisher.
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub amqp_url: String,
+    pub queue: OrderQueue,
+    pub connect_timeout: Duration,
+    pub publish_timeout: Duration,
+}
+
+/// Cheap to clone; every clone publishes on the one supervised channel.
+#[derive(Clone)]
+pub struct OrderPublisher {
+    channel: watch::Receiver<Option<Channel>>,
+    /// Tells the supervisor a publish failed, so it checks the connection (and the topology).
+    trouble: mpsc::Sender<()>,
+    queue: OrderQueue,
+    publish_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl OrderPublisher {
+    /// Starts the supervisor; the publisher is usable at once (answering `NotConnected` until
+    /// the first connection is up).
+    pub fn start(settings: PublisherSettings) -> Self {
+        let (channel_tx, channel) = watch::channel(None);
+        let (trouble, trouble_rx) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(supervise(settings.clone(), channel_tx, trouble_rx, shutdown.clone()));
+        Self {
+            channel,
+            trouble,
+            queue: settings.queue,
+            publish_timeout: settings.publish_timeout,
+            shutdown,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.channel.borrow().is_some()
+    }
+
+    /// Waits until connected, or `timeout`; for start-up and tests.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let mut channel = self.channel.clone();
+        tokio::time::timeout(timeout, channel.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Publishes persistently and returns once the broker has confirmed the message.
+    pub async fn publish(&self, order: &OrderMessage, request_id: Option<&str>) -> Result<(), PublishError> {
+        let channel = self.channel.borrow().clone().ok_or(PublishError::NotConnected)?;
+        let publish = async {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    self.queue.name().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &order.to_json_bytes(),
+                    order_properties(order, request_id),
+                )
+                .await?;
+            Ok::<_, lapin::Error>(confirm.await?)
+        };
+        let result = match tokio::time::timeout(self.publish_timeout, publish).await {
+            Err(_) => Err(PublishError::Timeout(self.publish_timeout)),
+            Ok(Err(e)) => Err(PublishError::Broker(e)),
+            Ok(Ok(confirmation)) if confirmation.is_nack() => Err(PublishError::Nacked),
+            Ok(Ok(confirmation)) if !confirmation.is_ack() => Err(PublishError::Nacked),
+            Ok(Ok(confirmation)) => match confirmation.take_message() {
+                Some(returned) => Err(PublishError::Unroutable(returned.reply_text.to_string())),
+                None => Ok(()),
+            },
+        };
+        if result.is_err() {
+            // Full means the supervisor already has a report to look at.
+            let _ = self.trouble.try_send(());
+        }
+        result
+    }
+
+    /// Stops the supervisor and closes the connection.
+    pub fn close(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn supervise(
+    settings: PublisherSettings,
+    channel_tx: watch::Sender<Option<Channel>>,
+    mut trouble: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match connect(&settings).await {
+            Ok((connection, channel)) => {
+                backoff.reset();
+                log::info!("connected to the broker; publishing orders to queue {}", settings.queue.name());
+                channel_tx.send_replace(Some(channel.clone()));
+                let reason = watch_connection(&settings, &connection, &channel, &mut trouble, &shutdown).await;
+                channel_tx.send_replace(None);
+                let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "closing".into())).await;
+                match reason {
+                    None => {
+                        log::info!("order publisher stopped");
+                        return;
+                    }
+                    Some(reason) => log::warn!("lost the broker ({reason}); reconnecting"),
+                }
+            }
+            Err(e) => log::warn!("cannot connect to the broker: {}", error_chain(&e)),
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn connect(settings: &PublisherSettings) -> Result<(Connection, Channel), amqp::AmqpError> {
+    let connection = amqp::connect(&settings.amqp_url, "api-gateway", settings.connect_timeout).await?;
+    let channel = connection.create_channel().await?;
+    settings.queue.declare(&channel).await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok((connection, channel))
+}
+
+/// Returns why the connection must be replaced, or `None` on shutdown.
+async fn watch_connection(
+    settings: &PublisherSettings,
+    connection: &Connection,
+    channel: &Channel,
+    trouble: &mut mpsc::Receiver<()>,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let mut events = connection.events_listener();
+    // A safety net for failures that raise no event (a channel closed by the broker).
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            event = events.next() => match event {
+                Some(Event::Error(e)) => return Some(error_chain(&e)),
+                None => return Some("connection closed".to_owned()),
+                Some(_) => {}
+            },
+            _ = check.tick() => {}
+            _ = trouble.recv() => {
+                // A publish failed: if the channel is fine, the queue may have been deleted;
+                // declaring it again is harmless and restores routing.
+                if channel.status().connected() {
+                    if let Err(e) = settings.queue.declare(channel).await {
+                        return Some(format!("re-declaring the topology failed: {}", error_chain(&e)));
+                    }
+                }
+            }
+        }
+        if !connection.status().connected() || !channel.status().connected() {
+            return Some("channel or connection closed".to_owned());
+        }
+    }
+}

@@ -1,0 +1,44 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use common::{
+    json_fields::RawObject,
+    order::{new_order_id, IdempotencyKey, OrderMessage, OrderRequest},
+    problem::{FieldError, Problem},
+    request_id::RequestId,
+};
+use serde_json::json;
+
+use crate::{error::GatewayError, publisher::OrderPublisher};
+
+/// `POST /api/billing`: validates the order, publishes it persistently and answers 202 only
+/// once the broker has confirmed it.
+pub async fn create_order(
+    req: HttpRequest,
+    body: web::Json<RawObject>,
+    publisher: web::Data<OrderPublisher>,
+    request_id: RequestId,
+) -> Result<HttpResponse, GatewayError> {
+    let key = idempotency_key(&req)?;
+    let order = OrderRequest::from_json(body.into_inner())?;
+    let order_id = new_order_id(&order.user_id, key.as_ref());
+    let message = OrderMessage::new(order_id, order, Utc::now());
+    publisher.publish(&message, Some(request_id.as_str())).await?;
+    log::info!("request_id={request_id} order_id={order_id} queued");
+    Ok(HttpResponse::Accepted().json(json!({
+        "message": "Order queued for processing",
+        "status": "queued",
+        "order_id": order_id,
+    })))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map_err(|_| "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned())
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
+        .map_err(|message| Problem::validation(vec![FieldError::new("Idempotency-Key", message)]))
+}

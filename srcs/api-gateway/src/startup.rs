@@ -1,0 +1,103 @@
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use common::{http as shared_http, request_id};
+
+use crate::{
+    configuration::Settings,
+    inventory::InventoryClient,
+    publisher::{OrderPublisher, PublisherSettings},
+    routes,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: OrderPublisher,
+}
+
+impl Application {
+    /// Binds the listener and starts the broker connection's supervisor. Neither inventory nor
+    /// the broker needs to be up yet: requests that need them get 502/503 until they are.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let publisher = OrderPublisher::start(PublisherSettings {
+            amqp_url: settings.amqp_url.clone(),
+            queue: settings.queue.clone(),
+            connect_timeout: settings.amqp_connect_timeout,
+            publish_timeout: settings.publish_timeout,
+        });
+        let inventory = InventoryClient::new(
+            settings.inventory_url.clone(),
+            settings.upstream_connect_timeout,
+            settings.upstream_timeout,
+        );
+        let bind_error = |source| StartupError::Bind {
+            addr: settings.bind_addr,
+            source,
+        };
+        let listener = TcpListener::bind(settings.bind_addr).map_err(bind_error)?;
+        let port = listener.local_addr().expect("a bound listener has an address").port();
+        let server = serve(listener, inventory, publisher.clone(), &settings).map_err(bind_error)?;
+        log::info!("api-gateway listening on {}:{port}", settings.bind_addr.ip());
+        Ok(Self {
+            port,
+            server,
+            publisher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn publisher(&self) -> &OrderPublisher {
+        &self.publisher
+    }
+
+    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then closes the broker
+    /// connection.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.publisher.close();
+        result
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    inventory: InventoryClient,
+    publisher: OrderPublisher,
+    settings: &Settings,
+) -> std::io::Result<Server> {
+    let inventory = web::Data::new(inventory);
+    let publisher = web::Data::new(publisher);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(shared_http::problem_error_handlers())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(shared_http::request_logger())
+            .app_data(inventory.clone())
+            .app_data(publisher.clone())
+            .app_data(shared_http::json_config())
+            .app_data(shared_http::payload_config())
+            .app_data(shared_http::query_config())
+            .app_data(shared_http::path_config())
+            .configure(routes::configure)
+            .default_service(web::to(shared_http::not_found))
+    })
+    .client_request_timeout(Duration::from_secs(5))
+    .keep_alive(Duration::from_secs(30))
+    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,6 @@
+//! api-gateway with a real inventory-app (in-process, own database) and a real RabbitMQ
+//! (own queue) behind it.
+
+mod helpers;
+mod movies_proxy;
+mod orders;

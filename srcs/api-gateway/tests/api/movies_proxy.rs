@@ -1,0 +1,117 @@
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with};
+
+#[tokio::test]
+async fn movie_crud_passes_through_faithfully() {
+    let gateway = spawn_gateway().await;
+    let http = &gateway.http;
+
+    let response = http
+        .post(gateway.url("/api/movies"))
+        .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/api/movies/{}", created["id"]));
+
+    let fetched: Value = http.get(gateway.url(&location)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(fetched, created);
+
+    let updated: Value = http
+        .put(gateway.url(&location))
+        .json(&json!({"title": "The Matrix", "release_year": 1999}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(updated["release_year"], 1999);
+
+    let list: Value = http.get(gateway.url("/api/movies?q=matrix&limit=5")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["movies"].as_array().unwrap().len(), 1);
+    assert_eq!(list["limit"], 5);
+
+    assert_eq!(http.delete(gateway.url(&location)).send().await.unwrap().status(), 204);
+    assert_problem(http.get(gateway.url(&location)).send().await.unwrap(), 404).await;
+    let deleted: Value = http.delete(gateway.url("/api/movies")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(deleted, json!({"deleted": 0}));
+}
+
+#[tokio::test]
+async fn inventory_errors_pass_through_with_the_same_request_id() {
+    let gateway = spawn_gateway().await;
+    let response = gateway
+        .http
+        .post(gateway.url("/api/movies"))
+        .header("x-request-id", "gw-trace-1")
+        .json(&json!({"title": "", "rating": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "gw-trace-1");
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(problem["request_id"], "gw-trace-1", "inventory saw the gateway's request id");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+
+    let bad_id = gateway.http.get(gateway.url("/api/movies/abc")).send().await.unwrap();
+    assert_problem(bad_id, 400).await;
+}
+
+#[tokio::test]
+async fn inventory_unreachable_gives_a_quick_502() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let queue = test_support::unique_queue();
+    let (gateway, _) = spawn_gateway_with(gateway_settings(closed, &test_support::test_amqp_url(), &queue)).await;
+    let started = Instant::now();
+    let response = gateway.http.get(gateway.url("/api/movies")).send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = assert_problem(response, 502).await;
+    assert!(!problem.to_string().contains("127.0.0.1"), "no internals leak: {problem}");
+}
+
+#[tokio::test]
+async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(hanging, &test_support::test_amqp_url(), &queue);
+    settings.upstream_timeout = Duration::from_millis(300);
+    let (gateway, _) = spawn_gateway_with(settings).await;
+    let started = Instant::now();
+    let response = gateway.http.get(gateway.url("/api/movies")).send().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_problem(response, 504).await;
+}
+
+#[tokio::test]
+async fn gateway_limits_and_unknown_routes() {
+    let gateway = spawn_gateway().await;
+    let huge = json!({"title": "x", "description": "d".repeat(70 * 1024)});
+    let response = gateway.http.post(gateway.url("/api/movies")).json(&huge).send().await.unwrap();
+    assert_problem(response, 413).await;
+    let response = gateway.http.post(gateway.url("/api/billing")).json(&huge).send().await.unwrap();
+    assert_problem(response, 413).await;
+    assert_problem(gateway.http.get(gateway.url("/api/unknown")).send().await.unwrap(), 404).await;
+    assert_problem(gateway.http.get(gateway.url("/api/billing")).send().await.unwrap(), 405).await;
+    assert_problem(gateway.http.patch(gateway.url("/api/movies/1")).send().await.unwrap(), 405).await;
+    let health: Value = gateway.http.get(gateway.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+}
