@@ -26,4 +26,11 @@ log "building"
 # The end-to-end tests start the real service binaries, so they are built first.
 cargo build --workspace --bins --locked
 log "running the tests"
-cargo test --workspace --locked --no-fail-fast
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results" || status=$?
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"

@@ -2,9 +2,24 @@ use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
 use deadpool_postgres::Pool;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::{domain::MovieListQuery, error::InventoryError, store};
+use crate::{
+    domain::{Movie, MovieListQuery},
+    error::InventoryError,
+    store,
+};
+
+/// One page of the catalogue and how to get the next.
+#[derive(Serialize)]
+struct MoviePage {
+    movies: Vec<Movie>,
+    limit: i64,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+    /// The next page's path and query; `null` on the last page.
+    next: Option<String>,
+}
 
 /// `GET /api/movies`: one page of the catalogue in id order, with the link to the next page.
 pub async fn list_movies(
@@ -14,11 +29,11 @@ pub async fn list_movies(
     let query = MovieListQuery::parse(&params)?;
     let client = pool.get().await?;
     let (movies, has_more) = store::list(&**client, &query).await?;
-    let next_cursor = has_more.then(|| movies.last().map(|m| m.id)).flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "movies": movies,
-        "limit": query.limit,
-        "next_cursor": next_cursor.map(|id| id.to_string()),
-        "next": next_cursor.map(|id| query.next_link(id)),
-    })))
+    let last_id = movies.last().map(|m| m.id).filter(|_| has_more);
+    Ok(HttpResponse::Ok().json(MoviePage {
+        limit: query.limit,
+        next_cursor: last_id.map(|id| id.to_string()),
+        next: last_id.map(|id| query.next_link(id)),
+        movies,
+    }))
 }

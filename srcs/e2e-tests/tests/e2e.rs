@@ -1,0 +1,275 @@
+//! The three real service binaries, wired together on loopback with a real PostgreSQL and
+//! RabbitMQ: what an operator runs, end to end.
+
+use std::{
+    collections::HashSet,
+    net::TcpListener,
+    path::PathBuf,
+    process::Stdio,
+    time::Duration,
+};
+
+use futures_util::{stream, StreamExt};
+use serde_json::{json, Value};
+use test_support::{eventually, test_amqp_url, unique_queue, TestDatabase};
+use tokio::process::{Child, Command};
+
+/// Where `cargo build` put the service binaries: next to this test's own `deps/` folder.
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("E2E_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Service {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(name: &'static str, env: &[(&str, String)]) -> Self {
+        let binary = bin_dir().join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: build the workspace binaries first (scripts/test.sh does)",
+            binary.display()
+        );
+        let log_dir = bin_dir().join("e2e-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = log_dir.join(format!("{name}-{}.log", std::process::id()));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(&binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { name, child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as `systemctl stop` sends; the service must exit 0 in time.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not stop within 20 s after SIGTERM", self.name))
+            .unwrap();
+        assert!(exit.success(), "{} exited with {exit} after SIGTERM; log:\n{}", self.name, self.log_text());
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str, service: &Service) {
+    let url = format!("{base}/health");
+    for _ in 0..200 {
+        if let Ok(response) = http.get(&url).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} did not become healthy; log:\n{}", service.name, service.log_text());
+}
+
+async fn wait_consuming(billing: &Service) {
+    eventually(Duration::from_secs(20), "billing consumes", || async {
+        billing.log_text().contains("consuming orders from queue")
+    })
+    .await;
+}
+
+async fn billed_order_ids(db: &TestDatabase) -> HashSet<String> {
+    let client = db.client().await;
+    client
+        .query("SELECT order_id::text FROM orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+async fn post_order(http: &reqwest::Client, gateway: &str, user: usize, key: &str) -> (u16, Value) {
+    let response = http
+        .post(format!("{gateway}/api/billing"))
+        .header("idempotency-key", key)
+        .json(&json!({"user_id": user.to_string(), "number_of_items": "2", "total_amount": "45.00"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
+    let no_migration = |_url: String| async {};
+    let inventory_db = TestDatabase::create("e2e", "empty", no_migration).await;
+    let billing_db = TestDatabase::create("e2e", "empty", no_migration).await;
+    let queue = unique_queue();
+    let (inventory_port, gateway_port) = (free_port(), free_port());
+    let inventory_url = format!("http://127.0.0.1:{inventory_port}");
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    let billing_env = vec![
+        ("DATABASE_URL", billing_db.url.clone()),
+        ("AMQP_URL", test_amqp_url()),
+        ("BILLING_QUEUE", queue.name().to_owned()),
+    ];
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+
+    let inventory = Service::start(
+        "inventory-app",
+        &[
+            ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
+            ("DATABASE_URL", inventory_db.url.clone()),
+        ],
+    );
+    let billing = Service::start("billing-app", &billing_env);
+    let api_gateway = Service::start(
+        "api-gateway",
+        &[
+            ("GATEWAY_BIND_ADDR", format!("127.0.0.1:{gateway_port}")),
+            ("INVENTORY_URL", inventory_url.clone()),
+            ("AMQP_URL", test_amqp_url()),
+            ("BILLING_QUEUE", queue.name().to_owned()),
+        ],
+    );
+    wait_healthy(&http, &inventory_url, &inventory).await;
+    wait_healthy(&http, &gateway, &api_gateway).await;
+    wait_consuming(&billing).await;
+
+    // The catalogue through the gateway.
+    let response = http
+        .post(format!("{gateway}/api/movies"))
+        .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let movie: Value = http.get(format!("{gateway}{location}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(movie["title"], "The Matrix");
+    let response = http
+        .put(format!("{gateway}{location}"))
+        .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic", "release_year": 1999}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let list: Value = http.get(format!("{gateway}/api/movies")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["movies"][0]["release_year"], 1999);
+    assert_eq!(http.delete(format!("{gateway}{location}")).send().await.unwrap().status(), 204);
+    assert_eq!(http.get(format!("{gateway}{location}")).send().await.unwrap().status(), 404);
+
+    // Orders while billing runs.
+    let mut expected = HashSet::new();
+    for i in 0..5 {
+        let (status, body) = post_order(&http, &gateway, i, &format!("live-{i}")).await;
+        assert_eq!(status, 202, "{body}");
+        expected.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+    eventually(Duration::from_secs(20), "the first orders are billed", || async {
+        billed_order_ids(&billing_db).await == expected
+    })
+    .await;
+
+    // Billing stopped: the gateway keeps accepting orders.
+    billing.stop().await;
+    let answers: Vec<(u16, Value)> = stream::iter(0..500)
+        .map(|i| {
+            let (http, gateway) = (&http, &gateway);
+            async move { post_order(http, gateway, i, &format!("backlog-{i}")).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut backlog = HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 202, "{body}");
+        assert_eq!(body["status"], "queued");
+        backlog.insert(body["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(backlog.len(), 500, "500 distinct orders");
+    // A client retrying with the same keys gets the same orders back.
+    for i in 0..20 {
+        let (status, body) = post_order(&http, &gateway, i, &format!("backlog-{i}")).await;
+        assert_eq!(status, 202);
+        assert!(backlog.contains(body["order_id"].as_str().unwrap()), "replayed key, same order id");
+    }
+    let (_, replayed_live) = post_order(&http, &gateway, 0, "live-0").await;
+    assert!(expected.contains(replayed_live["order_id"].as_str().unwrap()));
+    assert_eq!(billed_order_ids(&billing_db).await.len(), 5, "nothing billed while billing is stopped");
+
+    // Billing started again drains the backlog: every order exactly once, nothing new from replays.
+    let billing = Service::start("billing-app", &billing_env);
+    expected.extend(backlog);
+    eventually(Duration::from_secs(60), "the backlog is drained", || async {
+        billed_order_ids(&billing_db).await.len() >= expected.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let billed = billed_order_ids(&billing_db).await;
+    assert_eq!(billed, expected, "exactly the acknowledged orders were billed");
+    let client = billing_db.client().await;
+    let rows: i64 = client.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 505, "one row per order, no duplicates");
+
+    api_gateway.stop().await;
+    billing.stop().await;
+    inventory.stop().await;
+}
+
+/// Runs a service binary with only `env` and returns its exit code and stderr.
+async fn run_with_env(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(10),
+        Command::new(bin_dir().join(name))
+            .env_clear()
+            .envs(env.iter().copied())
+            .current_dir(std::env::temp_dir()) // no stray .env file
+            .output(),
+    )
+    .await
+    .expect("a misconfigured service stops at once")
+    .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_it() {
+    let (code, stderr) = run_with_env("billing-app", &[("DATABASE_URL", "postgres://u:p@127.0.0.1/db")]).await;
+    assert_eq!(code, Some(78));
+    assert_eq!(stderr.trim(), "billing-app: configuration: AMQP_URL is not set (see the example env file of this service)");
+
+    let (code, stderr) = run_with_env(
+        "api-gateway",
+        &[("AMQP_URL", "amqp://127.0.0.1"), ("GATEWAY_BIND_ADDR", "not-an-address")],
+    )
+    .await;
+    assert_eq!(code, Some(78));
+    assert!(stderr.starts_with("api-gateway: configuration: GATEWAY_BIND_ADDR is invalid"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1);
+
+    let (code, stderr) = run_with_env("inventory-app", &[("DATABASE_URL", "postgres://u:p@h/d"), ("DATABASE_POOL_TIMEOUT_MS", "0")]).await;
+    assert_eq!(code, Some(78));
+    assert!(stderr.contains("DATABASE_POOL_TIMEOUT_MS is invalid"), "{stderr}");
+    assert!(!stderr.contains("u:p"), "no secret in the message: {stderr}");
+}
