@@ -123,3 +123,33 @@ async fn shutdown_finishes_what_was_delivered_and_leaves_the_rest_queued() {
     bed.wait_for_rows(total).await;
     billing.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_delivery_is_dead_lettered_at_the_delivery_limit() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions};
+    let bed = TestBed::new().await;
+    bed.publish(&order("1", "1", "1.00"), "req-crashy").await;
+    // A consumer that gives the message back every time, as a crashing billing-app would.
+    let mut returns = 0;
+    while let Some(message) = bed
+        .channel
+        .basic_get(bed.queue.name().into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        message
+            .delivery
+            .acker
+            .nack(BasicNackOptions { requeue: true, multiple: false })
+            .await
+            .unwrap();
+        returns += 1;
+        assert!(returns <= common::amqp::DELIVERY_LIMIT + 1, "the delivery limit is enforced");
+    }
+    assert!(returns >= common::amqp::DELIVERY_LIMIT, "delivered {returns} times");
+    let dead_letter_queue = bed.queue.dead_letter_queue();
+    test_support::eventually(std::time::Duration::from_secs(10), "the message is dead-lettered", || async {
+        bed.ready_messages(&dead_letter_queue).await == 1
+    })
+    .await;
+}
