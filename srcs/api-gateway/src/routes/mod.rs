@@ -1,24 +1,55 @@
-//! One module per endpoint.
+//! One module per endpoint, and the table of every public route.
 
 mod create_order;
+mod docs;
 mod health;
 mod movies;
 
-use actix_web::web;
+use actix_web::{http::Method, web, Route};
+
+/// `METHOD "path" => handler`, as (path, method, route) rows.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        vec![$(($path, Method::$method, web::method(Method::$method).to($handler))),*]
+    };
+}
+
+/// Every public route of the gateway. `configure` registers exactly these, and a test checks
+/// that `openapi.yaml` documents exactly these.
+fn table() -> Vec<(&'static str, Method, Route)> {
+    routes![
+        GET "/health" => health::health,
+        GET "/openapi.yaml" => docs::openapi_yaml,
+        GET "/openapi.json" => docs::openapi_json,
+        GET "/api/movies" => movies::proxy_to_inventory,
+        POST "/api/movies" => movies::proxy_to_inventory,
+        DELETE "/api/movies" => movies::proxy_to_inventory,
+        GET "/api/movies/{id}" => movies::proxy_to_inventory,
+        PUT "/api/movies/{id}" => movies::proxy_to_inventory,
+        DELETE "/api/movies/{id}" => movies::proxy_to_inventory,
+        POST "/api/billing" => create_order::create_order,
+    ]
+}
+
+/// The documented routes as (path, method), for the spec check.
+pub fn documented_routes() -> Vec<(&'static str, Method)> {
+    table().into_iter().map(|(path, method, _)| (path, method)).collect()
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .service(
-            web::resource("/api/movies")
-                .route(web::get().to(movies::proxy_to_inventory))
-                .route(web::post().to(movies::proxy_to_inventory))
-                .route(web::delete().to(movies::proxy_to_inventory)),
-        )
-        .service(
-            web::resource("/api/movies/{id}")
-                .route(web::get().to(movies::proxy_to_inventory))
-                .route(web::put().to(movies::proxy_to_inventory))
-                .route(web::delete().to(movies::proxy_to_inventory)),
-        )
-        .service(web::resource("/api/billing").route(web::post().to(create_order::create_order)));
+    // One resource per path, so other methods on a known path get 405, not 404.
+    let mut paths: Vec<(&str, Vec<Route>)> = Vec::new();
+    for (path, _, route) in table() {
+        match paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, routes)) => routes.push(route),
+            None => paths.push((path, vec![route])),
+        }
+    }
+    for (path, routes) in paths {
+        let resource = routes.into_iter().fold(web::resource(path), |r, route| r.route(route));
+        cfg.service(resource);
+    }
+    // Swagger UI: the documentation itself, not part of the API it documents.
+    cfg.route("/docs", web::get().to(docs::docs_redirect))
+        .route("/docs/{file:.*}", web::get().to(docs::swagger_ui));
 }

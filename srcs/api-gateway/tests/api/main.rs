@@ -4,3 +4,4 @@
 mod helpers;
 mod movies_proxy;
 mod orders;
+mod docs;
