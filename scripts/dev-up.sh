@@ -28,15 +28,8 @@ cargo build --release --locked --bins
 BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
 
 "$REPO_ROOT/scripts/dev-down.sh" --quiet
-mkdir -p "$RUN_DIR" "$LOG_DIR"
 
-# start NAME VAR=VALUE...: runs a service in the background with exactly these variables.
-start() {
-    local name="$1"; shift
-    env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "$@" \
-        nohup "$BIN_DIR/$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-    echo $! >"$RUN_DIR/$name.pid"
-}
+start() { start_service "$BIN_DIR" "$1" "$LOG_DIR" "$RUN_DIR" "${@:2}"; }
 
 AMQP_URL="amqp://movie_platform:${AMQP_PASSWORD}@127.0.0.1:5672/movie"
 start inventory-app \
@@ -52,11 +45,7 @@ start api-gateway \
 
 wait_for_http "http://$INVENTORY_ADDR/health" inventory-app
 wait_for_http "http://$GATEWAY_ADDR/health" api-gateway
-for _ in $(seq 1 60); do
-    grep -q 'consuming orders from queue' "$LOG_DIR/billing-app.log" 2>/dev/null && break
-    sleep 0.5
-done
-grep -q 'consuming orders from queue' "$LOG_DIR/billing-app.log" || die "billing-app is not consuming; see $LOG_DIR/billing-app.log"
+wait_for_log "$LOG_DIR/billing-app.log" 'consuming orders from queue' billing-app
 
 cat <<MSG
 

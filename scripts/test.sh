@@ -30,7 +30,16 @@ results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results" || status=$?
-# One closing line for the whole suite, summed over every test binary.
+
+log "checking the API against openapi.yaml (schemathesis, Swagger UI in Chromium)"
+if bash "$REPO_ROOT/scripts/conformance.sh"; then
+    echo "test result: ok. 1 passed; 0 failed (API conformance)" >>"$results"
+else
+    echo "test result: FAILED. 0 passed; 1 failed (API conformance)" >>"$results"
+    status=1
+fi
+
+# One closing line for the whole suite, summed over every test binary and check.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"
 exit "$status"

@@ -140,3 +140,51 @@ wait_for_http() {
     done
     die "$what did not answer at $url"
 }
+
+# start_service BIN_DIR NAME LOG_DIR RUN_DIR VAR=VALUE...: runs a service binary in the
+# background with exactly these variables, logging to LOG_DIR/NAME.log, its pid in RUN_DIR.
+start_service() {
+    local bin_dir="$1" name="$2" log_dir="$3" run_dir="$4"
+    shift 4
+    mkdir -p "$log_dir" "$run_dir"
+    # Each start gets a fresh log (the previous one is kept as .1), so readiness checks read
+    # this run's lines only.
+    [ -f "$log_dir/$name.log" ] && mv -f "$log_dir/$name.log" "$log_dir/$name.log.1"
+    env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "$@" \
+        nohup "$bin_dir/$name" >>"$log_dir/$name.log" 2>&1 </dev/null &
+    echo $! >"$run_dir/$name.pid"
+}
+
+# stop_services RUN_DIR: SIGTERM to each service started there (so each finishes its in-flight
+# work), SIGKILL after 30 s.
+stop_services() {
+    local run_dir="$1" name pid_file pid
+    for name in api-gateway billing-app inventory-app; do
+        pid_file="$run_dir/$name.pid"
+        [ -f "$pid_file" ] || continue
+        pid="$(cat "$pid_file")"
+        # Only signal the process if it still is the service we started.
+        if kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/cmdline" 2>/dev/null; then
+            kill -TERM "$pid"
+            for _ in $(seq 1 150); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.2
+            done
+            if kill -0 "$pid" 2>/dev/null; then
+                log "$name did not stop in 30 s; killing it"
+                kill -KILL "$pid"
+            fi
+        fi
+        rm -f "$pid_file"
+    done
+}
+
+# wait_for_log FILE TEXT WHAT: waits until FILE contains TEXT.
+wait_for_log() {
+    local file="$1" text="$2" what="$3" i
+    for i in $(seq 1 120); do
+        grep -q "$text" "$file" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    die "$what did not get ready; see $file"
+}

@@ -5,9 +5,9 @@ use actix_web::{
     body::MessageBody,
     dev::ServiceResponse,
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
-    http::{header, StatusCode},
+    http::{header, Method, StatusCode},
     middleware::{ErrorHandlerResponse, ErrorHandlers, Logger},
-    web, HttpRequest, HttpResponse,
+    web, HttpRequest, HttpResponse, Route,
 };
 
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -71,6 +71,22 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::new(StatusCode::NOT_FOUND)
         .with_detail(format!("No route for {} {}.", req.method(), req.path()))
         .to_response()
+}
+
+/// A resource's default service: 405 naming the methods it does serve, in `Allow`.
+pub fn method_not_allowed(allowed: &[Method]) -> Route {
+    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move {
+            let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+                .with_detail(format!("{} is not allowed on {}; use {allow}.", req.method(), req.path()))
+                .to_response();
+            let value = header::HeaderValue::from_str(&allow).expect("method names are header-safe");
+            response.headers_mut().insert(header::ALLOW, value);
+            response
+        }
+    })
 }
 
 /// Turns every error response that is not problem+json yet (actix's own 405, 413, 400 from

@@ -109,7 +109,8 @@ pub fn integer_in(raw: &RawValue, range: std::ops::RangeInclusive<i64>) -> Resul
     parse_integer_in(raw.get(), range)
 }
 
-/// Parses plain decimal digits (an optional leading minus) into an integer within `range`.
+/// Parses an integer in canonical decimal form (digits, no sign unless negative, no leading
+/// zeros) within `range`: exactly what a JSON integer or an OpenAPI integer parameter looks like.
 pub fn parse_integer_in(text: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
     let out_of_range = || {
         format!(
@@ -119,7 +120,11 @@ pub fn parse_integer_in(text: &str, range: std::ops::RangeInclusive<i64>) -> Res
         )
     };
     let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !canonical {
         return Err(out_of_range());
     }
     let value: i64 = text.parse().map_err(|_| out_of_range())?;
@@ -128,6 +133,32 @@ pub fn parse_integer_in(text: &str, range: std::ops::RangeInclusive<i64>) -> Res
     } else {
         Err(out_of_range())
     }
+}
+
+/// Whether `text` has a character other than whitespace, and no control character (line breaks
+/// and tabs allowed where `multiline`): the rule for every free-text field.
+pub fn check_text(text: &str, multiline: bool) -> Result<(), String> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(())
+}
+
+/// A short free-text value: at most `max_chars` characters as sent, not blank, no control
+/// characters; returned trimmed.
+pub fn trimmed_text(text: &str, max_chars: usize) -> Result<String, String> {
+    if text.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    check_text(text, false)?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(trimmed.to_owned())
 }
 
 #[cfg(test)]
@@ -168,11 +199,20 @@ mod tests {
 
     #[test]
     fn integers_refuse_fractions_exponents_and_out_of_range_values() {
-        for text in ["1.5", "1e3", "0", "10001", "99999999999999999999999"] {
+        for text in ["1.5", "1e3", "0", "10001", "99999999999999999999999", "-0"] {
             let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
             assert!(integer_in(&raw, 1..=10_000).is_err(), "{text}");
         }
         let raw: Box<RawValue> = serde_json::from_str("42").unwrap();
         assert_eq!(integer_in(&raw, 1..=10_000), Ok(42));
+    }
+
+    #[test]
+    fn integer_text_must_be_canonical() {
+        for text in ["007", "+5", " 5", "5 ", "", "-", "--1", "0x10"] {
+            assert!(parse_integer_in(text, -10..=10).is_err(), "{text:?}");
+        }
+        assert_eq!(parse_integer_in("-7", -10..=10), Ok(-7));
+        assert_eq!(parse_integer_in("0", -10..=10), Ok(0));
     }
 }

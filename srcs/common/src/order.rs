@@ -24,27 +24,23 @@ pub struct UserId(String);
 impl UserId {
     pub const MAX_CHARS: usize = 64;
 
+    /// At most 64 characters as sent, not blank, no control characters; kept trimmed.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters".to_owned());
-        }
-        Ok(Self(trimmed.to_owned()))
+        json_fields::trimmed_text(text, Self::MAX_CHARS).map(Self)
     }
 
     fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, String> {
         match json_fields::kind_of(raw) {
             "a string" => Self::parse(&json_fields::string(raw)?),
             "a number" => {
-                let id = json_fields::parse_integer_in(raw.get(), 1..=i64::MAX)
-                    .map_err(|_| "must be a non-empty string or a positive integer".to_owned())?;
-                Ok(Self(id.to_string()))
+                // An id, not a quantity: any positive integer literal, kept as its digits.
+                let digits = raw.get();
+                let positive = digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+                if positive && digits.len() <= Self::MAX_CHARS {
+                    Ok(Self(digits.to_owned()))
+                } else {
+                    Err(format!("must be a positive integer of at most {} digits, or a string", Self::MAX_CHARS))
+                }
             }
             other => Err(format!("must be a string or a positive integer, not {other}")),
         }
@@ -77,7 +73,7 @@ impl NumberOfItems {
     pub const MAX: i32 = 10_000;
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        json_fields::parse_integer_in(text.trim(), 1..=i64::from(Self::MAX))
+        json_fields::parse_integer_in(text, 1..=i64::from(Self::MAX))
             .map(|n| Self(n as i32))
     }
 
@@ -100,7 +96,8 @@ impl From<NumberOfItems> for i32 {
 }
 
 /// An amount of money: greater than 0, at most 1,000,000, with at most two decimal places,
-/// written in plain decimal notation ("45", "45.5", "45.00"). Never a float.
+/// written in plain decimal notation without leading zeros ("45", "45.5", "45.00", "0.50").
+/// Never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Amount(Decimal);
@@ -109,7 +106,6 @@ impl Amount {
     pub const MAX: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
         let (whole, fraction) = match text.split_once('.') {
             Some((whole, fraction)) => (whole, Some(fraction)),
             None => (text, None),
@@ -121,6 +117,7 @@ impl Amount {
         }
         let plain = !whole.is_empty()
             && whole.bytes().all(|b| b.is_ascii_digit())
+            && (whole == "0" || !whole.starts_with('0'))
             && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
         if !plain {
             return Err("must be a decimal number such as \"45.00\"".to_owned());
@@ -128,7 +125,7 @@ impl Amount {
         if fraction.is_some_and(|f| f.len() > 2) {
             return Err("must have at most 2 decimal places".to_owned());
         }
-        if whole.trim_start_matches('0').len() > 7 {
+        if whole.len() > 7 {
             return Err("must be at most 1000000".to_owned());
         }
         let mut value = Decimal::from_str(text).map_err(|e| format!("is not a decimal number: {e}"))?;
@@ -282,7 +279,7 @@ mod tests {
 
     #[test]
     fn amounts_are_exact_and_normalised_to_cents() {
-        for (text, normalised) in [("45", "45.00"), ("45.5", "45.50"), ("0.01", "0.01"), ("1000000", "1000000.00"), ("007.10", "7.10")] {
+        for (text, normalised) in [("45", "45.00"), ("45.5", "45.50"), ("0.01", "0.01"), ("1000000", "1000000.00"), ("0.5", "0.50")] {
             assert_eq!(String::from(Amount::parse(text).unwrap()), normalised, "{text}");
         }
     }
@@ -301,6 +298,8 @@ mod tests {
             ("1_000", "decimal number"),
             ("+5", "decimal number"),
             ("NaN", "decimal number"),
+            ("007.10", "decimal number"),
+            (" 45", "decimal number"),
             ("1000000.01", "at most 1000000"),
             ("99999999999999999999999999999999", "at most 1000000"),
         ];
@@ -324,7 +323,8 @@ mod tests {
             assert!(NumberOfItems::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(NumberOfItems::parse("10000").unwrap().get(), 10_000);
-        assert_eq!(NumberOfItems::parse(" 3 ").unwrap().get(), 3);
+        assert!(NumberOfItems::parse(" 3 ").is_err(), "no surrounding spaces");
+        assert!(NumberOfItems::parse("03").is_err(), "no leading zeros");
     }
 
     #[test]
@@ -335,7 +335,10 @@ mod tests {
         assert!(UserId::parse(&"x".repeat(65)).is_err());
         assert!(UserId::parse(&"é".repeat(64)).is_ok());
         assert!(UserId::parse("a\u{0}b").is_err());
-        for bad in [r#"0"#, r#"-3"#, r#"1.5"#, r#"true"#, r#"[]"#] {
+        assert!(UserId::parse(&format!("a{}", " ".repeat(64))).is_err(), "length counts as sent");
+        let huge = format!(r#"{{"user_id": {}, "number_of_items": 1, "total_amount": "1"}}"#, "9".repeat(30));
+        assert_eq!(order(&huge).unwrap().user_id.as_str(), "9".repeat(30));
+        for bad in [r#"0"#, r#"-3"#, r#"1.5"#, r#"1e3"#, r#"true"#, r#"[]"#] {
             let json = format!(r#"{{"user_id": {bad}, "number_of_items": 1, "total_amount": "1"}}"#);
             assert_eq!(field_errors(&json)[0].0, "user_id", "{bad}");
         }

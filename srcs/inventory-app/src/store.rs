@@ -5,7 +5,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery, Page};
+use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -51,10 +51,6 @@ fn contains_pattern(text: &str) -> String {
 
 /// One page in id order, plus whether more follow.
 pub async fn list(client: &impl GenericClient, query: &MovieListQuery) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
-    let (after, offset) = match query.page {
-        Page::After(id) => (Some(id), 0),
-        Page::Offset(offset) => (None, offset),
-    };
     let pattern = query.title_contains.as_deref().map(contains_pattern);
     let sql = format!(
         "SELECT {COLUMNS} FROM movies
@@ -64,7 +60,7 @@ pub async fn list(client: &impl GenericClient, query: &MovieListQuery) -> Result
          LIMIT $3 OFFSET $4"
     );
     let rows = client
-        .query(&sql, &[&after, &pattern, &(query.limit + 1), &offset])
+        .query(&sql, &[&query.after_id, &pattern, &(query.limit + 1), &query.offset])
         .await?;
     let has_more = rows.len() as i64 > query.limit;
     let movies = rows.iter().take(query.limit as usize).map(movie_from_row).collect();

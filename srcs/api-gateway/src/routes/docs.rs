@@ -17,9 +17,7 @@ static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
 
 static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyLock::new(|| {
     Arc::new(
-        utoipa_swagger_ui::Config::new(["/openapi.yaml"])
-            .try_it_out_enabled(true)
-            .display_request_duration(true),
+        utoipa_swagger_ui::Config::new(["/openapi.yaml"]).display_request_duration(true),
     )
 });
 

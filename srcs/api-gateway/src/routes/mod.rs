@@ -6,6 +6,7 @@ mod health;
 mod movies;
 
 use actix_web::{http::Method, web, Route};
+use common::http::method_not_allowed;
 
 /// `METHOD "path" => handler`, as (path, method, route) rows.
 macro_rules! routes {
@@ -38,15 +39,21 @@ pub fn documented_routes() -> Vec<(&'static str, Method)> {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // One resource per path, so other methods on a known path get 405, not 404.
-    let mut paths: Vec<(&str, Vec<Route>)> = Vec::new();
-    for (path, _, route) in table() {
-        match paths.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, routes)) => routes.push(route),
-            None => paths.push((path, vec![route])),
+    let mut paths: Vec<(&str, Vec<Method>, Vec<Route>)> = Vec::new();
+    for (path, method, route) in table() {
+        match paths.iter_mut().find(|(p, _, _)| *p == path) {
+            Some((_, methods, routes)) => {
+                methods.push(method);
+                routes.push(route);
+            }
+            None => paths.push((path, vec![method], vec![route])),
         }
     }
-    for (path, routes) in paths {
-        let resource = routes.into_iter().fold(web::resource(path), |r, route| r.route(route));
+    for (path, methods, routes) in paths {
+        let resource = routes
+            .into_iter()
+            .fold(web::resource(path), |resource, route| resource.route(route))
+            .default_service(method_not_allowed(&methods));
         cfg.service(resource);
     }
     // Swagger UI: the documentation itself, not part of the API it documents.

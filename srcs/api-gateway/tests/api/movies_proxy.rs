@@ -110,7 +110,9 @@ async fn gateway_limits_and_unknown_routes() {
     let response = gateway.http.post(gateway.url("/api/billing")).json(&huge).send().await.unwrap();
     assert_problem(response, 413).await;
     assert_problem(gateway.http.get(gateway.url("/api/unknown")).send().await.unwrap(), 404).await;
-    assert_problem(gateway.http.get(gateway.url("/api/billing")).send().await.unwrap(), 405).await;
+    let wrong_method = gateway.http.get(gateway.url("/api/billing")).send().await.unwrap();
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    assert_problem(wrong_method, 405).await;
     assert_problem(gateway.http.patch(gateway.url("/api/movies/1")).send().await.unwrap(), 405).await;
     let health: Value = gateway.http.get(gateway.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");

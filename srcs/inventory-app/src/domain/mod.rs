@@ -6,4 +6,4 @@ mod movie_list_query;
 
 pub use movie::{Description, Genres, Movie, MovieDraft, ReleaseYear, RuntimeMinutes, Title};
 pub use movie_id::MovieId;
-pub use movie_list_query::{MovieListQuery, Page};
+pub use movie_list_query::MovieListQuery;

@@ -6,19 +6,7 @@ use common::{
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-/// Rejects control characters (other than line breaks and tabs where `multiline`).
-fn check_text(text: &str, multiline: bool) -> Result<(), String> {
-    let bad = text
-        .chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')));
-    if bad {
-        Err("must not contain control characters".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
-/// 1 to 200 characters after trimming.
+/// At most 200 characters as sent, not blank; kept trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
 
@@ -26,15 +14,7 @@ impl Title {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty".to_owned());
-        }
-        if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        check_text(trimmed, false)?;
-        Ok(Self(trimmed.to_owned()))
+        json_fields::trimmed_text(text, Self::MAX_CHARS).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -53,7 +33,7 @@ impl Description {
         if text.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
-        check_text(text, true)?;
+        json_fields::check_text(text, true)?;
         Ok(Self(text.to_owned()))
     }
 
@@ -90,7 +70,8 @@ impl RuntimeMinutes {
     }
 }
 
-/// Up to 10 distinct genres, each 1 to 50 characters after trimming.
+/// Up to 10 genres, each at most 50 characters as sent, not blank; kept trimmed, and a genre
+/// repeated (ignoring ASCII case) is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Genres(Vec<String>);
 
@@ -106,16 +87,12 @@ impl Genres {
         }
         let mut genres: Vec<String> = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let text = json_fields::string(item).map_err(|m| format!("item {index} {m}"))?;
-            let genre = text.trim();
-            if genre.is_empty() || genre.chars().count() > Self::MAX_CHARS {
-                return Err(format!("item {index} must be 1 to {} characters", Self::MAX_CHARS));
+            let genre = json_fields::string(item)
+                .and_then(|text| json_fields::trimmed_text(&text, Self::MAX_CHARS))
+                .map_err(|m| format!("item {index} {m}"))?;
+            if !genres.iter().any(|g| g.eq_ignore_ascii_case(&genre)) {
+                genres.push(genre);
             }
-            check_text(genre, false).map_err(|m| format!("item {index} {m}"))?;
-            if genres.iter().any(|g| g.eq_ignore_ascii_case(genre)) {
-                return Err(format!("item {index} repeats {genre:?}"));
-            }
-            genres.push(genre.to_owned());
         }
         Ok(Self(genres))
     }
@@ -198,6 +175,7 @@ mod tests {
         assert!(Title::parse("千と千尋の神隠し").is_ok());
         assert!(Title::parse(&"é".repeat(200)).is_ok());
         assert!(Title::parse(&"é".repeat(201)).is_err());
+        assert!(Title::parse(&format!(" {}", "x".repeat(200))).is_err(), "length counts as sent");
         assert!(Title::parse("   ").is_err());
         assert!(Title::parse("a\u{7}b").is_err());
     }
@@ -221,7 +199,8 @@ mod tests {
         assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 0}"#), ["runtime_minutes"]);
         assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 90.5}"#), ["runtime_minutes"]);
         assert_eq!(bad_fields(r#"{"title": "x", "genres": "Drama"}"#), ["genres"]);
-        assert_eq!(bad_fields(r#"{"title": "x", "genres": ["A", "a"]}"#), ["genres"]);
+        let deduplicated = draft(r#"{"title": "x", "genres": ["Drama", " drama", "Crime"]}"#).unwrap();
+        assert_eq!(deduplicated.genres.as_slice(), ["Drama", "Crime"]);
         assert_eq!(bad_fields(r#"{"title": "x", "genres": [""]}"#), ["genres"]);
         assert_eq!(bad_fields(r#"{"title": "x", "genres": [1]}"#), ["genres"]);
         let eleven: Vec<String> = (0..11).map(|i| format!("\"g{i}\"")).collect();

@@ -1,22 +1,17 @@
 use std::collections::HashMap;
 
 use common::{
-    json_fields::parse_integer_in,
+    json_fields::{check_text, parse_integer_in},
     problem::{FieldError, Problem},
 };
 
-/// Where a page starts: after a cursor (an id, stable under concurrent inserts) or at an offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    After(i64),
-    Offset(i64),
-}
-
-/// `GET /api/movies` parameters: `limit` (1-500, default 50), `offset` or `cursor`, `q`.
+/// `GET /api/movies` parameters: `limit` (1-500, default 50); `cursor` (start after this id,
+/// stable under concurrent inserts) and/or `offset` (skip this many); `q`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MovieListQuery {
     pub limit: i64,
-    pub page: Page,
+    pub after_id: Option<i64>,
+    pub offset: i64,
     /// Case-insensitive substring of the title.
     pub title_contains: Option<String>,
 }
@@ -24,6 +19,9 @@ pub struct MovieListQuery {
 impl MovieListQuery {
     pub const DEFAULT_LIMIT: i64 = 50;
     pub const MAX_LIMIT: i64 = 500;
+    pub const MAX_OFFSET: i64 = 1_000_000_000;
+    /// Ids have at most 18 digits (as the API documents), far beyond any catalogue.
+    pub const MAX_CURSOR: i64 = 999_999_999_999_999_999;
 
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, Problem> {
         let mut errors = Vec::new();
@@ -37,25 +35,22 @@ impl MovieListQuery {
             })
         };
         let limit = number("limit", 1..=Self::MAX_LIMIT).unwrap_or(Self::DEFAULT_LIMIT);
-        let offset = number("offset", 0..=i64::MAX);
-        let cursor = number("cursor", 0..=i64::MAX);
-        if offset.is_some() && cursor.is_some() {
-            errors.push(FieldError::new("cursor", "use either cursor or offset, not both"));
-        }
-        let title_contains = params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty());
-        if title_contains.is_some_and(|q| q.chars().count() > 200) {
+        let offset = number("offset", 0..=Self::MAX_OFFSET);
+        let cursor = number("cursor", 0..=Self::MAX_CURSOR);
+        let raw_q = params.get("q");
+        if raw_q.is_some_and(|q| q.chars().count() > 200) {
             errors.push(FieldError::new("q", "must be at most 200 characters"));
+        } else if let Some(Err(message)) = raw_q.map(|q| check_text(q, false)) {
+            errors.push(FieldError::new("q", message));
         }
+        let title_contains = raw_q.map(|q| q.trim()).filter(|q| !q.is_empty());
         if !errors.is_empty() {
             return Err(Problem::validation(errors));
         }
-        let page = match (cursor, offset) {
-            (Some(after), _) => Page::After(after),
-            (None, offset) => Page::Offset(offset.unwrap_or(0)),
-        };
         Ok(Self {
             limit,
-            page,
+            after_id: cursor,
+            offset: offset.unwrap_or(0),
             title_contains: title_contains.map(str::to_owned),
         })
     }
@@ -93,7 +88,7 @@ mod tests {
     fn defaults() {
         let query = parse(&[]).unwrap();
         assert_eq!(query.limit, 50);
-        assert_eq!(query.page, Page::Offset(0));
+        assert_eq!((query.after_id, query.offset), (None, 0));
         assert_eq!(query.title_contains, None);
     }
 
@@ -103,8 +98,10 @@ mod tests {
             let problem = parse(&[(k, v)]).unwrap_err();
             assert_eq!(problem.errors[0].field, k);
         }
-        assert!(parse(&[("offset", "1"), ("cursor", "2")]).is_err());
+        let both = parse(&[("offset", "1"), ("cursor", "2")]).unwrap();
+        assert_eq!((both.after_id, both.offset), (Some(2), 1));
         assert!(parse(&[("q", &"x".repeat(201))]).is_err());
+        assert!(parse(&[("q", "nul\u{0}byte")]).is_err(), "PostgreSQL text cannot hold NUL");
     }
 
     #[test]

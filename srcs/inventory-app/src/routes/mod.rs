@@ -8,20 +8,27 @@ mod health;
 mod list_movies;
 mod replace_movie;
 
-use actix_web::web;
+use actix_web::{http::Method, web};
+use common::http::method_not_allowed;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .service(
-            web::resource("/api/movies")
-                .route(web::get().to(list_movies::list_movies))
-                .route(web::post().to(create_movie::create_movie))
-                .route(web::delete().to(delete_all_movies::delete_all_movies)),
-        )
-        .service(
-            web::resource("/api/movies/{id}")
-                .route(web::get().to(get_movie::get_movie))
-                .route(web::put().to(replace_movie::replace_movie))
-                .route(web::delete().to(delete_movie::delete_movie)),
-        );
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(health::health))
+            .default_service(method_not_allowed(&[Method::GET])),
+    )
+    .service(
+        web::resource("/api/movies")
+            .route(web::get().to(list_movies::list_movies))
+            .route(web::post().to(create_movie::create_movie))
+            .route(web::delete().to(delete_all_movies::delete_all_movies))
+            .default_service(method_not_allowed(&[Method::GET, Method::POST, Method::DELETE])),
+    )
+    .service(
+        web::resource("/api/movies/{id}")
+            .route(web::get().to(get_movie::get_movie))
+            .route(web::put().to(replace_movie::replace_movie))
+            .route(web::delete().to(delete_movie::delete_movie))
+            .default_service(method_not_allowed(&[Method::GET, Method::PUT, Method::DELETE])),
+    );
 }

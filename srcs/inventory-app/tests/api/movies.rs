@@ -170,6 +170,7 @@ async fn unknown_routes_and_wrong_methods_get_problems() {
     let problem = assert_problem(app.get("/api/nothing-here").await, 404).await;
     assert!(problem["detail"].as_str().unwrap().contains("/api/nothing-here"));
     let patch = app.http.patch(app.url("/api/movies")).send().await.unwrap();
+    assert_eq!(patch.headers()["allow"], "GET, POST, DELETE");
     assert_problem(patch, 405).await;
     let post_one = app.http.post(app.url("/api/movies/1")).json(&json!({})).send().await.unwrap();
     assert_problem(post_one, 405).await;

@@ -71,7 +71,7 @@ async fn title_search_is_case_insensitive_and_treats_wildcards_literally() {
 #[tokio::test]
 async fn bad_paging_parameters_are_field_errors() {
     let app = spawn_app().await;
-    for query in ["limit=0", "limit=501", "limit=ten", "offset=-1", "cursor=x", "cursor=1&offset=1"] {
+    for query in ["limit=0", "limit=501", "limit=ten", "offset=-1", "cursor=x", "limit=07", "q=a%00b"] {
         let problem = assert_problem(app.get(&format!("/api/movies?{query}")).await, 400).await;
         assert_eq!(problem["type"], "/problems/validation-error", "{query}");
     }
