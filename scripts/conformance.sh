@@ -41,14 +41,18 @@ AMQP_URL="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"
 QUEUE="conformance-$$"
 GATEWAY="127.0.0.1:18080"
 INVENTORY="127.0.0.1:18081"
+BILLING="127.0.0.1:18082"
 
 trap 'stop_services "$RUN_DIR"' EXIT
 start() { start_service "$BIN_DIR" "$1" "$OUT_DIR/logs" "$RUN_DIR" "${@:2}"; }
 start inventory-app INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB_BASE/movie_test_conformance_inventory"
-start billing-app DATABASE_URL="$DB_BASE/movie_test_conformance_billing" AMQP_URL="$AMQP_URL" BILLING_QUEUE="$QUEUE"
-start api-gateway GATEWAY_BIND_ADDR="$GATEWAY" INVENTORY_URL="http://$INVENTORY" AMQP_URL="$AMQP_URL" BILLING_QUEUE="$QUEUE"
+start billing-app BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB_BASE/movie_test_conformance_billing" \
+    AMQP_URL="$AMQP_URL" BILLING_QUEUE="$QUEUE"
+start api-gateway GATEWAY_BIND_ADDR="$GATEWAY" INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" \
+    AMQP_URL="$AMQP_URL" BILLING_QUEUE="$QUEUE"
 wait_for_http "http://$INVENTORY/health" inventory-app
 wait_for_http "http://$GATEWAY/health" api-gateway
+wait_for_http "http://$BILLING/ready" billing-app
 wait_for_log "$OUT_DIR/logs/billing-app.log" 'consuming orders from queue' billing-app
 wait_for_log "$OUT_DIR/logs/api-gateway.log" 'connected to the broker' api-gateway
 
@@ -56,13 +60,15 @@ failed=0
 log "openapi.yaml is a valid OpenAPI document"
 "$VENV/bin/openapi-spec-validator" openapi.yaml || failed=1
 
+# One worker: parallel workers hit a CPython 3.11.2 bug (Debian 12) in ast.parse from threads
+# ("AST constructor recursion depth mismatch") inside hypothesis.
 log "schemathesis: every operation, fixed seed, 100 cases each, all checks"
 "$VENV/bin/schemathesis" --no-color run openapi.yaml \
     --url "http://$GATEWAY" \
     --checks all \
     --seed 20261121 \
     --max-examples 100 \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 10 \
     --generation-database none \
     --report junit --report-dir "$OUT_DIR/schemathesis" \

@@ -10,6 +10,7 @@ RUN_DIR="$LOCAL_DIR/run"
 LOG_DIR="$LOCAL_DIR/logs"
 GATEWAY_ADDR="${GATEWAY_BIND_ADDR:-127.0.0.1:8080}"
 INVENTORY_ADDR="${INVENTORY_BIND_ADDR:-127.0.0.1:8081}"
+BILLING_ADDR="${BILLING_HTTP_ADDR:-127.0.0.1:8082}"
 
 ensure_platform_packages
 start_postgres
@@ -36,23 +37,26 @@ start inventory-app \
     INVENTORY_BIND_ADDR="$INVENTORY_ADDR" \
     DATABASE_URL="postgres://inventory:${INVENTORY_DB_PASSWORD}@127.0.0.1:5432/inventory"
 start billing-app \
+    BILLING_HTTP_ADDR="$BILLING_ADDR" \
     DATABASE_URL="postgres://billing:${BILLING_DB_PASSWORD}@127.0.0.1:5432/billing" \
     AMQP_URL="$AMQP_URL"
 start api-gateway \
     GATEWAY_BIND_ADDR="$GATEWAY_ADDR" \
     INVENTORY_URL="http://$INVENTORY_ADDR" \
+    BILLING_URL="http://$BILLING_ADDR" \
     AMQP_URL="$AMQP_URL"
 
 wait_for_http "http://$INVENTORY_ADDR/health" inventory-app
-wait_for_http "http://$GATEWAY_ADDR/health" api-gateway
-wait_for_log "$LOG_DIR/billing-app.log" 'consuming orders from queue' billing-app
+wait_for_http "http://$BILLING_ADDR/ready" billing-app
+wait_for_http "http://$GATEWAY_ADDR/ready" api-gateway
 
 cat <<MSG
 
 The movie platform is up:
   gateway     http://$GATEWAY_ADDR      (the public entry)
   inventory   http://$INVENTORY_ADDR    (behind the gateway)
-  billing     consuming queue billing_queue on RabbitMQ vhost "movie"
+  billing     http://$BILLING_ADDR      (order status, health; consumes billing_queue on vhost "movie")
+  docs        http://$GATEWAY_ADDR/docs/  (Swagger UI)
   logs        ${LOG_DIR#"$REPO_ROOT"/}/{api-gateway,inventory-app,billing-app}.log
   stop        scripts/dev-down.sh
 

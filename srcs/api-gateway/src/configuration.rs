@@ -11,9 +11,11 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     /// `INVENTORY_URL`, e.g. `http://127.0.0.1:8081`.
     pub inventory_url: String,
-    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connecting to inventory.
+    /// `BILLING_URL`: billing-app's HTTP listener (order status), e.g. `http://127.0.0.1:8082`.
+    pub billing_url: String,
+    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connecting to inventory or billing.
     pub upstream_connect_timeout: Duration,
-    /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory.
+    /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory or billing.
     pub upstream_timeout: Duration,
     /// `AMQP_URL`, with credentials: never logged.
     pub amqp_url: String,
@@ -30,11 +32,13 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let inventory_url: String = config::or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
+        let billing_url: String = config::or_default("BILLING_URL", "http://127.0.0.1:8082".to_owned())?;
         let queue: String = config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         Ok(Self {
             bind_addr: config::or_default("GATEWAY_BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             inventory_url: parse_base_url(&inventory_url)
                 .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
+            billing_url: parse_base_url(&billing_url).map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
             upstream_connect_timeout: config::millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
             upstream_timeout: config::millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
             amqp_url: config::required("AMQP_URL")?,

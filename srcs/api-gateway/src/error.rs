@@ -10,16 +10,47 @@ pub enum GatewayError {
     /// The request itself is wrong; the problem says how.
     #[error("{0}")]
     BadRequest(Problem),
-    #[error("inventory unreachable")]
-    InventoryUnreachable(#[source] reqwest::Error),
-    #[error("inventory timed out")]
-    InventoryTimeout(#[source] reqwest::Error),
-    #[error("inventory answered badly")]
-    InventoryBadAnswer(#[source] reqwest::Error),
-    #[error("inventory's answer is larger than {0} bytes")]
-    InventoryAnswerTooLarge(usize),
+    #[error("{upstream}: {failure}")]
+    Upstream {
+        upstream: &'static str,
+        #[source]
+        failure: UpstreamFailure,
+    },
     #[error("order not queued")]
     Publish(#[from] PublishError),
+}
+
+/// How a call to a service behind the gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("unreachable")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("timed out")]
+    Timeout(#[source] reqwest::Error),
+    #[error("unusable answer")]
+    BadAnswer(#[source] reqwest::Error),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl UpstreamFailure {
+    /// The `kind` label of the upstream error metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::BadAnswer(_) | Self::TooLarge(_) => "bad_answer",
+        }
+    }
+}
+
+/// How problems name a service behind the gateway.
+fn service_title(upstream: &str) -> &'static str {
+    match upstream {
+        "inventory" => "catalogue",
+        "billing" => "billing",
+        _ => "upstream",
+    }
 }
 
 impl From<Problem> for GatewayError {
@@ -32,14 +63,19 @@ impl GatewayError {
     fn problem(&self) -> Problem {
         match self {
             Self::BadRequest(problem) => problem.clone(),
-            Self::InventoryUnreachable(_) => Problem::new(StatusCode::BAD_GATEWAY)
-                .with_detail("The catalogue service is unreachable; try again shortly.")
-                .with_retry_after(2),
-            Self::InventoryTimeout(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
-                .with_detail("The catalogue service did not answer in time."),
-            Self::InventoryBadAnswer(_) | Self::InventoryAnswerTooLarge(_) => {
-                Problem::new(StatusCode::BAD_GATEWAY)
-                    .with_detail("The catalogue service gave an unusable answer.")
+            Self::Upstream { upstream, failure } => {
+                let service = service_title(upstream);
+                match failure {
+                    UpstreamFailure::Unreachable(_) => Problem::new(StatusCode::BAD_GATEWAY)
+                        .with_detail(format!("The {service} service is unreachable; try again shortly."))
+                        .with_retry_after(2),
+                    UpstreamFailure::Timeout(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
+                        .with_detail(format!("The {service} service did not answer in time.")),
+                    UpstreamFailure::BadAnswer(_) | UpstreamFailure::TooLarge(_) => {
+                        Problem::new(StatusCode::BAD_GATEWAY)
+                            .with_detail(format!("The {service} service gave an unusable answer."))
+                    }
+                }
             }
             // Never "queued" unless the broker confirmed it: the client may retry safely with
             // the same Idempotency-Key.

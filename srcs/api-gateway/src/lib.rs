@@ -3,7 +3,8 @@
 
 pub mod configuration;
 pub mod error;
-pub mod inventory;
+pub mod metrics;
 pub mod publisher;
 pub mod routes;
 pub mod startup;
+pub mod upstream;

@@ -21,6 +21,8 @@ use lapin::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::PublishMetrics;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("not connected to the broker")]
@@ -53,22 +55,30 @@ pub struct OrderPublisher {
     queue: OrderQueue,
     publish_timeout: Duration,
     shutdown: CancellationToken,
+    metrics: PublishMetrics,
 }
 
 impl OrderPublisher {
     /// Starts the supervisor; the publisher is usable at once (answering `NotConnected` until
     /// the first connection is up).
-    pub fn start(settings: PublisherSettings) -> Self {
+    pub fn start(settings: PublisherSettings, metrics: PublishMetrics) -> Self {
         let (channel_tx, channel) = watch::channel(None);
         let (trouble, trouble_rx) = mpsc::channel(1);
         let shutdown = CancellationToken::new();
-        tokio::spawn(supervise(settings.clone(), channel_tx, trouble_rx, shutdown.clone()));
+        tokio::spawn(supervise(
+            settings.clone(),
+            channel_tx,
+            trouble_rx,
+            shutdown.clone(),
+            metrics.clone(),
+        ));
         Self {
             channel,
             trouble,
             queue: settings.queue,
             publish_timeout: settings.publish_timeout,
             shutdown,
+            metrics,
         }
     }
 
@@ -85,8 +95,33 @@ impl OrderPublisher {
     }
 
     /// Publishes persistently and returns once the broker has confirmed the message.
-    pub async fn publish(&self, order: &OrderMessage, request_id: Option<&str>) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        order: &OrderMessage,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let result = self.try_publish(order, request_id, traceparent).await;
+        let outcome = match &result {
+            Ok(()) => "confirmed",
+            Err(PublishError::NotConnected) => "not_connected",
+            Err(PublishError::Timeout(_)) => "timeout",
+            Err(PublishError::Nacked) => "nacked",
+            Err(PublishError::Unroutable(_)) => "unroutable",
+            Err(PublishError::Broker(_)) => "error",
+        };
+        self.metrics.orders.with_label_values(&[outcome]).inc();
+        result
+    }
+
+    async fn try_publish(
+        &self,
+        order: &OrderMessage,
+        request_id: Option<&str>,
+        traceparent: Option<&str>,
+    ) -> Result<(), PublishError> {
         let channel = self.channel.borrow().clone().ok_or(PublishError::NotConnected)?;
+        let timer = self.metrics.confirm_duration.start_timer();
         let publish = async {
             let confirm = channel
                 .basic_publish(
@@ -97,7 +132,7 @@ impl OrderPublisher {
                         ..BasicPublishOptions::default()
                     },
                     &order.to_json_bytes(),
-                    order_properties(order, request_id),
+                    order_properties(order, request_id, traceparent),
                 )
                 .await?;
             Ok::<_, lapin::Error>(confirm.await?)
@@ -115,6 +150,8 @@ impl OrderPublisher {
         if result.is_err() {
             // Full means the supervisor already has a report to look at.
             let _ = self.trouble.try_send(());
+        } else {
+            timer.observe_duration();
         }
         result
     }
@@ -130,6 +167,7 @@ async fn supervise(
     channel_tx: watch::Sender<Option<Channel>>,
     mut trouble: mpsc::Receiver<()>,
     shutdown: CancellationToken,
+    metrics: PublishMetrics,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
@@ -138,8 +176,10 @@ async fn supervise(
                 backoff.reset();
                 log::info!("connected to the broker; publishing orders to queue {}", settings.queue.name());
                 channel_tx.send_replace(Some(channel.clone()));
+                metrics.broker_connected.set(1);
                 let reason = watch_connection(&settings, &connection, &channel, &mut trouble, &shutdown).await;
                 channel_tx.send_replace(None);
+                metrics.broker_connected.set(0);
                 let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "closing".into())).await;
                 match reason {
                     None => {

@@ -1,14 +1,21 @@
 use std::{net::TcpListener, time::Duration};
 
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
-use common::{http as shared_http, request_id};
+use common::{http as shared_http, metrics::Metrics, request_id};
 
 use crate::{
     configuration::Settings,
-    inventory::InventoryClient,
+    metrics::PublishMetrics,
     publisher::{OrderPublisher, PublisherSettings},
     routes,
+    upstream::{Upstream, UpstreamMetrics},
 };
+
+/// The services behind the gateway.
+pub struct Upstreams {
+    pub inventory: Upstream,
+    pub billing: Upstream,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -29,24 +36,37 @@ impl Application {
     /// Binds the listener and starts the broker connection's supervisor. Neither inventory nor
     /// the broker needs to be up yet: requests that need them get 502/503 until they are.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let publisher = OrderPublisher::start(PublisherSettings {
-            amqp_url: settings.amqp_url.clone(),
-            queue: settings.queue.clone(),
-            connect_timeout: settings.amqp_connect_timeout,
-            publish_timeout: settings.publish_timeout,
-        });
-        let inventory = InventoryClient::new(
-            settings.inventory_url.clone(),
-            settings.upstream_connect_timeout,
-            settings.upstream_timeout,
+        let metrics = Metrics::new("gateway");
+        let publisher = OrderPublisher::start(
+            PublisherSettings {
+                amqp_url: settings.amqp_url.clone(),
+                queue: settings.queue.clone(),
+                connect_timeout: settings.amqp_connect_timeout,
+                publish_timeout: settings.publish_timeout,
+            },
+            PublishMetrics::new(&metrics),
         );
+        let upstream_metrics = UpstreamMetrics::new(&metrics);
+        let upstream = |name, url: &String| {
+            Upstream::new(
+                name,
+                url.clone(),
+                settings.upstream_connect_timeout,
+                settings.upstream_timeout,
+                upstream_metrics.clone(),
+            )
+        };
+        let upstreams = Upstreams {
+            inventory: upstream("inventory", &settings.inventory_url),
+            billing: upstream("billing", &settings.billing_url),
+        };
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind_addr,
             source,
         };
         let listener = TcpListener::bind(settings.bind_addr).map_err(bind_error)?;
         let port = listener.local_addr().expect("a bound listener has an address").port();
-        let server = serve(listener, inventory, publisher.clone(), &settings).map_err(bind_error)?;
+        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings).map_err(bind_error)?;
         log::info!("api-gateway listening on {}:{port}", settings.bind_addr.ip());
         Ok(Self {
             port,
@@ -74,19 +94,23 @@ impl Application {
 
 fn serve(
     listener: TcpListener,
-    inventory: InventoryClient,
+    upstreams: Upstreams,
     publisher: OrderPublisher,
+    metrics: Metrics,
     settings: &Settings,
 ) -> std::io::Result<Server> {
-    let inventory = web::Data::new(inventory);
+    let upstreams = web::Data::new(upstreams);
     let publisher = web::Data::new(publisher);
+    let metrics = web::Data::new(metrics);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(shared_http::problem_error_handlers())
             .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(middleware::from_fn(common::metrics::middleware))
             .wrap(shared_http::request_logger())
-            .app_data(inventory.clone())
+            .app_data(upstreams.clone())
             .app_data(publisher.clone())
+            .app_data(metrics.clone())
             .app_data(shared_http::json_config())
             .app_data(shared_http::payload_config())
             .app_data(shared_http::query_config())

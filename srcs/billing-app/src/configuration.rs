@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use common::{
     amqp::OrderQueue,
@@ -8,6 +8,8 @@ use common::{
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `BILLING_HTTP_ADDR`: health, readiness, metrics and order status (a private address).
+    pub http_bind_addr: SocketAddr,
     pub database: DatabaseSettings,
     /// `AMQP_URL`, with credentials: never logged.
     pub amqp_url: String,
@@ -35,6 +37,7 @@ impl Settings {
             ));
         }
         Ok(Self {
+            http_bind_addr: config::or_default("BILLING_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
             database: DatabaseSettings::from_env()?,
             amqp_url: config::required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     configuration::Settings,
+    metrics::ConsumerMetrics,
     store::{self, OrderToBill},
 };
 
@@ -43,10 +44,12 @@ enum SessionError {
 }
 
 /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is lost.
-pub async fn run(settings: &Settings, pool: &Pool, shutdown: CancellationToken) {
+pub async fn run(settings: &Settings, pool: &Pool, metrics: &ConsumerMetrics, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
-        match session(settings, pool, &shutdown, &mut backoff).await {
+        let result = session(settings, pool, metrics, &shutdown, &mut backoff).await;
+        metrics.set_consuming(false);
+        match result {
             Ok(()) => return,
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -64,6 +67,7 @@ pub async fn run(settings: &Settings, pool: &Pool, shutdown: CancellationToken) 
 async fn session(
     settings: &Settings,
     pool: &Pool,
+    metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
@@ -83,6 +87,8 @@ async fn session(
         )
         .await?;
     backoff.reset();
+    metrics.set_consuming(true);
+    let _sampler = BacklogSampler::start(&channel, settings.queue.name(), metrics);
     log::info!("consuming orders from queue {}", settings.queue.name());
 
     let mut draining = false;
@@ -108,7 +114,8 @@ async fn session(
             return Err(SessionError::CancelledByBroker);
         };
         let batch = fill_batch(first?, &mut consumer, settings).await?;
-        if let Outcome::Abandoned = bill_batch(&channel, pool, batch, shutdown).await? {
+        metrics.received.inc_by(batch.len() as u64);
+        if let Outcome::Abandoned = bill_batch(&channel, pool, batch, metrics, shutdown).await? {
             break;
         }
     }
@@ -158,8 +165,10 @@ async fn bill_batch(
     channel: &Channel,
     pool: &Pool,
     batch: Vec<Delivery>,
+    metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
 ) -> Result<Outcome, lapin::Error> {
+    let started = std::time::Instant::now();
     let mut orders = Vec::with_capacity(batch.len());
     let mut tags = Vec::with_capacity(batch.len());
     for delivery in &batch {
@@ -169,7 +178,9 @@ async fn bill_batch(
                 tags.push(delivery.delivery_tag);
                 orders.push(OrderToBill { order, request_id });
             }
-            Err(reason) => dead_letter(channel, delivery.delivery_tag, request_id.as_deref(), &reason).await?,
+            Err(reason) => {
+                dead_letter(channel, delivery.delivery_tag, request_id.as_deref(), &reason, metrics).await?
+            }
         }
     }
     let Some(&last_tag) = tags.last() else {
@@ -193,13 +204,16 @@ async fn bill_batch(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = shutdown.cancelled() => return Ok(Outcome::Abandoned),
+                    () = shutdown.cancelled() => {
+                        metrics.requeued.inc_by(orders.len() as u64);
+                        return Ok(Outcome::Abandoned);
+                    }
                 }
             }
             Err(e) => {
                 // The database refuses the data itself: find the culprit(s) one by one.
                 log::error!("batch of {} orders refused ({}); storing them one by one", orders.len(), error_chain(&e));
-                return bill_one_by_one(channel, pool, orders, tags, shutdown).await;
+                return bill_one_by_one(channel, pool, orders, tags, metrics, shutdown).await;
             }
         }
     };
@@ -208,7 +222,8 @@ async fn bill_batch(
     channel
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await?;
-    log_billed(&orders, inserted);
+    record_billed(&orders, inserted, metrics);
+    metrics.batch_duration.observe(started.elapsed().as_secs_f64());
     Ok(Outcome::Billed)
 }
 
@@ -219,9 +234,11 @@ async fn bill_one_by_one(
     pool: &Pool,
     orders: Vec<OrderToBill>,
     tags: Vec<u64>,
+    metrics: &ConsumerMetrics,
     shutdown: &CancellationToken,
 ) -> Result<Outcome, lapin::Error> {
-    for (order, tag) in orders.into_iter().zip(tags) {
+    let remaining = orders.len();
+    for (done, (order, tag)) in orders.into_iter().zip(tags).enumerate() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let attempt = async {
@@ -233,18 +250,21 @@ async fn bill_one_by_one(
             match attempt.await {
                 Ok(inserted) => {
                     channel.basic_ack(tag, BasicAckOptions::default()).await?;
-                    log_billed(std::slice::from_ref(&order), inserted);
+                    record_billed(std::slice::from_ref(&order), inserted, metrics);
                     break;
                 }
                 Err(e) if e.is_transient() => {
                     tokio::select! {
                         () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = shutdown.cancelled() => return Ok(Outcome::Abandoned),
+                        () = shutdown.cancelled() => {
+                            metrics.requeued.inc_by((remaining - done) as u64);
+                            return Ok(Outcome::Abandoned);
+                        }
                     }
                 }
                 Err(e) => {
                     let reason = format!("refused by the database: {}", error_chain(&e));
-                    dead_letter(channel, tag, order.request_id.as_deref(), &reason).await?;
+                    dead_letter(channel, tag, order.request_id.as_deref(), &reason, metrics).await?;
                     break;
                 }
             }
@@ -253,7 +273,13 @@ async fn bill_one_by_one(
     Ok(Outcome::Billed)
 }
 
-async fn dead_letter(channel: &Channel, tag: u64, request_id: Option<&str>, reason: &str) -> Result<(), lapin::Error> {
+async fn dead_letter(
+    channel: &Channel,
+    tag: u64,
+    request_id: Option<&str>,
+    reason: &str,
+    metrics: &ConsumerMetrics,
+) -> Result<(), lapin::Error> {
     log::warn!(
         "request_id={} dead-lettering delivery {tag}: {reason}",
         request_id.unwrap_or("-")
@@ -266,22 +292,56 @@ async fn dead_letter(channel: &Channel, tag: u64, request_id: Option<&str>, reas
                 requeue: false,
             },
         )
-        .await
+        .await?;
+    metrics.dead_lettered.inc();
+    Ok(())
 }
 
-fn log_billed(orders: &[OrderToBill], inserted: u64) {
+/// Counts and logs orders just stored and acknowledged; one line per order, carrying the
+/// request id, so one grep follows an order from the gateway to here.
+fn record_billed(orders: &[OrderToBill], inserted: u64, metrics: &ConsumerMetrics) {
     let duplicates = orders.len() as u64 - inserted;
+    metrics.acked.inc_by(orders.len() as u64);
+    metrics.billed.inc_by(inserted);
+    metrics.duplicates.inc_by(duplicates);
     for OrderToBill { order, request_id } in orders {
-        log::debug!(
+        log::info!(
             "request_id={} order_id={} billed",
             request_id.as_deref().unwrap_or("-"),
             order.order_id
         );
     }
     if duplicates > 0 {
-        log::info!("billed {inserted} orders; {duplicates} already billed (redelivered) skipped");
-    } else {
-        log::info!("billed {inserted} orders");
+        log::info!("{duplicates} of {} orders were already billed (redelivered) and were skipped", orders.len());
+    }
+}
+
+/// Samples the queue's backlog into a gauge every few seconds while a session lasts.
+struct BacklogSampler(tokio::task::JoinHandle<()>);
+
+impl BacklogSampler {
+    fn start(channel: &Channel, queue: &str, metrics: &ConsumerMetrics) -> Self {
+        let (channel, queue, backlog) = (channel.clone(), queue.to_owned(), metrics.backlog.clone());
+        Self(tokio::spawn(async move {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                    Ok(state) => backlog.set(i64::from(state.message_count())),
+                    Err(_) => return,
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for BacklogSampler {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,44 +1,112 @@
-use std::future::Future;
+use std::{future::Future, net::TcpListener, time::Duration};
 
+use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use common::{
+    http as shared_http,
+    metrics::{Metrics, PoolGauges},
+    request_id,
+};
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{configuration::Settings, consumer, store};
+use crate::{configuration::Settings, consumer, metrics::ConsumerMetrics, routes, store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("database migration failed: {0}")]
     Migration(#[from] common::db::MigrationError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
     settings: Settings,
     pool: Pool,
+    consumer_metrics: ConsumerMetrics,
+    server: Server,
+    port: u16,
 }
 
 impl Application {
-    /// Migrates the database, waiting for it while it is unreachable.
+    /// Migrates the database (waiting for it while it is unreachable) and binds the HTTP
+    /// listener; `run_until` starts consuming.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "billing-app");
         store::migrate_when_reachable(&pool).await?;
-        Ok(Self { settings, pool })
+        let metrics = Metrics::new("billing");
+        let consumer_metrics = ConsumerMetrics::new(&metrics);
+        let bind_error = |source| StartupError::Bind {
+            addr: settings.http_bind_addr,
+            source,
+        };
+        let listener = TcpListener::bind(settings.http_bind_addr).map_err(bind_error)?;
+        let port = listener.local_addr().expect("a bound listener has an address").port();
+        let server = serve(listener, pool.clone(), metrics, consumer_metrics.clone()).map_err(bind_error)?;
+        log::info!("billing-app listening on {}:{port}", settings.http_bind_addr.ip());
+        Ok(Self {
+            settings,
+            pool,
+            consumer_metrics,
+            server,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Consumes orders until `shutdown` completes, then stops taking new ones, finishes the
-    /// ones already delivered, and returns.
+    /// ones already delivered, stops the HTTP listener and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let server = self.server.handle();
+        tokio::spawn(self.server);
         let token = CancellationToken::new();
-        let consumer = consumer::run(&self.settings, &self.pool, token.clone());
+        let consumer = consumer::run(&self.settings, &self.pool, &self.consumer_metrics, token.clone());
         tokio::pin!(consumer);
         tokio::select! {
-            () = &mut consumer => return,
+            () = &mut consumer => {}
             () = shutdown => {
                 log::info!("shutting down: finishing the orders already delivered");
                 token.cancel();
+                consumer.await;
             }
         }
-        consumer.await;
+        server.stop(true).await;
         self.pool.close();
         log::info!("billing-app stopped");
     }
+}
+
+fn serve(listener: TcpListener, pool: Pool, metrics: Metrics, consumer: ConsumerMetrics) -> std::io::Result<Server> {
+    let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
+    let metrics = web::Data::new(metrics);
+    let consumer = web::Data::new(consumer);
+    let pool = web::Data::new(pool);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(shared_http::problem_error_handlers())
+            .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(middleware::from_fn(common::metrics::middleware))
+            .wrap(shared_http::request_logger())
+            .app_data(pool.clone())
+            .app_data(metrics.clone())
+            .app_data(pool_gauges.clone())
+            .app_data(consumer.clone())
+            .app_data(shared_http::query_config())
+            .app_data(shared_http::path_config())
+            .configure(routes::configure)
+            .default_service(web::to(shared_http::not_found))
+    })
+    // The process's shutdown is driven by run_until, which stops this server last.
+    .disable_signals()
+    .workers(1)
+    .client_request_timeout(Duration::from_secs(5))
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
 }

@@ -60,3 +60,35 @@ pub async fn insert_orders(client: &impl GenericClient, orders: &[OrderToBill]) 
         )
         .await
 }
+
+/// An order as billed, as answered by `GET /api/billing/{order_id}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BilledOrder {
+    pub order_id: Uuid,
+    pub status: &'static str,
+    pub user_id: String,
+    pub number_of_items: i32,
+    /// Exact decimal, as a string ("45.00").
+    pub total_amount: String,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: DateTime<Utc>,
+}
+
+pub async fn find_order(client: &impl GenericClient, order_id: Uuid) -> Result<Option<BilledOrder>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT user_id, number_of_items, total_amount, received_at, processed_at
+             FROM orders WHERE order_id = $1",
+            &[&order_id],
+        )
+        .await?;
+    Ok(row.map(|row| BilledOrder {
+        order_id,
+        status: "billed",
+        user_id: row.get("user_id"),
+        number_of_items: row.get("number_of_items"),
+        total_amount: row.get::<_, Decimal>("total_amount").to_string(),
+        received_at: row.get("received_at"),
+        processed_at: row.get("processed_at"),
+    }))
+}

@@ -19,6 +19,8 @@ pub const DELIVERY_LIMIT: i64 = 20;
 
 /// AMQP header carrying the request id of the HTTP request that created a message.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// AMQP header carrying the W3C trace context of that request, when it had one.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
@@ -134,7 +136,7 @@ impl OrderQueue {
 }
 
 /// Properties of a published order: persistent, typed, identified, traceable.
-pub fn order_properties(order: &OrderMessage, request_id: Option<&str>) -> BasicProperties {
+pub fn order_properties(order: &OrderMessage, request_id: Option<&str>, traceparent: Option<&str>) -> BasicProperties {
     let mut headers = FieldTable::default();
     let mut properties = BasicProperties::default()
         .with_delivery_mode(2)
@@ -146,6 +148,9 @@ pub fn order_properties(order: &OrderMessage, request_id: Option<&str>) -> Basic
     if let Some(id) = request_id {
         properties = properties.with_correlation_id(id.into());
         headers.insert(REQUEST_ID_HEADER.into(), AMQPValue::LongString(id.into()));
+    }
+    if let Some(context) = traceparent {
+        headers.insert(TRACEPARENT_HEADER.into(), AMQPValue::LongString(context.into()));
     }
     properties.with_headers(headers)
 }

@@ -147,3 +147,39 @@ pub async fn migrate_when_reachable(
         }
     }
 }
+
+/// The answer to a failed database call: 503 when the database is unreachable or refusing work
+/// (the caller may retry), 409 for an integrity constraint, 500 otherwise. `what` names the
+/// database for the client ("catalogue", "billing").
+pub fn failure_problem(err: Option<&tokio_postgres::Error>, what: &str) -> crate::problem::Problem {
+    use crate::problem::Problem;
+    use actix_web::http::StatusCode;
+    match err {
+        // No connection could be had in time (a pool error).
+        None => unavailable_problem(what),
+        Some(e) if is_transient(e) => unavailable_problem(what),
+        Some(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => {
+            Problem::new(StatusCode::CONFLICT).with_detail("The change conflicts with the stored data.")
+        }
+        Some(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("An unexpected error occurred; it has been logged."),
+    }
+}
+
+fn unavailable_problem(what: &str) -> crate::problem::Problem {
+    crate::problem::Problem::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE)
+        .with_detail(format!("The {what} database is unavailable; try again shortly."))
+        .with_retry_after(2)
+}
+
+/// Logs a failed request in full (the client got a generic problem): errors at 500, warnings at
+/// 409/503.
+pub fn log_failure(status: u16, err: &(dyn std::error::Error + 'static)) {
+    let id = crate::request_id::current().unwrap_or_default();
+    let chain = crate::telemetry::error_chain(err);
+    match status {
+        500.. if status != 503 => log::error!("request_id={id} internal error: {chain}"),
+        409 | 503 => log::warn!("request_id={id} {chain}"),
+        _ => {}
+    }
+}

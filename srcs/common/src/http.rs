@@ -89,15 +89,17 @@ pub fn method_not_allowed(allowed: &[Method]) -> Route {
     })
 }
 
-/// Turns every error response that is not problem+json yet (actix's own 405, 413, 400 from
-/// extractors without a handler, ...) into one, so clients see one error shape only.
+/// Turns every error response that is not JSON (actix's own 413, 400 from extractors without a
+/// handler, ...) into a problem, so clients see one error shape only.
 pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
-        let is_problem = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-        if is_problem {
+        // JSON bodies were written on purpose (problems, readiness reports); only actix's own
+        // bare or plain-text error bodies are replaced.
+        let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+        });
+        if is_json {
             return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
         }
         let status = res.status();

@@ -125,13 +125,14 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let inventory_db = TestDatabase::create("e2e", "empty", no_migration).await;
     let billing_db = TestDatabase::create("e2e", "empty", no_migration).await;
     let queue = unique_queue();
-    let (inventory_port, gateway_port) = (free_port(), free_port());
+    let (inventory_port, gateway_port, billing_port) = (free_port(), free_port(), free_port());
     let inventory_url = format!("http://127.0.0.1:{inventory_port}");
     let gateway = format!("http://127.0.0.1:{gateway_port}");
     let billing_env = vec![
         ("DATABASE_URL", billing_db.url.clone()),
         ("AMQP_URL", test_amqp_url()),
         ("BILLING_QUEUE", queue.name().to_owned()),
+        ("BILLING_HTTP_ADDR", format!("127.0.0.1:{billing_port}")),
     ];
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
 
@@ -148,6 +149,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         &[
             ("GATEWAY_BIND_ADDR", format!("127.0.0.1:{gateway_port}")),
             ("INVENTORY_URL", inventory_url.clone()),
+            ("BILLING_URL", format!("http://127.0.0.1:{billing_port}")),
             ("AMQP_URL", test_amqp_url()),
             ("BILLING_QUEUE", queue.name().to_owned()),
         ],
@@ -231,6 +233,55 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let client = billing_db.client().await;
     let rows: i64 = client.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
     assert_eq!(rows, 505, "one row per order, no duplicates");
+
+    // Order status through the gateway: 404 while queued, 200 once billed.
+    billing.stop().await;
+    let (status, queued) = post_order(&http, &gateway, 1, "status-check").await;
+    assert_eq!(status, 202);
+    let status_url = format!("{gateway}/api/billing/{}", queued["order_id"].as_str().unwrap());
+    assert_eq!(http.get(&status_url).send().await.unwrap().status(), 502, "billing-app is down");
+    let billing = Service::start("billing-app", &billing_env);
+    eventually(Duration::from_secs(30), "the order is billed", || async {
+        http.get(&status_url).send().await.unwrap().status() == 200
+    })
+    .await;
+    let billed: Value = http.get(&status_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(billed["status"], "billed");
+    let unknown = http
+        .get(format!("{gateway}/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // One request id follows a request through every service it touches, in their logs.
+    let trace = |what: &str| format!("e2e-{what}-{}", uuid::Uuid::new_v4().simple());
+    let (movie_trace, order_trace) = (trace("movie"), trace("order"));
+    let response = http
+        .post(format!("{gateway}/api/movies"))
+        .header("x-request-id", &movie_trace)
+        .json(&json!({"title": "Traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = http
+        .post(format!("{gateway}/api/billing"))
+        .header("x-request-id", &order_trace)
+        .json(&json!({"user_id": "trace", "number_of_items": 1, "total_amount": "1.00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    eventually(Duration::from_secs(20), "the traced order is billed", || async {
+        billing.log_text().contains(&format!("request_id={order_trace} "))
+    })
+    .await;
+    for (service, id) in [(&api_gateway, &movie_trace), (&inventory, &movie_trace), (&api_gateway, &order_trace)] {
+        assert!(service.log_text().contains(&format!("request_id={id} ")), "{} logs {id}", service.name);
+    }
+    let billed_line = billing.log_text().lines().find(|l| l.contains(&order_trace)).unwrap().to_owned();
+    assert!(billed_line.contains("billed"), "{billed_line}");
 
     api_gateway.stop().await;
     billing.stop().await;

@@ -1,7 +1,7 @@
 //! The one error type of inventory-app, mapped to HTTP in one place.
 
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use common::{db, problem::Problem, request_id, telemetry::error_chain};
+use common::{db, problem::Problem};
 use deadpool_postgres::PoolError;
 
 use crate::domain::MovieId;
@@ -32,24 +32,10 @@ impl InventoryError {
                 Problem::new(StatusCode::NOT_FOUND).with_detail(format!("No movie with id {id}."))
             }
             Self::BadRequest(problem) => problem.clone(),
-            // No usable connection in time: unreachable, refusing connections, or saturated.
-            Self::Pool(_) => unavailable(),
-            Self::Database(e) if db::is_transient(e) => unavailable(),
-            Self::Database(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => {
-                // Integrity constraint: the edge validation should have caught it; say so plainly.
-                Problem::new(StatusCode::CONFLICT)
-                    .with_detail("The change conflicts with the stored catalogue.")
-            }
-            Self::Database(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-                .with_detail("An unexpected error occurred; it has been logged."),
+            Self::Pool(_) => db::failure_problem(None, "catalogue"),
+            Self::Database(e) => db::failure_problem(Some(e), "catalogue"),
         }
     }
-}
-
-fn unavailable() -> Problem {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-        .with_detail("The catalogue database is unavailable; try again shortly.")
-        .with_retry_after(2)
 }
 
 impl ResponseError for InventoryError {
@@ -59,12 +45,7 @@ impl ResponseError for InventoryError {
 
     fn error_response(&self) -> HttpResponse {
         let problem = self.problem();
-        let id = request_id::current().unwrap_or_default();
-        match problem.status {
-            500 => log::error!("request_id={id} internal error: {}", error_chain(self)),
-            503 | 409 => log::warn!("request_id={id} {}", error_chain(self)),
-            _ => {}
-        }
+        db::log_failure(problem.status, self);
         problem.to_response()
     }
 }

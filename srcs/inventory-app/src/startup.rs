@@ -1,7 +1,11 @@
 use std::{net::TcpListener, time::Duration};
 
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
-use common::{http as shared_http, request_id};
+use common::{
+    http as shared_http,
+    metrics::{Metrics, PoolGauges},
+    request_id,
+};
 use deadpool_postgres::Pool;
 
 use crate::{configuration::Settings, routes, store};
@@ -51,13 +55,19 @@ impl Application {
 }
 
 fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Result<Server> {
+    let metrics = Metrics::new("inventory");
+    let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
+    let metrics = web::Data::new(metrics);
     let pool = web::Data::new(pool);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(shared_http::problem_error_handlers())
             .wrap(middleware::from_fn(request_id::middleware))
+            .wrap(middleware::from_fn(common::metrics::middleware))
             .wrap(shared_http::request_logger())
             .app_data(pool.clone())
+            .app_data(metrics.clone())
+            .app_data(pool_gauges.clone())
             .app_data(shared_http::json_config())
             .app_data(shared_http::query_config())
             .app_data(shared_http::path_config())

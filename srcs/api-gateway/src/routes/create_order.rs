@@ -1,4 +1,4 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use common::{
     json_fields::RawObject,
@@ -22,9 +22,12 @@ pub async fn create_order(
     let order = OrderRequest::from_json(body.into_inner())?;
     let order_id = new_order_id(&order.user_id, key.as_ref());
     let message = OrderMessage::new(order_id, order, Utc::now());
-    publisher.publish(&message, Some(request_id.as_str())).await?;
+    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    publisher.publish(&message, Some(request_id.as_str()), traceparent).await?;
     log::info!("request_id={request_id} order_id={order_id} queued");
-    Ok(HttpResponse::Accepted().json(json!({
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/billing/{order_id}")))
+        .json(json!({
         "message": "Order queued for processing",
         "status": "queued",
         "order_id": order_id,

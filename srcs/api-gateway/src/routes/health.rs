@@ -1,7 +1,17 @@
-use actix_web::HttpResponse;
+use std::time::Duration;
 
-/// Liveness: the process serves requests. No dependency is checked, so an outage elsewhere
-/// never gets a healthy gateway restarted.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+use actix_web::{web, HttpResponse};
+use common::{health, metrics::{self, Metrics}};
+
+use crate::{publisher::OrderPublisher, startup::Upstreams};
+
+/// `GET /ready`: connected to the broker, and inventory answers.
+pub async fn ready(publisher: web::Data<OrderPublisher>, upstreams: web::Data<Upstreams>) -> HttpResponse {
+    let inventory = upstreams.inventory.is_up(Duration::from_secs(1)).await;
+    health::readiness(&[("broker", publisher.is_connected()), ("inventory", inventory)])
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    metrics::exposition(&metrics)
 }

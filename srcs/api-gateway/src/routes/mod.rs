@@ -4,6 +4,7 @@ mod create_order;
 mod docs;
 mod health;
 mod movies;
+mod order_status;
 
 use actix_web::{http::Method, web, Route};
 use common::http::method_not_allowed;
@@ -19,7 +20,9 @@ macro_rules! routes {
 /// that `openapi.yaml` documents exactly these.
 fn table() -> Vec<(&'static str, Method, Route)> {
     routes![
-        GET "/health" => health::health,
+        GET "/health" => common::health::liveness,
+        GET "/ready" => health::ready,
+        GET "/metrics" => health::metrics,
         GET "/openapi.yaml" => docs::openapi_yaml,
         GET "/openapi.json" => docs::openapi_json,
         GET "/api/movies" => movies::proxy_to_inventory,
@@ -29,6 +32,7 @@ fn table() -> Vec<(&'static str, Method, Route)> {
         PUT "/api/movies/{id}" => movies::proxy_to_inventory,
         DELETE "/api/movies/{id}" => movies::proxy_to_inventory,
         POST "/api/billing" => create_order::create_order,
+        GET "/api/billing/{order_id}" => order_status::order_status,
     ]
 }
 

@@ -37,6 +37,8 @@ pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueu
     Settings {
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         inventory_url: format!("http://{inventory}"),
+        // No billing-app in these tests: order status calls meet a closed port (502).
+        billing_url: "http://127.0.0.1:9".to_owned(),
         upstream_connect_timeout: Duration::from_millis(500),
         upstream_timeout: Duration::from_secs(2),
         amqp_url: amqp_url.to_owned(),

@@ -5,3 +5,4 @@ mod helpers;
 mod movies_proxy;
 mod orders;
 mod docs;
+mod observability;

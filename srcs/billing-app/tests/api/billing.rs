@@ -78,7 +78,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() 
             br#"{"order_id": "0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5e", "user_id": "1", "number_of_items": 1, "total_amount": "-4", "received_at": "2026-01-01T00:00:00Z"}"#.to_vec(),
             json.clone(),
         ),
-        (good.to_json_bytes(), order_properties(&good, None).with_type("order.cancelled.v9".into())),
+        (good.to_json_bytes(), order_properties(&good, None, None).with_type("order.cancelled.v9".into())),
     ];
     for (body, properties) in &poison {
         bed.publish_raw(body, properties.clone()).await;

@@ -29,9 +29,15 @@ pub struct TestBed {
 pub struct RunningBilling {
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<()>,
+    port: u16,
 }
 
 impl RunningBilling {
+    /// A URL on billing-app's HTTP listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(20), self.handle)
@@ -59,6 +65,7 @@ impl TestBed {
         let mut database = DatabaseSettings::with_url(&self.db.url).unwrap();
         database.pool_timeout = Duration::from_millis(500);
         Settings {
+            http_bind_addr: "127.0.0.1:0".parse().unwrap(),
             database,
             amqp_url: amqp_url.to_owned(),
             queue: self.queue.clone(),
@@ -75,6 +82,7 @@ impl TestBed {
 
     pub async fn start_billing_with(&self, settings: Settings) -> RunningBilling {
         let app = Application::build(settings).await.expect("billing-app builds");
+        let port = app.port();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
@@ -82,6 +90,7 @@ impl TestBed {
         RunningBilling {
             stop: Some(stop),
             handle,
+            port,
         }
     }
 
@@ -107,7 +116,7 @@ impl TestBed {
     }
 
     pub async fn publish(&self, order: &OrderMessage, request_id: &str) {
-        self.publish_raw(&order.to_json_bytes(), order_properties(order, Some(request_id)))
+        self.publish_raw(&order.to_json_bytes(), order_properties(order, Some(request_id), None))
             .await;
     }
 

@@ -2,4 +2,5 @@
 
 mod helpers;
 mod billing;
+mod observability;
 mod resilience;

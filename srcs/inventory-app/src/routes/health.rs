@@ -1,7 +1,24 @@
-use actix_web::HttpResponse;
+use std::time::Duration;
 
-/// Liveness: the process serves requests. No dependency is checked, so a database outage never
-/// gets a healthy process restarted.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+use actix_web::{web, HttpResponse};
+use common::{
+    health,
+    metrics::{self, Metrics, PoolGauges},
+};
+use deadpool_postgres::Pool;
+
+/// `GET /ready`: the database answers.
+pub async fn ready(pool: web::Data<Pool>) -> HttpResponse {
+    let database = health::database_is_up(&pool, Duration::from_secs(1)).await;
+    health::readiness(&[("database", database)])
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    pool_gauges: web::Data<PoolGauges>,
+    pool: web::Data<Pool>,
+) -> HttpResponse {
+    pool_gauges.refresh(&pool);
+    metrics::exposition(&metrics)
 }

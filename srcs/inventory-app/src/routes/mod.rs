@@ -12,12 +12,14 @@ use actix_web::{http::Method, web};
 use common::http::method_not_allowed;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    for (path, route) in [
+        ("/health", web::get().to(common::health::liveness)),
+        ("/ready", web::get().to(health::ready)),
+        ("/metrics", web::get().to(health::metrics)),
+    ] {
+        cfg.service(web::resource(path).route(route).default_service(method_not_allowed(&[Method::GET])));
+    }
     cfg.service(
-        web::resource("/health")
-            .route(web::get().to(health::health))
-            .default_service(method_not_allowed(&[Method::GET])),
-    )
-    .service(
         web::resource("/api/movies")
             .route(web::get().to(list_movies::list_movies))
             .route(web::post().to(create_movie::create_movie))

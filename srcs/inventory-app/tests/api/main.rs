@@ -3,4 +3,5 @@
 mod helpers;
 mod movies;
 mod pagination;
+mod observability;
 mod resilience;

@@ -1,0 +1,13 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use common::request_id::RequestId;
+
+use crate::{error::GatewayError, startup::Upstreams};
+
+/// `GET /api/billing/{order_id}`: the order as billed (200) or not yet (404), from billing-app.
+pub async fn order_status(
+    req: HttpRequest,
+    upstreams: web::Data<Upstreams>,
+    request_id: RequestId,
+) -> Result<HttpResponse, GatewayError> {
+    upstreams.billing.forward(&req, web::Bytes::new(), &request_id).await
+}

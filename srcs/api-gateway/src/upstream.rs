@@ -1,0 +1,150 @@
+//! The services behind the gateway (inventory-app, billing-app's order status): one pooled
+//! HTTP client each, with connect and request timeouts, and a faithful pass-through of status,
+//! body and the headers that matter.
+
+use std::time::Duration;
+
+use actix_web::{
+    http::{header::HeaderName, StatusCode},
+    web::Bytes,
+    HttpRequest, HttpResponse,
+};
+use common::request_id::{RequestId, REQUEST_ID_HEADER};
+use prometheus::{HistogramVec, IntCounterVec};
+
+use crate::error::{GatewayError, UpstreamFailure};
+
+/// Request headers passed on to inventory.
+const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["content-type", "accept", "traceparent"];
+/// Response headers passed back to the client.
+const FORWARDED_RESPONSE_HEADERS: [&str; 4] = ["content-type", "location", "retry-after", "allow"];
+/// The largest answer is a 500-movie page; anything far beyond that is a fault.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Upstream call metrics, shared by every upstream (labelled by its name).
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    pub duration: HistogramVec,
+    pub errors: IntCounterVec,
+}
+
+impl UpstreamMetrics {
+    pub fn new(metrics: &common::metrics::Metrics) -> Self {
+        Self {
+            duration: metrics.histogram_vec(
+                "upstream_request_duration_seconds",
+                "Time for a service behind the gateway to answer.",
+                &["upstream"],
+            ),
+            errors: metrics.counter_vec(
+                "upstream_errors_total",
+                "Calls to a service behind the gateway that got no usable answer.",
+                &["upstream", "kind"],
+            ),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    /// `inventory` or `billing`: in metrics, logs and problems.
+    pub name: &'static str,
+    http: reqwest::Client,
+    base_url: String,
+    metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    pub fn new(
+        name: &'static str,
+        base_url: String,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        metrics: UpstreamMetrics,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the HTTP client builds with these settings");
+        Self {
+            name,
+            http,
+            base_url,
+            metrics,
+        }
+    }
+
+    /// Sends the client's request on (same method, path and query) and answers with the
+    /// upstream's answer.
+    pub async fn forward(&self, req: &HttpRequest, body: Bytes, request_id: &RequestId) -> Result<HttpResponse, GatewayError> {
+        let timer = self.metrics.duration.with_label_values(&[self.name]).start_timer();
+        let result = self.try_forward(req, body, request_id).await;
+        timer.observe_duration();
+        if let Err(GatewayError::Upstream { failure, .. }) = &result {
+            self.metrics
+                .errors
+                .with_label_values(&[self.name, failure.kind()])
+                .inc();
+        }
+        result
+    }
+
+    /// Whether the upstream's `/health` answers 200 within `timeout`.
+    pub async fn is_up(&self, timeout: Duration) -> bool {
+        let probe = self.http.get(format!("{}/health", self.base_url)).timeout(timeout).send();
+        matches!(probe.await, Ok(response) if response.status().is_success())
+    }
+
+    async fn try_forward(&self, req: &HttpRequest, body: Bytes, request_id: &RequestId) -> Result<HttpResponse, GatewayError> {
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+            .expect("actix methods are valid methods");
+        let mut upstream = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base_url))
+            .header(REQUEST_ID_HEADER.as_str(), request_id.as_str());
+        for name in FORWARDED_REQUEST_HEADERS {
+            if let Some(value) = req.headers().get(name) {
+                upstream = upstream.header(name, value.as_bytes());
+            }
+        }
+        if !body.is_empty() {
+            upstream = upstream.body(body);
+        }
+        let fail = |failure| GatewayError::Upstream {
+            upstream: self.name,
+            failure,
+        };
+        let mut response = upstream.send().await.map_err(|e| fail(classify(e)))?;
+
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut answer = HttpResponse::build(status);
+        for name in FORWARDED_RESPONSE_HEADERS {
+            if let Some(value) = response.headers().get(name) {
+                answer.insert_header((HeaderName::from_static(name), value.as_bytes()));
+            }
+        }
+        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(classify(e)))? {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(fail(UpstreamFailure::TooLarge(MAX_ANSWER_BYTES)));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(answer.body(bytes))
+    }
+}
+
+fn classify(e: reqwest::Error) -> UpstreamFailure {
+    if e.is_timeout() {
+        UpstreamFailure::Timeout(e)
+    } else if e.is_connect() {
+        UpstreamFailure::Unreachable(e)
+    } else {
+        UpstreamFailure::BadAnswer(e)
+    }
+}

@@ -1,0 +1,183 @@
+//! Prometheus metrics: one registry per application instance (so tests running several apps in
+//! one process count separately), HTTP request metrics for every route, and the `/metrics`
+//! endpoint in the text exposition format.
+
+use std::time::Instant;
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header,
+    middleware::Next,
+    web, HttpResponse,
+};
+use prometheus::{
+    core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets (seconds) from 0.5 ms to 10 s: the services answer in milliseconds, and
+/// their timeouts are a few seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A service's metrics registry plus the HTTP request metrics every service has.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+}
+
+impl Metrics {
+    /// A registry whose metric names start with `service` (e.g. `gateway_http_requests_total`).
+    pub fn new(service: &str) -> Self {
+        let registry = Registry::new_custom(Some(service.to_owned()), None)
+            .expect("a valid metric prefix");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered, by route, method and status."),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer an HTTP request.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let metrics = Self {
+            registry,
+            http_requests,
+            http_duration,
+        };
+        metrics.register(metrics.http_requests.clone());
+        metrics.register(metrics.http_duration.clone());
+        metrics
+    }
+
+    /// Registers a service-specific collector and returns it.
+    pub fn register<C: Collector + Clone + 'static>(&self, collector: C) -> C {
+        self.registry
+            .register(Box::new(collector.clone()))
+            .expect("each metric is registered once");
+        collector
+    }
+
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    pub fn histogram(&self, name: &str, help: &str) -> Histogram {
+        self.register(
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+                .expect("valid metric"),
+        )
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    pub fn histogram_vec(&self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        self.register(
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric"),
+        )
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+}
+
+/// actix-web middleware (use with `middleware::from_fn`) counting and timing every request by
+/// its route pattern (`/api/movies/{id}`, not the raw path, so ids do not explode the series).
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        metrics.observe(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
+
+/// Gauges of a database pool, refreshed at every scrape.
+#[derive(Clone)]
+pub struct PoolGauges {
+    size: IntGauge,
+    available: IntGauge,
+    waiting: IntGauge,
+}
+
+impl PoolGauges {
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            size: metrics.gauge("db_pool_connections", "Connections open in the database pool."),
+            available: metrics.gauge("db_pool_available", "Idle connections in the database pool."),
+            waiting: metrics.gauge("db_pool_waiting", "Requests waiting for a database connection."),
+        }
+    }
+
+    pub fn refresh(&self, pool: &deadpool_postgres::Pool) {
+        let status = pool.status();
+        self.size.set(status.size as i64);
+        self.available.set(status.available as i64);
+        self.waiting.set(status.waiting as i64);
+    }
+}
+
+/// The `/metrics` response.
+pub fn exposition(metrics: &Metrics) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, TextEncoder::new().format_type()))
+        .body(metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_metrics() {
+        let metrics = Metrics::new("demo");
+        metrics.observe("/x/{id}", "GET", 200, 0.002);
+        let text = metrics.render();
+        assert!(text.contains(r#"demo_http_requests_total{method="GET",route="/x/{id}",status="200"} 1"#), "{text}");
+        assert!(text.contains("demo_http_request_duration_seconds_bucket"));
+    }
+}
