@@ -31,6 +31,8 @@ pub enum UpstreamFailure {
     BadAnswer(#[source] reqwest::Error),
     #[error("answer larger than {0} bytes")]
     TooLarge(usize),
+    #[error("circuit open after repeated failures")]
+    CircuitOpen,
 }
 
 impl UpstreamFailure {
@@ -40,6 +42,7 @@ impl UpstreamFailure {
             Self::Unreachable(_) => "unreachable",
             Self::Timeout(_) => "timeout",
             Self::BadAnswer(_) | Self::TooLarge(_) => "bad_answer",
+            Self::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -75,6 +78,11 @@ impl GatewayError {
                         Problem::new(StatusCode::BAD_GATEWAY)
                             .with_detail(format!("The {service} service gave an unusable answer."))
                     }
+                    UpstreamFailure::CircuitOpen => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_detail(format!(
+                            "The {service} service is failing; the gateway is not calling it for a moment. Try again shortly."
+                        ))
+                        .with_retry_after(2),
                 }
             }
             // Never "queued" unless the broker confirmed it: the client may retry safely with

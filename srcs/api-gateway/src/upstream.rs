@@ -10,9 +10,17 @@ use actix_web::{
     HttpRequest, HttpResponse,
 };
 use common::request_id::{RequestId, REQUEST_ID_HEADER};
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
-use crate::error::{GatewayError, UpstreamFailure};
+use crate::{
+    circuit_breaker::CircuitBreaker,
+    error::{GatewayError, UpstreamFailure},
+};
+
+/// Consecutive failures that open an upstream's circuit, and how long it stays open before a
+/// probe.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// Request headers passed on to inventory.
 const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["content-type", "accept", "traceparent"];
@@ -26,6 +34,7 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 pub struct UpstreamMetrics {
     pub duration: HistogramVec,
     pub errors: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
 }
 
 impl UpstreamMetrics {
@@ -41,6 +50,16 @@ impl UpstreamMetrics {
                 "Calls to a service behind the gateway that got no usable answer.",
                 &["upstream", "kind"],
             ),
+            breaker_state: metrics.register(
+                IntGaugeVec::new(
+                    prometheus::Opts::new(
+                        "circuit_breaker_state",
+                        "Circuit breaker of each upstream: 0 closed, 1 open (failing fast), 2 half-open (probing).",
+                    ),
+                    &["upstream"],
+                )
+                .expect("valid metric"),
+            ),
         }
     }
 }
@@ -52,6 +71,7 @@ pub struct Upstream {
     http: reqwest::Client,
     base_url: String,
     metrics: UpstreamMetrics,
+    breaker: std::sync::Arc<CircuitBreaker>,
 }
 
 impl Upstream {
@@ -70,20 +90,35 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds with these settings");
+        let breaker = CircuitBreaker::new(
+            BREAKER_THRESHOLD,
+            BREAKER_COOL_DOWN,
+            metrics.breaker_state.with_label_values(&[name]),
+        );
         Self {
             name,
             http,
             base_url,
             metrics,
+            breaker: std::sync::Arc::new(breaker),
         }
     }
 
     /// Sends the client's request on (same method, path and query) and answers with the
     /// upstream's answer.
     pub async fn forward(&self, req: &HttpRequest, body: Bytes, request_id: &RequestId) -> Result<HttpResponse, GatewayError> {
+        let Some(permit) = self.breaker.permit() else {
+            self.metrics.errors.with_label_values(&[self.name, "circuit_open"]).inc();
+            return Err(GatewayError::Upstream {
+                upstream: self.name,
+                failure: UpstreamFailure::CircuitOpen,
+            });
+        };
         let timer = self.metrics.duration.with_label_values(&[self.name]).start_timer();
         let result = self.try_forward(req, body, request_id).await;
         timer.observe_duration();
+        // An upstream that answers, even with an error status, is up.
+        self.breaker.record(permit, result.is_ok());
         if let Err(GatewayError::Upstream { failure, .. }) = &result {
             self.metrics
                 .errors

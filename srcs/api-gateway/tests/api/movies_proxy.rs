@@ -117,3 +117,40 @@ async fn gateway_limits_and_unknown_routes() {
     let health: Value = gateway.http.get(gateway.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
 }
+
+#[tokio::test]
+async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
+    let inventory = crate::helpers::spawn_inventory().await;
+    let proxy = test_support::TcpProxy::start(inventory).await;
+    let queue = test_support::unique_queue();
+    let (gateway, _) = spawn_gateway_with(gateway_settings(proxy.addr(), &test_support::test_amqp_url(), &queue)).await;
+    let list = || async { gateway.http.get(gateway.url("/api/movies")).send().await.unwrap() };
+    let breaker_state = || async {
+        let scrape = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"gateway_circuit_breaker_state{upstream="inventory"} "#).map(str::to_owned))
+            .unwrap()
+    };
+    assert_eq!(list().await.status(), 200);
+    assert_eq!(breaker_state().await, "0");
+
+    proxy.cut();
+    for _ in 0..5 {
+        assert_eq!(list().await.status(), 502, "failures reach the client as 502 until the circuit opens");
+    }
+    assert_eq!(breaker_state().await, "1");
+    let started = Instant::now();
+    let response = list().await;
+    assert!(started.elapsed() < Duration::from_millis(100), "open circuit fails fast: {:?}", started.elapsed());
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = assert_problem(response, 503).await;
+    assert!(problem["detail"].as_str().unwrap().contains("not calling it"));
+
+    proxy.restore();
+    test_support::eventually(Duration::from_secs(10), "a probe closes the circuit", || async {
+        list().await.status() == 200
+    })
+    .await;
+    assert_eq!(breaker_state().await, "0");
+}

@@ -12,6 +12,7 @@ async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
         .http
         .post(gateway.url("/api/billing"))
         .header("x-request-id", "order-trace-1")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         .json(&json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}))
         .send()
         .await
@@ -31,6 +32,13 @@ async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
     assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
     assert_eq!(properties.correlation_id().as_ref().unwrap().as_str(), "order-trace-1");
     assert_eq!(properties.kind().as_ref().unwrap().as_str(), common::order::ORDER_MESSAGE_TYPE);
+    let headers = properties.headers().as_ref().unwrap().inner().clone();
+    let header = |name: &str| match headers.get(name) {
+        Some(lapin::types::AMQPValue::LongString(value)) => value.to_string(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(header("x-request-id"), "order-trace-1");
+    assert_eq!(header("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     assert!(gateway.next_message().await.is_none());
 }
 
