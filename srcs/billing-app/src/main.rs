@@ -15,5 +15,17 @@ async fn main() {
             std::process::exit(1)
         }
     };
-    app.run_until(common::shutdown::signal()).await;
+    // Migrated and listening; ready once consuming from the broker.
+    let consumer = app.consumer_status();
+    tokio::spawn(async move {
+        while !consumer.is_consuming() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        common::service::notify_ready("consuming orders");
+    });
+    app.run_until(async {
+        common::shutdown::signal().await;
+        common::service::notify_stopping();
+    })
+    .await;
 }

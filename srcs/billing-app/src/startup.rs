@@ -59,6 +59,11 @@ impl Application {
         self.port
     }
 
+    /// Whether (and what) the consumer is doing, for readiness outside HTTP.
+    pub fn consumer_status(&self) -> ConsumerMetrics {
+        self.consumer_metrics.clone()
+    }
+
     /// Consumes orders until `shutdown` completes, then stops taking new ones, finishes the
     /// ones already delivered, stops the HTTP listener and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod order;
 pub mod problem;
 pub mod request_id;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

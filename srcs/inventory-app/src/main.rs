@@ -15,6 +15,8 @@ async fn main() {
             std::process::exit(1)
         }
     };
+    // Migrated and listening: ready to serve.
+    common::service::notify_ready("serving the catalogue");
     if let Err(e) = app.run_until_stopped().await {
         log::error!("inventory-app stopped with an error: {e}");
         std::process::exit(1)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Provisions the billing VM: PostgreSQL (local only), RabbitMQ with a dedicated user and vhost
+# (guest stays local-only), the billing service under systemd, and a firewall that lets only the
+# gateway reach RabbitMQ and billing's HTTP listener. Idempotent. Run as root by Vagrant.
+set -euo pipefail
+. "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
+require_secret BILLING_DB_PASSWORD
+require_secret AMQP_PASSWORD
+
+install_packages postgresql rabbitmq-server curl ca-certificates
+install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
+listen_addresses = 'localhost'
+CONF
+systemctl enable --quiet --now postgresql
+if $RESTART_NEEDED; then systemctl restart postgresql; fi
+RESTART_NEEDED=false
+runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v password="$BILLING_DB_PASSWORD" <<'SQL'
+SELECT 'CREATE ROLE billing LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'billing') \gexec
+SELECT format('ALTER ROLE billing WITH LOGIN PASSWORD %L', :'password') \gexec
+SELECT 'CREATE DATABASE billing OWNER billing' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'billing') \gexec
+SQL
+
+systemctl enable --quiet --now rabbitmq-server
+rabbitmqctl -q await_startup --timeout 120 >/dev/null
+rabbitmqctl -q add_vhost movie 2>/dev/null || true
+if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx movie_platform; then
+    rabbitmqctl -q change_password movie_platform "$AMQP_PASSWORD" >/dev/null
+else
+    rabbitmqctl -q add_user movie_platform "$AMQP_PASSWORD" >/dev/null
+fi
+rabbitmqctl -q set_permissions -p movie movie_platform '.*' '.*' '.*' >/dev/null
+
+system_user billing
+install_binary billing-app
+write_env billing <<ENV
+BILLING_HTTP_ADDR=$BILLING_IP:8082
+DATABASE_URL=postgres://billing:$BILLING_DB_PASSWORD@127.0.0.1:5432/billing
+AMQP_URL=amqp://movie_platform:$AMQP_PASSWORD@127.0.0.1:5672/movie
+RUST_LOG=info
+ENV
+install_unit billing
+firewall \
+    "ip saddr $GATEWAY_IP tcp dport 5672 accept comment \"RabbitMQ: the gateway only\"" \
+    "ip saddr $GATEWAY_IP tcp dport 8082 accept comment \"billing order status: the gateway only\""
+start_service billing
+wait_ready billing "http://$BILLING_IP:8082/ready" 120

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Provisions the gateway VM: the gateway service under systemd, open on port 8080, and a firewall.
+# Idempotent. Run as root by Vagrant. Inventory and billing may come up after this machine: the
+# gateway keeps retrying them on its own.
+set -euo pipefail
+. "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
+require_secret AMQP_PASSWORD
+
+install_packages curl ca-certificates
+system_user gateway
+install_binary api-gateway
+write_env gateway <<ENV
+GATEWAY_BIND_ADDR=0.0.0.0:8080
+INVENTORY_URL=http://$INVENTORY_IP:8081
+BILLING_URL=http://$BILLING_IP:8082
+AMQP_URL=amqp://movie_platform:$AMQP_PASSWORD@$BILLING_IP:5672/movie
+RUST_LOG=info
+ENV
+install_unit gateway
+firewall 'tcp dport 8080 accept comment "the public API"'
+start_service gateway
+# Serving at once; ready (broker connected, inventory answering) once those machines are up.
+wait_ready gateway "http://127.0.0.1:8080/health" 60
+readiness="$(curl -sS --max-time 3 http://127.0.0.1:8080/ready 2>/dev/null || true)"
+say "gateway dependencies: ${readiness:-unknown} (services on machines still starting are retried)"

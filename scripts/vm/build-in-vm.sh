@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds one service binary inside a VM, for hosts that cannot provide Linux binaries (macOS,
+# Windows). Uses a pinned Rust toolchain installed with rustup under /opt/movie-platform.
+# Usage: build-in-vm.sh BINARY   (output: /opt/movie-platform/build/BINARY)
+set -euo pipefail
+binary="$1"
+TOOLCHAIN=1.95.0
+export RUSTUP_HOME=/opt/movie-platform/rustup CARGO_HOME=/opt/movie-platform/cargo
+export PATH="$CARGO_HOME/bin:$PATH"
+DEBIAN_FRONTEND=noninteractive apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential curl ca-certificates rsync >/dev/null
+if ! command -v rustup >/dev/null; then
+    curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain "$TOOLCHAIN" --no-modify-path
+fi
+rustup toolchain install "$TOOLCHAIN" --profile minimal >/dev/null
+mkdir -p /opt/movie-platform/src /opt/movie-platform/build
+rsync -a --delete --exclude target/ --exclude .git/ --exclude .local/ --exclude dist/ /vagrant/ /opt/movie-platform/src/
+cd /opt/movie-platform/src
+cargo "+$TOOLCHAIN" build --release --locked --bin "$binary" --target-dir /opt/movie-platform/target
+install -m 0755 "/opt/movie-platform/target/release/$binary" "/opt/movie-platform/build/$binary"
