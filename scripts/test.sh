@@ -39,6 +39,16 @@ else
     status=1
 fi
 
+log "the three-machine deployment on systemd (scripts/deploy-test.sh)"
+deploy_log="$(mktemp)"
+if bash "$REPO_ROOT/scripts/deploy-test.sh" 2>&1 | tee "$deploy_log"; then :; else status=1; fi
+# Its checks count like tests: "deploy: N passed, M failed".
+if ! sed -nE 's/^deploy: ([0-9]+) passed, ([0-9]+) failed$/test result: deploy. \1 passed; \2 failed/p' "$deploy_log" |
+    tee -a "$results" | grep -q .; then
+    echo "test result: FAILED. 0 passed; 1 failed (the deployment test stopped before its checks)" >>"$results"
+fi
+rm -f "$deploy_log"
+
 # One closing line for the whole suite, summed over every test binary and check.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds (once; cached) the Debian 12 root filesystem the deployment test boots with systemd-nspawn:
+# systemd as PID 1, and the packages the provisioning scripts install (PostgreSQL, RabbitMQ,
+# nftables, curl) pre-fetched into its apt cache, so provisioning runs with no network.
+# Usage: rootfs.sh DIR   (DIR/.complete marks a finished build)
+set -euo pipefail
+dir="$1"
+# Bump when the contents below change, so a cached tree is rebuilt.
+VERSION=2
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+PACKAGES="postgresql rabbitmq-server nftables curl ca-certificates"
+
+if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$VERSION" ]; then
+    exit 0
+fi
+rm -rf "$dir" "$dir.tmp"
+mkdir -p "$(dirname "$dir")"
+echo "building the container root filesystem (cached in $dir)" >&2
+debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,dbus,libnss-systemd,libpam-systemd,iproute2,iputils-ping,procps,netbase,ca-certificates,curl \
+    bookworm "$dir.tmp" "$MIRROR" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
+
+root="$dir.tmp"
+# Keep downloaded packages; no docker-style cache cleaning.
+rm -f "$root/etc/apt/apt.conf.d/docker-clean"
+echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >"$root/etc/apt/apt.conf.d/90keep-packages"
+cat >"$root/etc/apt/sources.list" <<LIST
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+LIST
+# Package scripts must not start daemons while we fetch (this tree is not booted).
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod +x "$root/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# systemd-nspawn wants /run/systemd/nspawn on a tmpfs (it says so at exit otherwise).
+mountpoint -q /run/systemd/nspawn || { mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn; }
+systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=off --timezone=off \
+    sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq $PACKAGES" \
+    >>"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
+rm -f "$root/usr/sbin/policy-rc.d"
+# Every clone gets its own identity at first boot, and the name systemd-nspawn gives it.
+rm -f "$root/etc/hostname"
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+ln -s /etc/machine-id "$root/var/lib/dbus/machine-id"
+# Nothing resolves names outside: the machines use addresses only.
+echo 'nameserver 127.0.0.1' >"$root/etc/resolv.conf"
+echo "$VERSION" >"$root/.complete"
+mv "$root" "$dir"
