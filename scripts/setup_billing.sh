@@ -8,17 +8,7 @@ require_secret BILLING_DB_PASSWORD
 require_secret AMQP_PASSWORD
 
 install_packages postgresql rabbitmq-server curl ca-certificates
-install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
-listen_addresses = 'localhost'
-CONF
-systemctl enable --quiet --now postgresql
-if $RESTART_NEEDED; then systemctl restart postgresql; fi
-RESTART_NEEDED=false
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v password="$BILLING_DB_PASSWORD" <<'SQL'
-SELECT 'CREATE ROLE billing LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'billing') \gexec
-SELECT format('ALTER ROLE billing WITH LOGIN PASSWORD %L', :'password') \gexec
-SELECT 'CREATE DATABASE billing OWNER billing' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'billing') \gexec
-SQL
+local_postgres billing "$BILLING_DB_PASSWORD"
 
 systemctl enable --quiet --now rabbitmq-server
 rabbitmqctl -q await_startup --timeout 120 >/dev/null

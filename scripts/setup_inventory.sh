@@ -6,18 +6,7 @@ set -euo pipefail
 require_secret INVENTORY_DB_PASSWORD
 
 install_packages postgresql curl ca-certificates
-# PostgreSQL serves this machine only.
-install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
-listen_addresses = 'localhost'
-CONF
-systemctl enable --quiet --now postgresql
-if $RESTART_NEEDED; then systemctl restart postgresql; fi
-RESTART_NEEDED=false
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v password="$INVENTORY_DB_PASSWORD" <<'SQL'
-SELECT 'CREATE ROLE inventory LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'inventory') \gexec
-SELECT format('ALTER ROLE inventory WITH LOGIN PASSWORD %L', :'password') \gexec
-SELECT 'CREATE DATABASE inventory OWNER inventory' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'inventory') \gexec
-SQL
+local_postgres inventory "$INVENTORY_DB_PASSWORD"
 
 system_user inventory
 install_binary inventory-app

@@ -61,6 +61,23 @@ postgres_conf_dir() {
     echo "$dir/conf.d"
 }
 
+# local_postgres ROLE PASSWORD: PostgreSQL for this machine only, with a login role owning a
+# database of the same name (the service applies its own migrations).
+local_postgres() {
+    local role="$1" password="$2"
+    install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
+listen_addresses = 'localhost'
+CONF
+    systemctl enable --quiet --now postgresql
+    if $RESTART_NEEDED; then systemctl restart postgresql; fi
+    RESTART_NEEDED=false
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v role="$role" -v password="$password" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'role', :'password') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'role') \gexec
+SQL
+}
+
 system_user() {
     id -u "$1" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1"
 }

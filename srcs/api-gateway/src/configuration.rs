@@ -31,15 +31,25 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let inventory_url: String = config::or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
-        let billing_url: String = config::or_default("BILLING_URL", "http://127.0.0.1:8082".to_owned())?;
-        let queue: String = config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        let inventory_url: String =
+            config::or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
+        let billing_url: String =
+            config::or_default("BILLING_URL", "http://127.0.0.1:8082".to_owned())?;
+        let queue: String =
+            config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         Ok(Self {
-            bind_addr: config::or_default("GATEWAY_BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            bind_addr: config::or_default(
+                "GATEWAY_BIND_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 8080)),
+            )?,
             inventory_url: parse_base_url(&inventory_url)
                 .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
-            billing_url: parse_base_url(&billing_url).map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
-            upstream_connect_timeout: config::millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
+            billing_url: parse_base_url(&billing_url)
+                .map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
+            upstream_connect_timeout: config::millis_or_default(
+                "UPSTREAM_CONNECT_TIMEOUT_MS",
+                1_000,
+            )?,
             upstream_timeout: config::millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
             amqp_url: config::required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
@@ -68,7 +78,10 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(parse_base_url("http://10.0.0.1:8081/").unwrap(), "http://10.0.0.1:8081");
+        assert_eq!(
+            parse_base_url("http://10.0.0.1:8081/").unwrap(),
+            "http://10.0.0.1:8081"
+        );
         assert!(parse_base_url("10.0.0.1:8081").is_err());
         assert!(parse_base_url("http://host:1/api").is_err());
         assert!(parse_base_url("http://").is_err());

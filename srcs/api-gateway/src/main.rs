@@ -18,7 +18,10 @@ async fn main() {
     // Listening; ready once the broker connection is up (orders can be queued).
     let publisher = app.publisher().clone();
     tokio::spawn(async move {
-        while !publisher.wait_connected(std::time::Duration::from_secs(3600)).await {}
+        while !publisher
+            .wait_connected(std::time::Duration::from_secs(3600))
+            .await
+        {}
         common::service::notify_ready("serving; connected to the broker");
     });
     if let Err(e) = app.run_until_stopped().await {

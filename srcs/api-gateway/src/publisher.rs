@@ -120,7 +120,11 @@ impl OrderPublisher {
         request_id: Option<&str>,
         traceparent: Option<&str>,
     ) -> Result<(), PublishError> {
-        let channel = self.channel.borrow().clone().ok_or(PublishError::NotConnected)?;
+        let channel = self
+            .channel
+            .borrow()
+            .clone()
+            .ok_or(PublishError::NotConnected)?;
         let timer = self.metrics.confirm_duration.start_timer();
         let publish = async {
             let confirm = channel
@@ -135,7 +139,7 @@ impl OrderPublisher {
                     order_properties(order, request_id, traceparent),
                 )
                 .await?;
-            Ok::<_, lapin::Error>(confirm.await?)
+            confirm.await
         };
         let result = match tokio::time::timeout(self.publish_timeout, publish).await {
             Err(_) => Err(PublishError::Timeout(self.publish_timeout)),
@@ -174,13 +178,22 @@ async fn supervise(
         match connect(&settings).await {
             Ok((connection, channel)) => {
                 backoff.reset();
-                log::info!("connected to the broker; publishing orders to queue {}", settings.queue.name());
+                log::info!(
+                    "connected to the broker; publishing orders to queue {}",
+                    settings.queue.name()
+                );
                 channel_tx.send_replace(Some(channel.clone()));
                 metrics.broker_connected.set(1);
-                let reason = watch_connection(&settings, &connection, &channel, &mut trouble, &shutdown).await;
+                let reason =
+                    watch_connection(&settings, &connection, &channel, &mut trouble, &shutdown)
+                        .await;
                 channel_tx.send_replace(None);
                 metrics.broker_connected.set(0);
-                let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "closing".into())).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    connection.close(200, "closing".into()),
+                )
+                .await;
                 match reason {
                     None => {
                         log::info!("order publisher stopped");
@@ -200,10 +213,13 @@ async fn supervise(
 }
 
 async fn connect(settings: &PublisherSettings) -> Result<(Connection, Channel), amqp::AmqpError> {
-    let connection = amqp::connect(&settings.amqp_url, "api-gateway", settings.connect_timeout).await?;
+    let connection =
+        amqp::connect(&settings.amqp_url, "api-gateway", settings.connect_timeout).await?;
     let channel = connection.create_channel().await?;
     settings.queue.declare(&channel).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok((connection, channel))
 }
 

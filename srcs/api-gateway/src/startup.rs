@@ -1,7 +1,7 @@
 use std::{net::TcpListener, time::Duration};
 
-use actix_web::{dev::Server, middleware, web, App, HttpServer};
-use common::{http as shared_http, metrics::Metrics, request_id};
+use actix_web::{dev::Server, web, HttpServer};
+use common::{http as shared_http, metrics::Metrics};
 
 use crate::{
     configuration::Settings,
@@ -65,9 +65,16 @@ impl Application {
             source,
         };
         let listener = TcpListener::bind(settings.bind_addr).map_err(bind_error)?;
-        let port = listener.local_addr().expect("a bound listener has an address").port();
-        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings).map_err(bind_error)?;
-        log::info!("api-gateway listening on {}:{port}", settings.bind_addr.ip());
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
+        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)
+            .map_err(bind_error)?;
+        log::info!(
+            "api-gateway listening on {}:{port}",
+            settings.bind_addr.ip()
+        );
         Ok(Self {
             port,
             server,
@@ -103,20 +110,11 @@ fn serve(
     let publisher = web::Data::new(publisher);
     let metrics = web::Data::new(metrics);
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(shared_http::problem_error_handlers())
-            .wrap(middleware::from_fn(request_id::middleware))
-            .wrap(middleware::from_fn(common::metrics::middleware))
-            .wrap(shared_http::request_logger())
+        shared_http::app()
             .app_data(upstreams.clone())
             .app_data(publisher.clone())
             .app_data(metrics.clone())
-            .app_data(shared_http::json_config())
-            .app_data(shared_http::payload_config())
-            .app_data(shared_http::query_config())
-            .app_data(shared_http::path_config())
             .configure(routes::configure)
-            .default_service(web::to(shared_http::not_found))
     })
     .client_request_timeout(Duration::from_secs(5))
     .keep_alive(Duration::from_secs(30))

@@ -106,15 +106,27 @@ impl Upstream {
 
     /// Sends the client's request on (same method, path and query) and answers with the
     /// upstream's answer.
-    pub async fn forward(&self, req: &HttpRequest, body: Bytes, request_id: &RequestId) -> Result<HttpResponse, GatewayError> {
+    pub async fn forward(
+        &self,
+        req: &HttpRequest,
+        body: Bytes,
+        request_id: &RequestId,
+    ) -> Result<HttpResponse, GatewayError> {
         let Some(permit) = self.breaker.permit() else {
-            self.metrics.errors.with_label_values(&[self.name, "circuit_open"]).inc();
+            self.metrics
+                .errors
+                .with_label_values(&[self.name, "circuit_open"])
+                .inc();
             return Err(GatewayError::Upstream {
                 upstream: self.name,
                 failure: UpstreamFailure::CircuitOpen,
             });
         };
-        let timer = self.metrics.duration.with_label_values(&[self.name]).start_timer();
+        let timer = self
+            .metrics
+            .duration
+            .with_label_values(&[self.name])
+            .start_timer();
         let result = self.try_forward(req, body, request_id).await;
         timer.observe_duration();
         // An upstream that answers, even with an error status, is up.
@@ -130,11 +142,20 @@ impl Upstream {
 
     /// Whether the upstream's `/health` answers 200 within `timeout`.
     pub async fn is_up(&self, timeout: Duration) -> bool {
-        let probe = self.http.get(format!("{}/health", self.base_url)).timeout(timeout).send();
+        let probe = self
+            .http
+            .get(format!("{}/health", self.base_url))
+            .timeout(timeout)
+            .send();
         matches!(probe.await, Ok(response) if response.status().is_success())
     }
 
-    async fn try_forward(&self, req: &HttpRequest, body: Bytes, request_id: &RequestId) -> Result<HttpResponse, GatewayError> {
+    async fn try_forward(
+        &self,
+        req: &HttpRequest,
+        body: Bytes,
+        request_id: &RequestId,
+    ) -> Result<HttpResponse, GatewayError> {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .expect("actix methods are valid methods");
@@ -156,14 +177,16 @@ impl Upstream {
         };
         let mut response = upstream.send().await.map_err(|e| fail(classify(e)))?;
 
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut answer = HttpResponse::build(status);
         for name in FORWARDED_RESPONSE_HEADERS {
             if let Some(value) = response.headers().get(name) {
                 answer.insert_header((HeaderName::from_static(name), value.as_bytes()));
             }
         }
-        let mut bytes = Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
+        let mut bytes =
+            Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| fail(classify(e)))? {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(fail(UpstreamFailure::TooLarge(MAX_ANSWER_BYTES)));

@@ -27,7 +27,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let queue: String = config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        let queue: String =
+            config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         let batch_size = config::count_or_default("BILLING_BATCH_SIZE", 200, 1..=5_000)?;
         let prefetch = config::count_or_default("BILLING_PREFETCH", 500, 1..=65_535)?;
         if prefetch < batch_size {
@@ -37,7 +38,10 @@ impl Settings {
             ));
         }
         Ok(Self {
-            http_bind_addr: config::or_default("BILLING_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8082)))?,
+            http_bind_addr: config::or_default(
+                "BILLING_HTTP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8082)),
+            )?,
             database: DatabaseSettings::from_env()?,
             amqp_url: config::required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,

@@ -21,7 +21,9 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::FieldTable,
     Channel, Connection, Consumer,
 };
@@ -44,7 +46,12 @@ enum SessionError {
 }
 
 /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is lost.
-pub async fn run(settings: &Settings, pool: &Pool, metrics: &ConsumerMetrics, shutdown: CancellationToken) {
+pub async fn run(
+    settings: &Settings,
+    pool: &Pool,
+    metrics: &ConsumerMetrics,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let result = session(settings, pool, metrics, &shutdown, &mut backoff).await;
@@ -53,7 +60,10 @@ pub async fn run(settings: &Settings, pool: &Pool, metrics: &ConsumerMetrics, sh
             Ok(()) => return,
             Err(e) => {
                 let delay = backoff.next_delay();
-                log::warn!("order consumer: {}; reconnecting in {delay:?}", error_chain(&e));
+                log::warn!(
+                    "order consumer: {}; reconnecting in {delay:?}",
+                    error_chain(&e)
+                );
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => return,
@@ -71,7 +81,8 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
-    let connection = amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
+    let connection =
+        amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
     let channel = connection.create_channel().await?;
     settings.queue.declare(&channel).await?;
     channel
@@ -130,7 +141,11 @@ async fn close(connection: &Connection, channel: &Channel) {
 }
 
 /// The first delivery plus whatever else arrives within the linger time, up to the batch size.
-async fn fill_batch(first: Delivery, consumer: &mut Consumer, settings: &Settings) -> Result<Vec<Delivery>, lapin::Error> {
+async fn fill_batch(
+    first: Delivery,
+    consumer: &mut Consumer,
+    settings: &Settings,
+) -> Result<Vec<Delivery>, lapin::Error> {
     let mut batch = Vec::with_capacity(settings.batch_size);
     batch.push(first);
     let deadline = tokio::time::Instant::now() + settings.batch_linger;
@@ -179,7 +194,14 @@ async fn bill_batch(
                 orders.push(OrderToBill { order, request_id });
             }
             Err(reason) => {
-                dead_letter(channel, delivery.delivery_tag, request_id.as_deref(), &reason, metrics).await?
+                dead_letter(
+                    channel,
+                    delivery.delivery_tag,
+                    request_id.as_deref(),
+                    &reason,
+                    metrics,
+                )
+                .await?
             }
         }
     }
@@ -191,7 +213,9 @@ async fn bill_batch(
     let inserted = loop {
         let attempt = async {
             let client = pool.get().await.map_err(WriteError::Pool)?;
-            store::insert_orders(&**client, &orders).await.map_err(WriteError::Database)
+            store::insert_orders(&**client, &orders)
+                .await
+                .map_err(WriteError::Database)
         };
         match attempt.await {
             Ok(inserted) => break inserted,
@@ -212,7 +236,11 @@ async fn bill_batch(
             }
             Err(e) => {
                 // The database refuses the data itself: find the culprit(s) one by one.
-                log::error!("batch of {} orders refused ({}); storing them one by one", orders.len(), error_chain(&e));
+                log::error!(
+                    "batch of {} orders refused ({}); storing them one by one",
+                    orders.len(),
+                    error_chain(&e)
+                );
                 return bill_one_by_one(channel, pool, orders, tags, metrics, shutdown).await;
             }
         }
@@ -223,7 +251,9 @@ async fn bill_batch(
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await?;
     record_billed(&orders, inserted, metrics);
-    metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+    metrics
+        .batch_duration
+        .observe(started.elapsed().as_secs_f64());
     Ok(Outcome::Billed)
 }
 
@@ -264,7 +294,8 @@ async fn bill_one_by_one(
                 }
                 Err(e) => {
                     let reason = format!("refused by the database: {}", error_chain(&e));
-                    dead_letter(channel, tag, order.request_id.as_deref(), &reason, metrics).await?;
+                    dead_letter(channel, tag, order.request_id.as_deref(), &reason, metrics)
+                        .await?;
                     break;
                 }
             }
@@ -312,7 +343,10 @@ fn record_billed(orders: &[OrderToBill], inserted: u64, metrics: &ConsumerMetric
         );
     }
     if duplicates > 0 {
-        log::info!("{duplicates} of {} orders were already billed (redelivered) and were skipped", orders.len());
+        log::info!(
+            "{duplicates} of {} orders were already billed (redelivered) and were skipped",
+            orders.len()
+        );
     }
 }
 
@@ -321,7 +355,8 @@ struct BacklogSampler(tokio::task::JoinHandle<()>);
 
 impl BacklogSampler {
     fn start(channel: &Channel, queue: &str, metrics: &ConsumerMetrics) -> Self {
-        let (channel, queue, backlog) = (channel.clone(), queue.to_owned(), metrics.backlog.clone());
+        let (channel, queue, backlog) =
+            (channel.clone(), queue.to_owned(), metrics.backlog.clone());
         Self(tokio::spawn(async move {
             let passive = lapin::options::QueueDeclareOptions {
                 passive: true,
@@ -330,7 +365,10 @@ impl BacklogSampler {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                match channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
+                match channel
+                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
                     Ok(state) => backlog.set(i64::from(state.message_count())),
                     Err(_) => return,
                 }

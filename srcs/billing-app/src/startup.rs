@@ -1,10 +1,9 @@
 use std::{future::Future, net::TcpListener, time::Duration};
 
-use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use actix_web::{dev::Server, web, HttpServer};
 use common::{
     http as shared_http,
     metrics::{Metrics, PoolGauges},
-    request_id,
 };
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
@@ -43,9 +42,16 @@ impl Application {
             source,
         };
         let listener = TcpListener::bind(settings.http_bind_addr).map_err(bind_error)?;
-        let port = listener.local_addr().expect("a bound listener has an address").port();
-        let server = serve(listener, pool.clone(), metrics, consumer_metrics.clone()).map_err(bind_error)?;
-        log::info!("billing-app listening on {}:{port}", settings.http_bind_addr.ip());
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
+        let server =
+            serve(listener, pool.clone(), metrics, consumer_metrics.clone()).map_err(bind_error)?;
+        log::info!(
+            "billing-app listening on {}:{port}",
+            settings.http_bind_addr.ip()
+        );
         Ok(Self {
             settings,
             pool,
@@ -70,7 +76,12 @@ impl Application {
         let server = self.server.handle();
         tokio::spawn(self.server);
         let token = CancellationToken::new();
-        let consumer = consumer::run(&self.settings, &self.pool, &self.consumer_metrics, token.clone());
+        let consumer = consumer::run(
+            &self.settings,
+            &self.pool,
+            &self.consumer_metrics,
+            token.clone(),
+        );
         tokio::pin!(consumer);
         tokio::select! {
             () = &mut consumer => {}
@@ -86,25 +97,23 @@ impl Application {
     }
 }
 
-fn serve(listener: TcpListener, pool: Pool, metrics: Metrics, consumer: ConsumerMetrics) -> std::io::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    pool: Pool,
+    metrics: Metrics,
+    consumer: ConsumerMetrics,
+) -> std::io::Result<Server> {
     let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
     let metrics = web::Data::new(metrics);
     let consumer = web::Data::new(consumer);
     let pool = web::Data::new(pool);
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(shared_http::problem_error_handlers())
-            .wrap(middleware::from_fn(request_id::middleware))
-            .wrap(middleware::from_fn(common::metrics::middleware))
-            .wrap(shared_http::request_logger())
+        shared_http::app()
             .app_data(pool.clone())
             .app_data(metrics.clone())
             .app_data(pool_gauges.clone())
             .app_data(consumer.clone())
-            .app_data(shared_http::query_config())
-            .app_data(shared_http::path_config())
             .configure(routes::configure)
-            .default_service(web::to(shared_http::not_found))
     })
     // The process's shutdown is driven by run_until, which stops this server last.
     .disable_signals()

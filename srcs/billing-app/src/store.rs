@@ -36,7 +36,10 @@ pub struct OrderToBill {
 
 /// Stores the orders in one statement (so one transaction); an order id already stored is
 /// skipped, which makes redelivery harmless. Returns how many rows were new.
-pub async fn insert_orders(client: &impl GenericClient, orders: &[OrderToBill]) -> Result<u64, tokio_postgres::Error> {
+pub async fn insert_orders(
+    client: &impl GenericClient,
+    orders: &[OrderToBill],
+) -> Result<u64, tokio_postgres::Error> {
     let mut order_ids: Vec<Uuid> = Vec::with_capacity(orders.len());
     let mut user_ids: Vec<&str> = Vec::with_capacity(orders.len());
     let mut items: Vec<i32> = Vec::with_capacity(orders.len());
@@ -74,7 +77,10 @@ pub struct BilledOrder {
     pub processed_at: DateTime<Utc>,
 }
 
-pub async fn find_order(client: &impl GenericClient, order_id: Uuid) -> Result<Option<BilledOrder>, tokio_postgres::Error> {
+pub async fn find_order(
+    client: &impl GenericClient,
+    order_id: Uuid,
+) -> Result<Option<BilledOrder>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT user_id, number_of_items, total_amount, received_at, processed_at

@@ -90,7 +90,10 @@ impl OrderQueue {
             "x-dead-letter-exchange",
             AMQPValue::LongString(self.dead_letter_exchange().as_str().into()),
         );
-        put("x-dead-letter-strategy", AMQPValue::LongString("at-least-once".into()));
+        put(
+            "x-dead-letter-strategy",
+            AMQPValue::LongString("at-least-once".into()),
+        );
         put("x-overflow", AMQPValue::LongString("reject-publish".into()));
         args
     }
@@ -136,7 +139,11 @@ impl OrderQueue {
 }
 
 /// Properties of a published order: persistent, typed, identified, traceable.
-pub fn order_properties(order: &OrderMessage, request_id: Option<&str>, traceparent: Option<&str>) -> BasicProperties {
+pub fn order_properties(
+    order: &OrderMessage,
+    request_id: Option<&str>,
+    traceparent: Option<&str>,
+) -> BasicProperties {
     let mut headers = FieldTable::default();
     let mut properties = BasicProperties::default()
         .with_delivery_mode(2)
@@ -150,7 +157,10 @@ pub fn order_properties(order: &OrderMessage, request_id: Option<&str>, tracepar
         headers.insert(REQUEST_ID_HEADER.into(), AMQPValue::LongString(id.into()));
     }
     if let Some(context) = traceparent {
-        headers.insert(TRACEPARENT_HEADER.into(), AMQPValue::LongString(context.into()));
+        headers.insert(
+            TRACEPARENT_HEADER.into(),
+            AMQPValue::LongString(context.into()),
+        );
     }
     properties.with_headers(headers)
 }
@@ -165,7 +175,11 @@ pub fn request_id_of(properties: &BasicProperties) -> Option<String> {
 
 /// A consumer tag that tells which process holds a delivery.
 pub fn consumer_tag(service: &str) -> String {
-    format!("{service}-{}-{}", std::process::id(), Uuid::new_v4().simple())
+    format!(
+        "{service}-{}-{}",
+        std::process::id(),
+        Uuid::new_v4().simple()
+    )
 }
 
 #[cfg(test)]
@@ -186,11 +200,17 @@ mod tests {
     fn queue_arguments_carry_an_explicit_delivery_limit_and_dead_letter_exchange() {
         let args = OrderQueue::new("q").unwrap().arguments();
         let inner = args.inner();
-        assert_eq!(inner.get("x-delivery-limit"), Some(&AMQPValue::LongLongInt(DELIVERY_LIMIT)));
+        assert_eq!(
+            inner.get("x-delivery-limit"),
+            Some(&AMQPValue::LongLongInt(DELIVERY_LIMIT))
+        );
         assert_eq!(
             inner.get("x-dead-letter-exchange"),
             Some(&AMQPValue::LongString("q.dlx".into()))
         );
-        assert_eq!(inner.get("x-queue-type"), Some(&AMQPValue::LongString("quorum".into())));
+        assert_eq!(
+            inner.get("x-queue-type"),
+            Some(&AMQPValue::LongString("quorum".into()))
+        );
     }
 }

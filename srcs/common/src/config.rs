@@ -33,7 +33,9 @@ fn raw(name: &str) -> Result<Option<String>, ConfigError> {
         Ok(value) if value.trim().is_empty() => Ok(None),
         Ok(value) => Ok(Some(value)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::invalid(name, "not valid UTF-8")),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(ConfigError::invalid(name, "not valid UTF-8"))
+        }
     }
 }
 
@@ -42,7 +44,10 @@ where
     T: FromStr,
     T::Err: Display,
 {
-    value.trim().parse().map_err(|e| ConfigError::invalid(name, e))
+    value
+        .trim()
+        .parse()
+        .map_err(|e| ConfigError::invalid(name, e))
 }
 
 /// A variable that must be set.
@@ -73,7 +78,10 @@ where
 pub fn millis_or_default(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
     let ms: u64 = or_default(name, default_ms)?;
     if ms == 0 {
-        return Err(ConfigError::invalid(name, "must be at least 1 (milliseconds)"));
+        return Err(ConfigError::invalid(
+            name,
+            "must be at least 1 (milliseconds)",
+        ));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -102,7 +110,11 @@ mod tests {
     #[test]
     fn missing_required_variable_is_named() {
         let err = required::<u16>("MOVIE_TEST_CONFIG_MISSING").unwrap_err();
-        assert!(err.to_string().contains("MOVIE_TEST_CONFIG_MISSING is not set"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("MOVIE_TEST_CONFIG_MISSING is not set"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -110,7 +122,10 @@ mod tests {
         std::env::set_var("MOVIE_TEST_CONFIG_BAD_PORT", "eighty");
         let err = required::<u16>("MOVIE_TEST_CONFIG_BAD_PORT").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("MOVIE_TEST_CONFIG_BAD_PORT is invalid"), "{text}");
+        assert!(
+            text.contains("MOVIE_TEST_CONFIG_BAD_PORT is invalid"),
+            "{text}"
+        );
         assert!(text.contains("invalid digit"), "{text}");
     }
 

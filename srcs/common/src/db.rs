@@ -114,14 +114,22 @@ pub fn schema_fingerprint(runner: &refinery::Runner) -> String {
 
 /// Applies the migrations that have not run yet, one service instance at a time (an advisory
 /// lock keyed on `lock_id`).
-pub async fn migrate(pool: &Pool, runner: refinery::Runner, lock_id: i64) -> Result<(), MigrationError> {
+pub async fn migrate(
+    pool: &Pool,
+    runner: refinery::Runner,
+    lock_id: i64,
+) -> Result<(), MigrationError> {
     let mut client = pool
         .get()
         .await
         .map_err(|e| MigrationError::Unavailable(e.to_string()))?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&lock_id]).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&lock_id])
+        .await?;
     let report = runner.run_async(&mut **client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&lock_id]).await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&lock_id])
+        .await?;
     for migration in report?.applied_migrations() {
         log::info!("applied migration {migration}");
     }
@@ -135,7 +143,8 @@ pub async fn migrate_when_reachable(
     runner: impl Fn() -> refinery::Runner,
     lock_id: i64,
 ) -> Result<(), MigrationError> {
-    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match migrate(pool, runner(), lock_id).await {
             Err(MigrationError::Unavailable(reason)) => {
@@ -159,7 +168,8 @@ pub fn failure_problem(err: Option<&tokio_postgres::Error>, what: &str) -> crate
         None => unavailable_problem(what),
         Some(e) if is_transient(e) => unavailable_problem(what),
         Some(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => {
-            Problem::new(StatusCode::CONFLICT).with_detail("The change conflicts with the stored data.")
+            Problem::new(StatusCode::CONFLICT)
+                .with_detail("The change conflicts with the stored data.")
         }
         Some(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
             .with_detail("An unexpected error occurred; it has been logged."),
@@ -168,7 +178,9 @@ pub fn failure_problem(err: Option<&tokio_postgres::Error>, what: &str) -> crate
 
 fn unavailable_problem(what: &str) -> crate::problem::Problem {
     crate::problem::Problem::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE)
-        .with_detail(format!("The {what} database is unavailable; try again shortly."))
+        .with_detail(format!(
+            "The {what} database is unavailable; try again shortly."
+        ))
         .with_retry_after(2)
 }
 

@@ -3,14 +3,38 @@
 
 use actix_web::{
     body::MessageBody,
-    dev::ServiceResponse,
+    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
     http::{header, Method, StatusCode},
-    middleware::{ErrorHandlerResponse, ErrorHandlers, Logger},
-    web, HttpRequest, HttpResponse, Route,
+    middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Logger},
+    web, App, HttpRequest, HttpResponse, Route,
 };
 
 use crate::problem::{Problem, PROBLEM_JSON};
+
+/// The application every service starts from: one request log line, metrics, the request id,
+/// problem+json for every error, body limits, and a 404 problem for unknown routes. Services add
+/// their state and routes.
+pub fn app() -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(problem_error_handlers())
+        .wrap(from_fn(crate::request_id::middleware))
+        .wrap(from_fn(crate::metrics::middleware))
+        .wrap(request_logger())
+        .app_data(json_config())
+        .app_data(payload_config())
+        .app_data(query_config())
+        .app_data(path_config())
+        .default_service(web::to(not_found))
+}
 
 /// Largest request body any service accepts: a movie with a 5,000-character description fits many times.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -35,7 +59,9 @@ fn json_problem(err: &JsonPayloadError) -> Problem {
         JsonPayloadError::Deserialize(e) => {
             Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Malformed JSON: {e}."))
         }
-        other => Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Unreadable body: {other}.")),
+        other => {
+            Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Unreadable body: {other}."))
+        }
     }
 }
 
@@ -75,14 +101,23 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 
 /// A resource's default service: 405 naming the methods it does serve, in `Allow`.
 pub fn method_not_allowed(allowed: &[Method]) -> Route {
-    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
     web::to(move |req: HttpRequest| {
         let allow = allow.clone();
         async move {
             let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
-                .with_detail(format!("{} is not allowed on {}; use {allow}.", req.method(), req.path()))
+                .with_detail(format!(
+                    "{} is not allowed on {}; use {allow}.",
+                    req.method(),
+                    req.path()
+                ))
                 .to_response();
-            let value = header::HeaderValue::from_str(&allow).expect("method names are header-safe");
+            let value =
+                header::HeaderValue::from_str(&allow).expect("method names are header-safe");
             response.headers_mut().insert(header::ALLOW, value);
             response
         }
@@ -126,4 +161,3 @@ pub fn request_logger() -> Logger {
     Logger::new(r#"request_id=%{x-request-id}o method=%{method}xi path="%U" status=%s latency_ms=%D bytes=%b peer=%a"#)
         .custom_request_replace("method", |req| req.method().to_string())
 }
-

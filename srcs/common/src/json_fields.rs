@@ -29,7 +29,11 @@ impl FieldReader {
     }
 
     /// A field that must be present and not null.
-    pub fn required<T>(&mut self, name: &str, parse: impl FnOnce(&RawValue) -> Result<T, String>) -> Option<T> {
+    pub fn required<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&RawValue) -> Result<T, String>,
+    ) -> Option<T> {
         match self.fields.get(name) {
             None => self.fail(name, "is required"),
             Some(raw) if raw.get() == "null" => self.fail(name, "is required"),
@@ -41,7 +45,11 @@ impl FieldReader {
     }
 
     /// A field that may be absent or null (both read as `None`).
-    pub fn optional<T>(&mut self, name: &str, parse: impl FnOnce(&RawValue) -> Result<T, String>) -> Option<Option<T>> {
+    pub fn optional<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&RawValue) -> Result<T, String>,
+    ) -> Option<Option<T>> {
         match self.fields.get(name) {
             None => Some(None),
             Some(raw) if raw.get() == "null" => Some(None),
@@ -171,7 +179,10 @@ mod tests {
 
     #[test]
     fn reports_every_bad_field_and_every_unknown_field() {
-        let mut reader = FieldReader::new(object(r#"{"a": 1, "b": "x", "extra": true}"#), &["a", "b", "c"]);
+        let mut reader = FieldReader::new(
+            object(r#"{"a": 1, "b": "x", "extra": true}"#),
+            &["a", "b", "c"],
+        );
         assert!(reader.required("a", string).is_none());
         assert!(reader.required("c", string).is_none());
         assert_eq!(reader.required("b", string), Some("x".to_owned()));

@@ -2,6 +2,10 @@
 //! the order message and its queue topology, the problem+json error shape, request ids,
 //! configuration and connection helpers.
 
+// A Problem (the 400 answer to a bad request) is large, but it is built once per refused
+// request, on the error path only.
+#![allow(clippy::result_large_err)]
+
 pub mod amqp;
 pub mod backoff;
 pub mod config;

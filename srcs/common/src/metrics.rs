@@ -33,20 +33,28 @@ pub struct Metrics {
 impl Metrics {
     /// A registry whose metric names start with `service` (e.g. `gateway_http_requests_total`).
     pub fn new(service: &str) -> Self {
-        let registry = Registry::new_custom(Some(service.to_owned()), None)
-            .expect("a valid metric prefix");
+        let registry =
+            Registry::new_custom(Some(service.to_owned()), None).expect("a valid metric prefix");
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process metrics register once");
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered, by route, method and status."),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route, method and status.",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer an HTTP request.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer an HTTP request.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route", "method"],
         )
         .expect("valid metric");
@@ -131,7 +139,12 @@ pub async fn middleware(
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
-        metrics.observe(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+        metrics.observe(
+            &route,
+            &method,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
     }
     Ok(response)
 }
@@ -147,9 +160,18 @@ pub struct PoolGauges {
 impl PoolGauges {
     pub fn new(metrics: &Metrics) -> Self {
         Self {
-            size: metrics.gauge("db_pool_connections", "Connections open in the database pool."),
-            available: metrics.gauge("db_pool_available", "Idle connections in the database pool."),
-            waiting: metrics.gauge("db_pool_waiting", "Requests waiting for a database connection."),
+            size: metrics.gauge(
+                "db_pool_connections",
+                "Connections open in the database pool.",
+            ),
+            available: metrics.gauge(
+                "db_pool_available",
+                "Idle connections in the database pool.",
+            ),
+            waiting: metrics.gauge(
+                "db_pool_waiting",
+                "Requests waiting for a database connection.",
+            ),
         }
     }
 
@@ -177,7 +199,12 @@ mod tests {
         let metrics = Metrics::new("demo");
         metrics.observe("/x/{id}", "GET", 200, 0.002);
         let text = metrics.render();
-        assert!(text.contains(r#"demo_http_requests_total{method="GET",route="/x/{id}",status="200"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"demo_http_requests_total{method="GET",route="/x/{id}",status="200"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("demo_http_request_duration_seconds_bucket"));
     }
 }

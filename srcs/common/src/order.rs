@@ -35,14 +35,20 @@ impl UserId {
             "a number" => {
                 // An id, not a quantity: any positive integer literal, kept as its digits.
                 let digits = raw.get();
-                let positive = digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+                let positive =
+                    digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
                 if positive && digits.len() <= Self::MAX_CHARS {
                     Ok(Self(digits.to_owned()))
                 } else {
-                    Err(format!("must be a positive integer of at most {} digits, or a string", Self::MAX_CHARS))
+                    Err(format!(
+                        "must be a positive integer of at most {} digits, or a string",
+                        Self::MAX_CHARS
+                    ))
                 }
             }
-            other => Err(format!("must be a string or a positive integer, not {other}")),
+            other => Err(format!(
+                "must be a string or a positive integer, not {other}"
+            )),
         }
     }
 
@@ -73,8 +79,7 @@ impl NumberOfItems {
     pub const MAX: i32 = 10_000;
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        json_fields::parse_integer_in(text, 1..=i64::from(Self::MAX))
-            .map(|n| Self(n as i32))
+        json_fields::parse_integer_in(text, 1..=i64::from(Self::MAX)).map(|n| Self(n as i32))
     }
 
     pub fn get(self) -> i32 {
@@ -128,7 +133,8 @@ impl Amount {
         if whole.len() > 7 {
             return Err("must be at most 1000000".to_owned());
         }
-        let mut value = Decimal::from_str(text).map_err(|e| format!("is not a decimal number: {e}"))?;
+        let mut value =
+            Decimal::from_str(text).map_err(|e| format!("is not a decimal number: {e}"))?;
         if value <= Decimal::ZERO {
             return Err("must be greater than 0".to_owned());
         }
@@ -269,8 +275,10 @@ mod tests {
 
     #[test]
     fn accepts_the_original_systems_payload_with_strings_and_with_numbers() {
-        let strings = order(r#"{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}"#).unwrap();
-        let numbers = order(r#"{"user_id": 88, "number_of_items": 2, "total_amount": 45.00}"#).unwrap();
+        let strings =
+            order(r#"{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}"#).unwrap();
+        let numbers =
+            order(r#"{"user_id": 88, "number_of_items": 2, "total_amount": 45.00}"#).unwrap();
         assert_eq!(strings, numbers);
         assert_eq!(strings.user_id.as_str(), "88");
         assert_eq!(strings.number_of_items.get(), 2);
@@ -279,8 +287,18 @@ mod tests {
 
     #[test]
     fn amounts_are_exact_and_normalised_to_cents() {
-        for (text, normalised) in [("45", "45.00"), ("45.5", "45.50"), ("0.01", "0.01"), ("1000000", "1000000.00"), ("0.5", "0.50")] {
-            assert_eq!(String::from(Amount::parse(text).unwrap()), normalised, "{text}");
+        for (text, normalised) in [
+            ("45", "45.00"),
+            ("45.5", "45.50"),
+            ("0.01", "0.01"),
+            ("1000000", "1000000.00"),
+            ("0.5", "0.50"),
+        ] {
+            assert_eq!(
+                String::from(Amount::parse(text).unwrap()),
+                normalised,
+                "{text}"
+            );
         }
     }
 
@@ -312,43 +330,76 @@ mod tests {
     #[test]
     fn a_float_amount_is_read_from_its_text_not_through_f64() {
         let err = field_errors(r#"{"user_id": "1", "number_of_items": 1, "total_amount": 0.1e1}"#);
-        assert_eq!(err, [("total_amount".to_owned(), "must be a decimal number such as \"45.00\"".to_owned())]);
+        assert_eq!(
+            err,
+            [(
+                "total_amount".to_owned(),
+                "must be a decimal number such as \"45.00\"".to_owned()
+            )]
+        );
         let ok = order(r#"{"user_id": "1", "number_of_items": 1, "total_amount": 19.99}"#).unwrap();
         assert_eq!(String::from(ok.total_amount), "19.99");
     }
 
     #[test]
     fn number_of_items_bounds() {
-        for bad in ["0", "-1", "10001", "2.5", "1e3", "", "two", "99999999999999999999"] {
+        for bad in [
+            "0",
+            "-1",
+            "10001",
+            "2.5",
+            "1e3",
+            "",
+            "two",
+            "99999999999999999999",
+        ] {
             assert!(NumberOfItems::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(NumberOfItems::parse("10000").unwrap().get(), 10_000);
-        assert!(NumberOfItems::parse(" 3 ").is_err(), "no surrounding spaces");
+        assert!(
+            NumberOfItems::parse(" 3 ").is_err(),
+            "no surrounding spaces"
+        );
         assert!(NumberOfItems::parse("03").is_err(), "no leading zeros");
     }
 
     #[test]
     fn user_ids() {
-        assert_eq!(UserId::parse("  ünïcødé-user ").unwrap().as_str(), "ünïcødé-user");
+        assert_eq!(
+            UserId::parse("  ünïcødé-user ").unwrap().as_str(),
+            "ünïcødé-user"
+        );
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("   ").is_err());
         assert!(UserId::parse(&"x".repeat(65)).is_err());
         assert!(UserId::parse(&"é".repeat(64)).is_ok());
         assert!(UserId::parse("a\u{0}b").is_err());
-        assert!(UserId::parse(&format!("a{}", " ".repeat(64))).is_err(), "length counts as sent");
-        let huge = format!(r#"{{"user_id": {}, "number_of_items": 1, "total_amount": "1"}}"#, "9".repeat(30));
+        assert!(
+            UserId::parse(&format!("a{}", " ".repeat(64))).is_err(),
+            "length counts as sent"
+        );
+        let huge = format!(
+            r#"{{"user_id": {}, "number_of_items": 1, "total_amount": "1"}}"#,
+            "9".repeat(30)
+        );
         assert_eq!(order(&huge).unwrap().user_id.as_str(), "9".repeat(30));
         for bad in [r#"0"#, r#"-3"#, r#"1.5"#, r#"1e3"#, r#"true"#, r#"[]"#] {
-            let json = format!(r#"{{"user_id": {bad}, "number_of_items": 1, "total_amount": "1"}}"#);
+            let json =
+                format!(r#"{{"user_id": {bad}, "number_of_items": 1, "total_amount": "1"}}"#);
             assert_eq!(field_errors(&json)[0].0, "user_id", "{bad}");
         }
     }
 
     #[test]
     fn every_bad_field_is_reported_at_once() {
-        let errors = field_errors(r#"{"user_id": "", "number_of_items": 0, "total_amount": "-1", "coupon": "X"}"#);
+        let errors = field_errors(
+            r#"{"user_id": "", "number_of_items": 0, "total_amount": "-1", "coupon": "X"}"#,
+        );
         let fields: Vec<_> = errors.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["coupon", "user_id", "number_of_items", "total_amount"]);
+        assert_eq!(
+            fields,
+            ["coupon", "user_id", "number_of_items", "total_amount"]
+        );
         let missing = field_errors("{}");
         assert_eq!(missing.len(), 3);
         assert!(missing.iter().all(|(_, m)| m == "is required"));
@@ -359,8 +410,14 @@ mod tests {
         let user = UserId::parse("88").unwrap();
         let other = UserId::parse("89").unwrap();
         let key = IdempotencyKey::parse("retry-me-1").unwrap();
-        assert_eq!(new_order_id(&user, Some(&key)), new_order_id(&user, Some(&key)));
-        assert_ne!(new_order_id(&user, Some(&key)), new_order_id(&other, Some(&key)));
+        assert_eq!(
+            new_order_id(&user, Some(&key)),
+            new_order_id(&user, Some(&key))
+        );
+        assert_ne!(
+            new_order_id(&user, Some(&key)),
+            new_order_id(&other, Some(&key))
+        );
         assert_ne!(new_order_id(&user, None), new_order_id(&user, None));
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
@@ -369,7 +426,8 @@ mod tests {
 
     #[test]
     fn the_message_round_trips_and_refuses_what_it_does_not_know() {
-        let request = order(r#"{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}"#).unwrap();
+        let request =
+            order(r#"{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}"#).unwrap();
         let message = OrderMessage::new(Uuid::new_v4(), request, Utc::now());
         let decoded = OrderMessage::from_json_bytes(&message.to_json_bytes()).unwrap();
         assert_eq!(decoded, message);

@@ -1,13 +1,7 @@
 //! The three real service binaries, wired together on loopback with a real PostgreSQL and
 //! RabbitMQ: what an operator runs, end to end.
 
-use std::{
-    collections::HashSet,
-    net::TcpListener,
-    path::PathBuf,
-    process::Stdio,
-    time::Duration,
-};
+use std::{collections::HashSet, net::TcpListener, path::PathBuf, process::Stdio, time::Duration};
 
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
@@ -20,11 +14,18 @@ fn bin_dir() -> PathBuf {
         return dir.into();
     }
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Service {
@@ -44,7 +45,11 @@ impl Service {
         let log_dir = bin_dir().join("e2e-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("{name}-{}.log", std::process::id()));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(&binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -66,13 +71,21 @@ impl Service {
     /// SIGTERM, as `systemctl stop` sends; the service must exit 0 in time.
     async fn stop(mut self) {
         let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("{} did not stop within 20 s after SIGTERM", self.name))
             .unwrap();
-        assert!(exit.success(), "{} exited with {exit} after SIGTERM; log:\n{}", self.name, self.log_text());
+        assert!(
+            exit.success(),
+            "{} exited with {exit} after SIGTERM; log:\n{}",
+            self.name,
+            self.log_text()
+        );
     }
 }
 
@@ -86,7 +99,11 @@ async fn wait_healthy(http: &reqwest::Client, base: &str, service: &Service) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{} did not become healthy; log:\n{}", service.name, service.log_text());
+    panic!(
+        "{} did not become healthy; log:\n{}",
+        service.name,
+        service.log_text()
+    );
 }
 
 async fn wait_consuming(billing: &Service) {
@@ -111,7 +128,9 @@ async fn post_order(http: &reqwest::Client, gateway: &str, user: usize, key: &st
     let response = http
         .post(format!("{gateway}/api/billing"))
         .header("idempotency-key", key)
-        .json(&json!({"user_id": user.to_string(), "number_of_items": "2", "total_amount": "45.00"}))
+        .json(
+            &json!({"user_id": user.to_string(), "number_of_items": "2", "total_amount": "45.00"}),
+        )
         .send()
         .await
         .unwrap();
@@ -134,7 +153,10 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         ("BILLING_QUEUE", queue.name().to_owned()),
         ("BILLING_HTTP_ADDR", format!("127.0.0.1:{billing_port}")),
     ];
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     let inventory = Service::start(
         "inventory-app",
@@ -167,19 +189,49 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let movie: Value = http.get(format!("{gateway}{location}")).send().await.unwrap().json().await.unwrap();
+    let movie: Value = http
+        .get(format!("{gateway}{location}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(movie["title"], "The Matrix");
     let response = http
         .put(format!("{gateway}{location}"))
-        .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic", "release_year": 1999}))
+        .json(
+            &json!({"title": "The Matrix", "description": "Sci-Fi Classic", "release_year": 1999}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let list: Value = http.get(format!("{gateway}/api/movies")).send().await.unwrap().json().await.unwrap();
+    let list: Value = http
+        .get(format!("{gateway}/api/movies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["movies"][0]["release_year"], 1999);
-    assert_eq!(http.delete(format!("{gateway}{location}")).send().await.unwrap().status(), 204);
-    assert_eq!(http.get(format!("{gateway}{location}")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.delete(format!("{gateway}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        http.get(format!("{gateway}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 
     // Orders while billing runs.
     let mut expected = HashSet::new();
@@ -188,9 +240,11 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         assert_eq!(status, 202, "{body}");
         expected.insert(body["order_id"].as_str().unwrap().to_owned());
     }
-    eventually(Duration::from_secs(20), "the first orders are billed", || async {
-        billed_order_ids(&billing_db).await == expected
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the first orders are billed",
+        || async { billed_order_ids(&billing_db).await == expected },
+    )
     .await;
 
     // Billing stopped: the gateway keeps accepting orders.
@@ -214,41 +268,73 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     for i in 0..20 {
         let (status, body) = post_order(&http, &gateway, i, &format!("backlog-{i}")).await;
         assert_eq!(status, 202);
-        assert!(backlog.contains(body["order_id"].as_str().unwrap()), "replayed key, same order id");
+        assert!(
+            backlog.contains(body["order_id"].as_str().unwrap()),
+            "replayed key, same order id"
+        );
     }
     let (_, replayed_live) = post_order(&http, &gateway, 0, "live-0").await;
     assert!(expected.contains(replayed_live["order_id"].as_str().unwrap()));
-    assert_eq!(billed_order_ids(&billing_db).await.len(), 5, "nothing billed while billing is stopped");
+    assert_eq!(
+        billed_order_ids(&billing_db).await.len(),
+        5,
+        "nothing billed while billing is stopped"
+    );
 
     // Billing started again drains the backlog: every order exactly once, nothing new from replays.
     let billing = Service::start("billing-app", &billing_env);
     expected.extend(backlog);
-    eventually(Duration::from_secs(60), "the backlog is drained", || async {
-        billed_order_ids(&billing_db).await.len() >= expected.len()
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the backlog is drained",
+        || async { billed_order_ids(&billing_db).await.len() >= expected.len() },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let billed = billed_order_ids(&billing_db).await;
-    assert_eq!(billed, expected, "exactly the acknowledged orders were billed");
+    assert_eq!(
+        billed, expected,
+        "exactly the acknowledged orders were billed"
+    );
     let client = billing_db.client().await;
-    let rows: i64 = client.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(rows, 505, "one row per order, no duplicates");
 
     // Order status through the gateway: 404 while queued, 200 once billed.
     billing.stop().await;
     let (status, queued) = post_order(&http, &gateway, 1, "status-check").await;
     assert_eq!(status, 202);
-    let status_url = format!("{gateway}/api/billing/{}", queued["order_id"].as_str().unwrap());
-    assert_eq!(http.get(&status_url).send().await.unwrap().status(), 502, "billing-app is down");
+    let status_url = format!(
+        "{gateway}/api/billing/{}",
+        queued["order_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        http.get(&status_url).send().await.unwrap().status(),
+        502,
+        "billing-app is down"
+    );
     let billing = Service::start("billing-app", &billing_env);
     eventually(Duration::from_secs(30), "the order is billed", || async {
         http.get(&status_url).send().await.unwrap().status() == 200
     })
     .await;
-    let billed: Value = http.get(&status_url).send().await.unwrap().json().await.unwrap();
+    let billed: Value = http
+        .get(&status_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(billed["status"], "billed");
     let unknown = http
-        .get(format!("{gateway}/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d"))
+        .get(format!(
+            "{gateway}/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d"
+        ))
         .send()
         .await
         .unwrap();
@@ -273,14 +359,33 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    eventually(Duration::from_secs(20), "the traced order is billed", || async {
-        billing.log_text().contains(&format!("request_id={order_trace} "))
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the traced order is billed",
+        || async {
+            billing
+                .log_text()
+                .contains(&format!("request_id={order_trace} "))
+        },
+    )
     .await;
-    for (service, id) in [(&api_gateway, &movie_trace), (&inventory, &movie_trace), (&api_gateway, &order_trace)] {
-        assert!(service.log_text().contains(&format!("request_id={id} ")), "{} logs {id}", service.name);
+    for (service, id) in [
+        (&api_gateway, &movie_trace),
+        (&inventory, &movie_trace),
+        (&api_gateway, &order_trace),
+    ] {
+        assert!(
+            service.log_text().contains(&format!("request_id={id} ")),
+            "{} logs {id}",
+            service.name
+        );
     }
-    let billed_line = billing.log_text().lines().find(|l| l.contains(&order_trace)).unwrap().to_owned();
+    let billed_line = billing
+        .log_text()
+        .lines()
+        .find(|l| l.contains(&order_trace))
+        .unwrap()
+        .to_owned();
     assert!(billed_line.contains("billed"), "{billed_line}");
 
     api_gateway.stop().await;
@@ -301,26 +406,52 @@ async fn run_with_env(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String)
     .await
     .expect("a misconfigured service stops at once")
     .unwrap();
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
 async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_it() {
-    let (code, stderr) = run_with_env("billing-app", &[("DATABASE_URL", "postgres://u:p@127.0.0.1/db")]).await;
+    let (code, stderr) = run_with_env(
+        "billing-app",
+        &[("DATABASE_URL", "postgres://u:p@127.0.0.1/db")],
+    )
+    .await;
     assert_eq!(code, Some(78));
     assert_eq!(stderr.trim(), "billing-app: configuration: AMQP_URL is not set (see the example env file of this service)");
 
     let (code, stderr) = run_with_env(
         "api-gateway",
-        &[("AMQP_URL", "amqp://127.0.0.1"), ("GATEWAY_BIND_ADDR", "not-an-address")],
+        &[
+            ("AMQP_URL", "amqp://127.0.0.1"),
+            ("GATEWAY_BIND_ADDR", "not-an-address"),
+        ],
     )
     .await;
     assert_eq!(code, Some(78));
-    assert!(stderr.starts_with("api-gateway: configuration: GATEWAY_BIND_ADDR is invalid"), "{stderr}");
+    assert!(
+        stderr.starts_with("api-gateway: configuration: GATEWAY_BIND_ADDR is invalid"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1);
 
-    let (code, stderr) = run_with_env("inventory-app", &[("DATABASE_URL", "postgres://u:p@h/d"), ("DATABASE_POOL_TIMEOUT_MS", "0")]).await;
+    let (code, stderr) = run_with_env(
+        "inventory-app",
+        &[
+            ("DATABASE_URL", "postgres://u:p@h/d"),
+            ("DATABASE_POOL_TIMEOUT_MS", "0"),
+        ],
+    )
+    .await;
     assert_eq!(code, Some(78));
-    assert!(stderr.contains("DATABASE_POOL_TIMEOUT_MS is invalid"), "{stderr}");
-    assert!(!stderr.contains("u:p"), "no secret in the message: {stderr}");
+    assert!(
+        stderr.contains("DATABASE_POOL_TIMEOUT_MS is invalid"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("u:p"),
+        "no secret in the message: {stderr}"
+    );
 }

@@ -17,7 +17,10 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            bind_addr: config::or_default("INVENTORY_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            bind_addr: config::or_default(
+                "INVENTORY_BIND_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8081)),
+            )?,
             database: DatabaseSettings::from_env()?,
             shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
         })

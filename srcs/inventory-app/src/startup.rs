@@ -1,10 +1,9 @@
 use std::{net::TcpListener, time::Duration};
 
-use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use actix_web::{dev::Server, web, HttpServer};
 use common::{
     http as shared_http,
     metrics::{Metrics, PoolGauges},
-    request_id,
 };
 use deadpool_postgres::Pool;
 
@@ -32,16 +31,23 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "inventory-app");
         store::migrate_when_reachable(&pool).await?;
-        let listener = TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
-            addr: settings.bind_addr,
-            source,
-        })?;
-        let port = listener.local_addr().expect("a bound listener has an address").port();
+        let listener =
+            TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
+                addr: settings.bind_addr,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port();
         let server = serve(listener, pool, &settings).map_err(|source| StartupError::Bind {
             addr: settings.bind_addr,
             source,
         })?;
-        log::info!("inventory-app listening on {}:{port}", settings.bind_addr.ip());
+        log::info!(
+            "inventory-app listening on {}:{port}",
+            settings.bind_addr.ip()
+        );
         Ok(Self { port, server })
     }
 
@@ -60,19 +66,11 @@ fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Res
     let metrics = web::Data::new(metrics);
     let pool = web::Data::new(pool);
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(shared_http::problem_error_handlers())
-            .wrap(middleware::from_fn(request_id::middleware))
-            .wrap(middleware::from_fn(common::metrics::middleware))
-            .wrap(shared_http::request_logger())
+        shared_http::app()
             .app_data(pool.clone())
             .app_data(metrics.clone())
             .app_data(pool_gauges.clone())
-            .app_data(shared_http::json_config())
-            .app_data(shared_http::query_config())
-            .app_data(shared_http::path_config())
             .configure(routes::configure)
-            .default_service(web::to(shared_http::not_found))
     })
     .client_request_timeout(Duration::from_secs(5))
     .keep_alive(Duration::from_secs(30))

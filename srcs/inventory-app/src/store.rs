@@ -45,12 +45,18 @@ fn movie_from_row(row: &Row) -> Movie {
 
 /// `LIKE` pattern matching `text` anywhere, with its own wildcards escaped.
 fn contains_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
 /// One page in id order, plus whether more follow.
-pub async fn list(client: &impl GenericClient, query: &MovieListQuery) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
+pub async fn list(
+    client: &impl GenericClient,
+    query: &MovieListQuery,
+) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
     let pattern = query.title_contains.as_deref().map(contains_pattern);
     let sql = format!(
         "SELECT {COLUMNS} FROM movies
@@ -60,19 +66,36 @@ pub async fn list(client: &impl GenericClient, query: &MovieListQuery) -> Result
          LIMIT $3 OFFSET $4"
     );
     let rows = client
-        .query(&sql, &[&query.after_id, &pattern, &(query.limit + 1), &query.offset])
+        .query(
+            &sql,
+            &[&query.after_id, &pattern, &(query.limit + 1), &query.offset],
+        )
         .await?;
     let has_more = rows.len() as i64 > query.limit;
-    let movies = rows.iter().take(query.limit as usize).map(movie_from_row).collect();
+    let movies = rows
+        .iter()
+        .take(query.limit as usize)
+        .map(movie_from_row)
+        .collect();
     Ok((movies, has_more))
 }
 
-pub async fn get(client: &impl GenericClient, id: MovieId) -> Result<Option<Movie>, tokio_postgres::Error> {
+pub async fn get(
+    client: &impl GenericClient,
+    id: MovieId,
+) -> Result<Option<Movie>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM movies WHERE id = $1");
-    Ok(client.query_opt(&sql, &[&id.get()]).await?.as_ref().map(movie_from_row))
+    Ok(client
+        .query_opt(&sql, &[&id.get()])
+        .await?
+        .as_ref()
+        .map(movie_from_row))
 }
 
-pub async fn insert(client: &impl GenericClient, draft: &MovieDraft) -> Result<Movie, tokio_postgres::Error> {
+pub async fn insert(
+    client: &impl GenericClient,
+    draft: &MovieDraft,
+) -> Result<Movie, tokio_postgres::Error> {
     let sql = format!(
         "INSERT INTO movies (title, description, release_year, genres, runtime_minutes)
          VALUES ($1, $2, $3, $4, $5)
@@ -85,7 +108,11 @@ pub async fn insert(client: &impl GenericClient, draft: &MovieDraft) -> Result<M
 }
 
 /// Replaces every field of a movie; `None` if there is no such movie.
-pub async fn replace(client: &impl GenericClient, id: MovieId, draft: &MovieDraft) -> Result<Option<Movie>, tokio_postgres::Error> {
+pub async fn replace(
+    client: &impl GenericClient,
+    id: MovieId,
+    draft: &MovieDraft,
+) -> Result<Option<Movie>, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE movies
          SET title = $1, description = $2, release_year = $3, genres = $4, runtime_minutes = $5,
@@ -97,12 +124,22 @@ pub async fn replace(client: &impl GenericClient, id: MovieId, draft: &MovieDraf
     let mut refs = params.as_refs();
     let id = id.get();
     refs.push(&id);
-    Ok(client.query_opt(&sql, &refs).await?.as_ref().map(movie_from_row))
+    Ok(client
+        .query_opt(&sql, &refs)
+        .await?
+        .as_ref()
+        .map(movie_from_row))
 }
 
 /// Whether a movie was deleted.
-pub async fn delete(client: &impl GenericClient, id: MovieId) -> Result<bool, tokio_postgres::Error> {
-    Ok(client.execute("DELETE FROM movies WHERE id = $1", &[&id.get()]).await? == 1)
+pub async fn delete(
+    client: &impl GenericClient,
+    id: MovieId,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .execute("DELETE FROM movies WHERE id = $1", &[&id.get()])
+        .await?
+        == 1)
 }
 
 /// Deletes every movie; returns how many there were.

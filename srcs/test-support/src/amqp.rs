@@ -18,9 +18,12 @@ pub fn unique_queue() -> OrderQueue {
 
 /// A channel on a new connection to the test broker.
 pub async fn amqp_channel() -> Channel {
-    let connection = common::amqp::connect(&test_amqp_url(), "test-support", Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to the test RabbitMQ ({e}); run scripts/test.sh"));
+    let connection =
+        common::amqp::connect(&test_amqp_url(), "test-support", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot connect to the test RabbitMQ ({e}); run scripts/test.sh")
+            });
     connection.create_channel().await.expect("AMQP channel")
 }
 
@@ -30,7 +33,10 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
         passive: true,
         ..QueueDeclareOptions::default()
     };
-    match channel.queue_declare(queue.into(), options, FieldTable::default()).await {
+    match channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+    {
         Ok(queue) => queue.message_count(),
         Err(e) => panic!("queue {queue} cannot be inspected: {e}"),
     }

@@ -24,13 +24,16 @@ pub struct TestDatabase {
 async fn connect(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL ({e}); run scripts/test.sh"));
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to the test PostgreSQL ({e}); run scripts/test.sh")
+        });
     tokio::spawn(connection);
     client
 }
 
 fn url_for(database: &str) -> String {
-    let mut config: tokio_postgres::Config = test_database_url().parse().expect("TEST_DATABASE_URL");
+    let mut config: tokio_postgres::Config =
+        test_database_url().parse().expect("TEST_DATABASE_URL");
     config.dbname(database);
     // tokio_postgres::Config has no Display; rebuild a URL from its parts.
     let user = config.get_user().expect("TEST_DATABASE_URL names a user");
@@ -81,7 +84,9 @@ impl TestDatabase {
 
         let name = format!("{PREFIX}{service}_{}", Uuid::new_v4().simple());
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
             .await
             .expect("clone template database");
         Self {
@@ -100,7 +105,10 @@ impl TestDatabase {
     pub async fn take_offline(&self) {
         let admin = connect(&test_database_url()).await;
         admin
-            .batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", self.name))
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+                self.name
+            ))
             .await
             .expect("disallow connections");
         admin
@@ -115,7 +123,10 @@ impl TestDatabase {
     pub async fn bring_online(&self) {
         let admin = connect(&test_database_url()).await;
         admin
-            .batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", self.name))
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+                self.name
+            ))
             .await
             .expect("allow connections");
     }

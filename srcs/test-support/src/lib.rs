@@ -29,6 +29,15 @@ where
     }
 }
 
+/// The value of one series in a Prometheus scrape (`name{labels} value`); 0 when absent, as
+/// Prometheus reads a counter that has not moved yet.
+pub fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(

@@ -22,16 +22,21 @@ pub async fn create_order(
     let order = OrderRequest::from_json(body.into_inner())?;
     let order_id = new_order_id(&order.user_id, key.as_ref());
     let message = OrderMessage::new(order_id, order, Utc::now());
-    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok());
-    publisher.publish(&message, Some(request_id.as_str()), traceparent).await?;
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    publisher
+        .publish(&message, Some(request_id.as_str()), traceparent)
+        .await?;
     log::info!("request_id={request_id} order_id={order_id} queued");
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/billing/{order_id}")))
         .json(json!({
-        "message": "Order queued for processing",
-        "status": "queued",
-        "order_id": order_id,
-    })))
+            "message": "Order queued for processing",
+            "status": "queued",
+            "order_id": order_id,
+        })))
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {

@@ -10,15 +10,13 @@ use common::problem::Problem;
 pub const OPENAPI_YAML: &str = include_str!("../../../../openapi.yaml");
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    let spec: serde_json::Value =
-        serde_norway::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML (checked by tests)");
+    let spec: serde_json::Value = serde_norway::from_str(OPENAPI_YAML)
+        .expect("openapi.yaml is valid YAML (checked by tests)");
     serde_json::to_string(&spec).expect("JSON values serialise")
 });
 
 static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyLock::new(|| {
-    Arc::new(
-        utoipa_swagger_ui::Config::new(["/openapi.yaml"]).display_request_duration(true),
-    )
+    Arc::new(utoipa_swagger_ui::Config::new(["/openapi.yaml"]).display_request_duration(true))
 });
 
 pub async fn openapi_yaml() -> HttpResponse {

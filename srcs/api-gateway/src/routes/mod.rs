@@ -38,7 +38,10 @@ fn table() -> Vec<(&'static str, Method, Route)> {
 
 /// The documented routes as (path, method), for the spec check.
 pub fn documented_routes() -> Vec<(&'static str, Method)> {
-    table().into_iter().map(|(path, method, _)| (path, method)).collect()
+    table()
+        .into_iter()
+        .map(|(path, method, _)| (path, method))
+        .collect()
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,5 +9,8 @@ pub async fn order_status(
     upstreams: web::Data<Upstreams>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    upstreams.billing.forward(&req, web::Bytes::new(), &request_id).await
+    upstreams
+        .billing
+        .forward(&req, web::Bytes::new(), &request_id)
+        .await
 }

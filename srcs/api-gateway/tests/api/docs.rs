@@ -11,7 +11,9 @@ fn spec() -> Value {
 
 #[test]
 fn every_gateway_route_is_in_the_spec_and_every_spec_route_exists() {
-    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "patch", "head", "options", "trace",
+    ];
     let spec = spec();
     let documented: BTreeSet<(String, String)> = spec["paths"]
         .as_object()
@@ -30,8 +32,14 @@ fn every_gateway_route_is_in_the_spec_and_every_spec_route_exists() {
         .collect();
     let missing_from_spec: Vec<_> = served.difference(&documented).collect();
     let missing_from_gateway: Vec<_> = documented.difference(&served).collect();
-    assert!(missing_from_spec.is_empty(), "served but not in openapi.yaml: {missing_from_spec:?}");
-    assert!(missing_from_gateway.is_empty(), "in openapi.yaml but not served: {missing_from_gateway:?}");
+    assert!(
+        missing_from_spec.is_empty(),
+        "served but not in openapi.yaml: {missing_from_spec:?}"
+    );
+    assert!(
+        missing_from_gateway.is_empty(),
+        "in openapi.yaml but not served: {missing_from_gateway:?}"
+    );
 }
 
 #[tokio::test]
@@ -45,8 +53,19 @@ async fn the_spec_and_swagger_ui_are_served_from_the_binary() {
     let yaml = http.get(gateway.url("/openapi.yaml")).send().await.unwrap();
     assert_eq!(yaml.status(), 200);
     let served: Value = serde_norway::from_str(&yaml.text().await.unwrap()).unwrap();
-    assert_eq!(served, spec(), "the served spec is the repository's openapi.yaml");
-    let json: Value = http.get(gateway.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        served,
+        spec(),
+        "the served spec is the repository's openapi.yaml"
+    );
+    let json: Value = http
+        .get(gateway.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(json, spec());
 
     let redirect = http.get(gateway.url("/docs")).send().await.unwrap();
@@ -54,13 +73,33 @@ async fn the_spec_and_swagger_ui_are_served_from_the_binary() {
     assert_eq!(redirect.headers()["location"], "/docs/");
     let index = http.get(gateway.url("/docs/")).send().await.unwrap();
     assert_eq!(index.status(), 200);
-    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(index.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(index.text().await.unwrap().contains("swagger-ui"));
-    let initializer = http.get(gateway.url("/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
-    assert!(initializer.contains("/openapi.yaml"), "Swagger UI loads our spec");
-    let bundle = http.get(gateway.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    let initializer = http
+        .get(gateway.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        initializer.contains("/openapi.yaml"),
+        "Swagger UI loads our spec"
+    );
+    let bundle = http
+        .get(gateway.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bundle.status(), 200);
-    assert!(bundle.bytes().await.unwrap().len() > 100_000, "the real Swagger UI bundle");
+    assert!(
+        bundle.bytes().await.unwrap().len() > 100_000,
+        "the real Swagger UI bundle"
+    );
     let missing = http.get(gateway.url("/docs/nope.js")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }

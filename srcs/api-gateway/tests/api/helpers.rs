@@ -1,8 +1,15 @@
 use std::{net::SocketAddr, time::Duration};
 
 use api_gateway::{configuration::Settings, startup::Application};
-use common::{amqp::OrderQueue, db::{build_pool, DatabaseSettings}, order::OrderMessage};
-use lapin::{options::{BasicAckOptions, BasicGetOptions}, Channel};
+use common::{
+    amqp::OrderQueue,
+    db::{build_pool, DatabaseSettings},
+    order::OrderMessage,
+};
+use lapin::{
+    options::{BasicAckOptions, BasicGetOptions},
+    Channel,
+};
 use serde_json::Value;
 use test_support::{amqp_channel, test_amqp_url, unique_queue, TestDatabase};
 
@@ -15,19 +22,28 @@ pub struct TestGateway {
 
 async fn migrate(url: String) {
     let pool = build_pool(&DatabaseSettings::with_url(&url).unwrap(), "gateway-tests");
-    inventory_app::store::migrate(&pool).await.expect("migrations apply");
+    inventory_app::store::migrate(&pool)
+        .await
+        .expect("migrations apply");
     pool.close();
 }
 
 /// A real inventory-app on a free port, against a database of its own.
 pub async fn spawn_inventory() -> SocketAddr {
-    let db = TestDatabase::create("inventory", &inventory_app::store::schema_fingerprint(), migrate).await;
+    let db = TestDatabase::create(
+        "inventory",
+        &inventory_app::store::schema_fingerprint(),
+        migrate,
+    )
+    .await;
     let settings = inventory_app::configuration::Settings {
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         database: DatabaseSettings::with_url(&db.url).unwrap(),
         shutdown_timeout: Duration::from_secs(1),
     };
-    let app = inventory_app::startup::Application::build(settings).await.unwrap();
+    let app = inventory_app::startup::Application::build(settings)
+        .await
+        .unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
     tokio::spawn(app.run_until_stopped());
     addr
@@ -71,7 +87,10 @@ pub async fn spawn_gateway_with(settings: Settings) -> (TestGateway, bool) {
         address,
         queue,
         channel,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
     };
     (gateway, connected)
 }
@@ -96,8 +115,14 @@ impl TestGateway {
             .basic_get(self.queue.name().into(), BasicGetOptions::default())
             .await
             .expect("basic.get")?;
-        message.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
-        let order = OrderMessage::from_json_bytes(&message.delivery.data).expect("a valid order message");
+        message
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        let order =
+            OrderMessage::from_json_bytes(&message.delivery.data).expect("a valid order message");
         Some((order, message.delivery.properties.clone()))
     }
 
@@ -109,7 +134,10 @@ impl TestGateway {
 /// Asserts the shared error shape and returns the problem body.
 pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status, "{body}");
     assert!(body["request_id"].is_string(), "{body}");

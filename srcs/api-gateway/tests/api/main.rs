@@ -1,8 +1,8 @@
 //! api-gateway with a real inventory-app (in-process, own database) and a real RabbitMQ
 //! (own queue) behind it.
 
+mod docs;
 mod helpers;
 mod movies_proxy;
-mod orders;
-mod docs;
 mod observability;
+mod orders;

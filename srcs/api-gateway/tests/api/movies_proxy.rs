@@ -16,12 +16,22 @@ async fn movie_crud_passes_through_faithfully() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let created: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/api/movies/{}", created["id"]));
 
-    let fetched: Value = http.get(gateway.url(&location)).send().await.unwrap().json().await.unwrap();
+    let fetched: Value = http
+        .get(gateway.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fetched, created);
 
     let updated: Value = http
@@ -35,13 +45,34 @@ async fn movie_crud_passes_through_faithfully() {
         .unwrap();
     assert_eq!(updated["release_year"], 1999);
 
-    let list: Value = http.get(gateway.url("/api/movies?q=matrix&limit=5")).send().await.unwrap().json().await.unwrap();
+    let list: Value = http
+        .get(gateway.url("/api/movies?q=matrix&limit=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["movies"].as_array().unwrap().len(), 1);
     assert_eq!(list["limit"], 5);
 
-    assert_eq!(http.delete(gateway.url(&location)).send().await.unwrap().status(), 204);
+    assert_eq!(
+        http.delete(gateway.url(&location))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_problem(http.get(gateway.url(&location)).send().await.unwrap(), 404).await;
-    let deleted: Value = http.delete(gateway.url("/api/movies")).send().await.unwrap().json().await.unwrap();
+    let deleted: Value = http
+        .delete(gateway.url("/api/movies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(deleted, json!({"deleted": 0}));
 }
 
@@ -58,25 +89,49 @@ async fn inventory_errors_pass_through_with_the_same_request_id() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "gw-trace-1");
     let problem = assert_problem(response, 400).await;
-    assert_eq!(problem["request_id"], "gw-trace-1", "inventory saw the gateway's request id");
+    assert_eq!(
+        problem["request_id"], "gw-trace-1",
+        "inventory saw the gateway's request id"
+    );
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
 
-    let bad_id = gateway.http.get(gateway.url("/api/movies/abc")).send().await.unwrap();
+    let bad_id = gateway
+        .http
+        .get(gateway.url("/api/movies/abc"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(bad_id, 400).await;
 }
 
 #[tokio::test]
 async fn inventory_unreachable_gives_a_quick_502() {
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let queue = test_support::unique_queue();
-    let (gateway, _) = spawn_gateway_with(gateway_settings(closed, &test_support::test_amqp_url(), &queue)).await;
+    let (gateway, _) = spawn_gateway_with(gateway_settings(
+        closed,
+        &test_support::test_amqp_url(),
+        &queue,
+    ))
+    .await;
     let started = Instant::now();
-    let response = gateway.http.get(gateway.url("/api/movies")).send().await.unwrap();
+    let response = gateway
+        .http
+        .get(gateway.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(response.headers().contains_key("retry-after"));
     let problem = assert_problem(response, 502).await;
-    assert!(!problem.to_string().contains("127.0.0.1"), "no internals leak: {problem}");
+    assert!(
+        !problem.to_string().contains("127.0.0.1"),
+        "no internals leak: {problem}"
+    );
 }
 
 #[tokio::test]
@@ -95,9 +150,17 @@ async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
     settings.upstream_timeout = Duration::from_millis(300);
     let (gateway, _) = spawn_gateway_with(settings).await;
     let started = Instant::now();
-    let response = gateway.http.get(gateway.url("/api/movies")).send().await.unwrap();
+    let response = gateway
+        .http
+        .get(gateway.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
     assert_problem(response, 504).await;
 }
 
@@ -105,16 +168,59 @@ async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
 async fn gateway_limits_and_unknown_routes() {
     let gateway = spawn_gateway().await;
     let huge = json!({"title": "x", "description": "d".repeat(70 * 1024)});
-    let response = gateway.http.post(gateway.url("/api/movies")).json(&huge).send().await.unwrap();
+    let response = gateway
+        .http
+        .post(gateway.url("/api/movies"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 413).await;
-    let response = gateway.http.post(gateway.url("/api/billing")).json(&huge).send().await.unwrap();
+    let response = gateway
+        .http
+        .post(gateway.url("/api/billing"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 413).await;
-    assert_problem(gateway.http.get(gateway.url("/api/unknown")).send().await.unwrap(), 404).await;
-    let wrong_method = gateway.http.get(gateway.url("/api/billing")).send().await.unwrap();
+    assert_problem(
+        gateway
+            .http
+            .get(gateway.url("/api/unknown"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let wrong_method = gateway
+        .http
+        .get(gateway.url("/api/billing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_method.headers()["allow"], "POST");
     assert_problem(wrong_method, 405).await;
-    assert_problem(gateway.http.patch(gateway.url("/api/movies/1")).send().await.unwrap(), 405).await;
-    let health: Value = gateway.http.get(gateway.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_problem(
+        gateway
+            .http
+            .patch(gateway.url("/api/movies/1"))
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
+    let health: Value = gateway
+        .http
+        .get(gateway.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
 }
 
@@ -123,13 +229,36 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
     let inventory = crate::helpers::spawn_inventory().await;
     let proxy = test_support::TcpProxy::start(inventory).await;
     let queue = test_support::unique_queue();
-    let (gateway, _) = spawn_gateway_with(gateway_settings(proxy.addr(), &test_support::test_amqp_url(), &queue)).await;
-    let list = || async { gateway.http.get(gateway.url("/api/movies")).send().await.unwrap() };
+    let (gateway, _) = spawn_gateway_with(gateway_settings(
+        proxy.addr(),
+        &test_support::test_amqp_url(),
+        &queue,
+    ))
+    .await;
+    let list = || async {
+        gateway
+            .http
+            .get(gateway.url("/api/movies"))
+            .send()
+            .await
+            .unwrap()
+    };
     let breaker_state = || async {
-        let scrape = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let scrape = gateway
+            .http
+            .get(gateway.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         scrape
             .lines()
-            .find_map(|l| l.strip_prefix(r#"gateway_circuit_breaker_state{upstream="inventory"} "#).map(str::to_owned))
+            .find_map(|l| {
+                l.strip_prefix(r#"gateway_circuit_breaker_state{upstream="inventory"} "#)
+                    .map(str::to_owned)
+            })
             .unwrap()
     };
     assert_eq!(list().await.status(), 200);
@@ -137,20 +266,33 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
 
     proxy.cut();
     for _ in 0..5 {
-        assert_eq!(list().await.status(), 502, "failures reach the client as 502 until the circuit opens");
+        assert_eq!(
+            list().await.status(),
+            502,
+            "failures reach the client as 502 until the circuit opens"
+        );
     }
     assert_eq!(breaker_state().await, "1");
     let started = Instant::now();
     let response = list().await;
-    assert!(started.elapsed() < Duration::from_millis(100), "open circuit fails fast: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "open circuit fails fast: {:?}",
+        started.elapsed()
+    );
     assert!(response.headers().contains_key("retry-after"));
     let problem = assert_problem(response, 503).await;
-    assert!(problem["detail"].as_str().unwrap().contains("not calling it"));
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not calling it"));
 
     proxy.restore();
-    test_support::eventually(Duration::from_secs(10), "a probe closes the circuit", || async {
-        list().await.status() == 200
-    })
+    test_support::eventually(
+        Duration::from_secs(10),
+        "a probe closes the circuit",
+        || async { list().await.status() == 200 },
+    )
     .await;
     assert_eq!(breaker_state().await, "0");
 }

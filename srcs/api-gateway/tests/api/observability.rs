@@ -1,31 +1,40 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::{eventually, TcpProxy};
+use test_support::{eventually, metric, TcpProxy};
 
 use crate::helpers::{gateway_settings, spawn_gateway, spawn_gateway_with, spawn_inventory};
-
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn readiness_names_the_broker_and_inventory() {
     let inventory = spawn_inventory().await;
     let broker = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let catalogue = TcpProxy::start(inventory).await;
-    let amqp_url = test_support::test_amqp_url().replace("127.0.0.1:5672", &broker.addr().to_string());
+    let amqp_url =
+        test_support::test_amqp_url().replace("127.0.0.1:5672", &broker.addr().to_string());
     let queue = test_support::unique_queue();
-    let (gateway, connected) = spawn_gateway_with(gateway_settings(catalogue.addr(), &amqp_url, &queue)).await;
+    let (gateway, connected) =
+        spawn_gateway_with(gateway_settings(catalogue.addr(), &amqp_url, &queue)).await;
     assert!(connected);
     let ready = || async {
-        let response = gateway.http.get(gateway.url("/ready")).send().await.unwrap();
-        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        let response = gateway
+            .http
+            .get(gateway.url("/ready"))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
     };
-    assert_eq!(ready().await, (200, json!({"status": "ready", "checks": {"broker": "up", "inventory": "up"}})));
+    assert_eq!(
+        ready().await,
+        (
+            200,
+            json!({"status": "ready", "checks": {"broker": "up", "inventory": "up"}})
+        )
+    );
 
     catalogue.cut();
     let (status, body) = ready().await;
@@ -34,13 +43,27 @@ async fn readiness_names_the_broker_and_inventory() {
     catalogue.restore();
 
     broker.cut();
-    eventually(Duration::from_secs(10), "not ready without the broker", || async {
-        ready().await.1["checks"]["broker"] == "down"
+    eventually(
+        Duration::from_secs(10),
+        "not ready without the broker",
+        || async { ready().await.1["checks"]["broker"] == "down" },
+    )
+    .await;
+    assert_eq!(
+        gateway
+            .http
+            .get(gateway.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    broker.restore();
+    eventually(Duration::from_secs(15), "ready again", || async {
+        ready().await.0 == 200
     })
     .await;
-    assert_eq!(gateway.http.get(gateway.url("/health")).send().await.unwrap().status(), 200);
-    broker.restore();
-    eventually(Duration::from_secs(15), "ready again", || async { ready().await.0 == 200 }).await;
 }
 
 #[tokio::test]
@@ -51,30 +74,87 @@ async fn publish_and_request_metrics_count_known_traffic() {
         let response = gateway.post_order(&order, None).await;
         assert_eq!(response.status(), 202);
         let order_id = response.headers()["location"].to_str().unwrap().to_owned();
-        assert!(order_id.starts_with("/api/billing/"), "202 says where the order's status is");
+        assert!(
+            order_id.starts_with("/api/billing/"),
+            "202 says where the order's status is"
+        );
     }
     assert_eq!(gateway.post_order(&json!({}), None).await.status(), 400);
-    assert_eq!(gateway.http.get(gateway.url("/api/movies")).send().await.unwrap().status(), 200);
-
-    let scrape = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(sample(&scrape, r#"gateway_orders_published_total{outcome="confirmed"}"#), 3.0);
-    assert_eq!(sample(&scrape, "gateway_order_publish_duration_seconds_count"), 3.0);
-    assert_eq!(sample(&scrape, "gateway_broker_connected"), 1.0);
     assert_eq!(
-        sample(&scrape, r#"gateway_http_requests_total{method="POST",route="/api/billing",status="202"}"#),
+        gateway
+            .http
+            .get(gateway.url("/api/movies"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let scrape = gateway
+        .http
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"gateway_orders_published_total{outcome="confirmed"}"#
+        ),
         3.0
     );
     assert_eq!(
-        sample(&scrape, r#"gateway_http_requests_total{method="POST",route="/api/billing",status="400"}"#),
+        metric(&scrape, "gateway_order_publish_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(metric(&scrape, "gateway_broker_connected"), 1.0);
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"gateway_http_requests_total{method="POST",route="/api/billing",status="202"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"gateway_http_requests_total{method="POST",route="/api/billing",status="400"}"#
+        ),
         1.0
     );
-    assert_eq!(sample(&scrape, r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#), 1.0);
-    // The order status upstream is a closed port in these tests: one call, one error.
-    let status = gateway.http.get(gateway.url("/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d")).send().await.unwrap();
-    assert_eq!(status.status(), 502);
-    let scrape = gateway.http.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(
-        sample(&scrape, r#"gateway_upstream_errors_total{kind="unreachable",upstream="billing"}"#),
+        metric(
+            &scrape,
+            r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#
+        ),
+        1.0
+    );
+    // The order status upstream is a closed port in these tests: one call, one error.
+    let status = gateway
+        .http
+        .get(gateway.url("/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 502);
+    let scrape = gateway
+        .http
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"gateway_upstream_errors_total{kind="unreachable",upstream="billing"}"#
+        ),
         1.0
     );
 }

@@ -3,7 +3,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use test_support::TcpProxy;
 
-use crate::helpers::{assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with, spawn_inventory};
+use crate::helpers::{
+    assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with, spawn_inventory,
+};
 
 #[tokio::test]
 async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
@@ -12,7 +14,10 @@ async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
         .http
         .post(gateway.url("/api/billing"))
         .header("x-request-id", "order-trace-1")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .json(&json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}))
         .send()
         .await
@@ -23,22 +28,39 @@ async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
     assert_eq!(body["status"], "queued");
     let order_id = body["order_id"].as_str().unwrap();
 
-    let (message, properties) = gateway.next_message().await.expect("the order is on the queue");
+    let (message, properties) = gateway
+        .next_message()
+        .await
+        .expect("the order is on the queue");
     assert_eq!(message.order_id.to_string(), order_id);
     assert_eq!(message.user_id.as_str(), "88");
     assert_eq!(message.number_of_items.get(), 2);
     assert_eq!(String::from(message.total_amount), "45.00");
-    assert!((chrono::Utc::now() - message.received_at).num_seconds().abs() < 10);
+    assert!(
+        (chrono::Utc::now() - message.received_at)
+            .num_seconds()
+            .abs()
+            < 10
+    );
     assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
-    assert_eq!(properties.correlation_id().as_ref().unwrap().as_str(), "order-trace-1");
-    assert_eq!(properties.kind().as_ref().unwrap().as_str(), common::order::ORDER_MESSAGE_TYPE);
+    assert_eq!(
+        properties.correlation_id().as_ref().unwrap().as_str(),
+        "order-trace-1"
+    );
+    assert_eq!(
+        properties.kind().as_ref().unwrap().as_str(),
+        common::order::ORDER_MESSAGE_TYPE
+    );
     let headers = properties.headers().as_ref().unwrap().inner().clone();
     let header = |name: &str| match headers.get(name) {
         Some(lapin::types::AMQPValue::LongString(value)) => value.to_string(),
         other => panic!("{name}: {other:?}"),
     };
     assert_eq!(header("x-request-id"), "order-trace-1");
-    assert_eq!(header("traceparent"), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_eq!(
+        header("traceparent"),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
     assert!(gateway.next_message().await.is_none());
 }
 
@@ -46,7 +68,10 @@ async fn an_order_is_confirmed_then_answered_202_and_the_message_matches() {
 async fn json_numbers_are_accepted_like_strings() {
     let gateway = spawn_gateway().await;
     let response = gateway
-        .post_order(&json!({"user_id": 88, "number_of_items": 2, "total_amount": 45.5}), None)
+        .post_order(
+            &json!({"user_id": 88, "number_of_items": 2, "total_amount": 45.5}),
+            None,
+        )
         .await;
     assert_eq!(response.status(), 202);
     let (message, _) = gateway.next_message().await.unwrap();
@@ -58,17 +83,43 @@ async fn json_numbers_are_accepted_like_strings() {
 async fn invalid_orders_get_field_errors_and_nothing_is_published() {
     let gateway = spawn_gateway().await;
     let cases = [
-        (json!({"user_id": "", "number_of_items": "2", "total_amount": "45.00"}), vec!["user_id"]),
-        (json!({"user_id": "88", "number_of_items": 0, "total_amount": "45.00"}), vec!["number_of_items"]),
-        (json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.000"}), vec!["total_amount"]),
-        (json!({"user_id": "88", "number_of_items": "2", "total_amount": "-1"}), vec!["total_amount"]),
-        (json!({"user_id": "88", "number_of_items": "2", "total_amount": "1e3"}), vec!["total_amount"]),
-        (json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.00", "coupon": "x"}), vec!["coupon"]),
-        (json!({}), vec!["user_id", "number_of_items", "total_amount"]),
+        (
+            json!({"user_id": "", "number_of_items": "2", "total_amount": "45.00"}),
+            vec!["user_id"],
+        ),
+        (
+            json!({"user_id": "88", "number_of_items": 0, "total_amount": "45.00"}),
+            vec!["number_of_items"],
+        ),
+        (
+            json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.000"}),
+            vec!["total_amount"],
+        ),
+        (
+            json!({"user_id": "88", "number_of_items": "2", "total_amount": "-1"}),
+            vec!["total_amount"],
+        ),
+        (
+            json!({"user_id": "88", "number_of_items": "2", "total_amount": "1e3"}),
+            vec!["total_amount"],
+        ),
+        (
+            json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.00", "coupon": "x"}),
+            vec!["coupon"],
+        ),
+        (
+            json!({}),
+            vec!["user_id", "number_of_items", "total_amount"],
+        ),
     ];
     for (body, fields) in cases {
         let problem = assert_problem(gateway.post_order(&body, None).await, 400).await;
-        let reported: Vec<&str> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+        let reported: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
         assert_eq!(reported, fields, "{body}");
     }
     let response = gateway
@@ -96,14 +147,33 @@ async fn invalid_orders_get_field_errors_and_nothing_is_published() {
 async fn the_same_idempotency_key_gives_the_same_order_id() {
     let gateway = spawn_gateway().await;
     let order = json!({"user_id": "88", "number_of_items": "2", "total_amount": "45.00"});
-    let first: Value = gateway.post_order(&order, Some("key-123")).await.json().await.unwrap();
-    let retry: Value = gateway.post_order(&order, Some("key-123")).await.json().await.unwrap();
-    let other: Value = gateway.post_order(&order, Some("key-456")).await.json().await.unwrap();
+    let first: Value = gateway
+        .post_order(&order, Some("key-123"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let retry: Value = gateway
+        .post_order(&order, Some("key-123"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other: Value = gateway
+        .post_order(&order, Some("key-456"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let no_key: Value = gateway.post_order(&order, None).await.json().await.unwrap();
     assert_eq!(first["order_id"], retry["order_id"]);
     assert_ne!(first["order_id"], other["order_id"]);
     assert_ne!(first["order_id"], no_key["order_id"]);
-    let problem = assert_problem(gateway.post_order(&order, Some(&"k".repeat(300))).await, 400).await;
+    let problem = assert_problem(
+        gateway.post_order(&order, Some(&"k".repeat(300))).await,
+        400,
+    )
+    .await;
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
 }
 
@@ -111,9 +181,11 @@ async fn the_same_idempotency_key_gives_the_same_order_id() {
 async fn broker_down_gives_a_quick_503_and_the_gateway_reconnects_on_its_own() {
     let inventory = spawn_inventory().await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let amqp_url = test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
+    let amqp_url =
+        test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
     let queue = test_support::unique_queue();
-    let (gateway, connected) = spawn_gateway_with(gateway_settings(inventory, &amqp_url, &queue)).await;
+    let (gateway, connected) =
+        spawn_gateway_with(gateway_settings(inventory, &amqp_url, &queue)).await;
     assert!(connected);
     let order = json!({"user_id": "1", "number_of_items": 1, "total_amount": "1.00"});
     assert_eq!(gateway.post_order(&order, None).await.status(), 202);
@@ -131,9 +203,11 @@ async fn broker_down_gives_a_quick_503_and_the_gateway_reconnects_on_its_own() {
     }
 
     proxy.restore();
-    test_support::eventually(Duration::from_secs(15), "the gateway queues orders again", || async {
-        gateway.post_order(&order, None).await.status() == 202
-    })
+    test_support::eventually(
+        Duration::from_secs(15),
+        "the gateway queues orders again",
+        || async { gateway.post_order(&order, None).await.status() == 202 },
+    )
     .await;
     // Exactly the confirmed orders are on the queue: the first and the one after recovery.
     assert_eq!(gateway.queued().await, 2);
@@ -144,7 +218,8 @@ async fn a_gateway_started_before_the_broker_serves_orders_once_it_is_up() {
     let inventory = spawn_inventory().await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     proxy.cut();
-    let amqp_url = test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
+    let amqp_url =
+        test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(inventory, &amqp_url, &queue);
     settings.amqp_connect_timeout = Duration::from_millis(500);

@@ -6,7 +6,10 @@ use uuid::Uuid;
 use crate::{error::BillingError, store};
 
 /// `GET /api/billing/{order_id}`: the order as billed, or 404 while it is not (yet).
-pub async fn get_order(pool: web::Data<Pool>, order_id: web::Path<String>) -> Result<HttpResponse, BillingError> {
+pub async fn get_order(
+    pool: web::Data<Pool>,
+    order_id: web::Path<String>,
+) -> Result<HttpResponse, BillingError> {
     let order_id = Uuid::parse_str(&order_id).map_err(|_| {
         BillingError::BadRequest(
             Problem::new(StatusCode::BAD_REQUEST).with_detail("The order id must be a UUID."),

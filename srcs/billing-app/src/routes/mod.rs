@@ -11,8 +11,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/health", web::get().to(common::health::liveness)),
         ("/ready", web::get().to(health::ready)),
         ("/metrics", web::get().to(health::metrics)),
-        ("/api/billing/{order_id}", web::get().to(get_order::get_order)),
+        (
+            "/api/billing/{order_id}",
+            web::get().to(get_order::get_order),
+        ),
     ] {
-        cfg.service(web::resource(path).route(route).default_service(method_not_allowed(&[Method::GET])));
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(method_not_allowed(&[Method::GET])),
+        );
     }
 }

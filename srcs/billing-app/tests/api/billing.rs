@@ -12,7 +12,8 @@ async fn orders_are_billed_with_every_field_and_acknowledged() {
     let first = order("88", "2", "45.00");
     bed.publish(&first, "req-first").await;
     for i in 0..9 {
-        bed.publish(&order(&format!("user-{i}"), "1", "9.99"), "req-more").await;
+        bed.publish(&order(&format!("user-{i}"), "1", "9.99"), "req-more")
+            .await;
     }
     bed.wait_for_rows(10).await;
 
@@ -27,15 +28,28 @@ async fn orders_are_billed_with_every_field_and_acknowledged() {
         .unwrap();
     assert_eq!(row.get::<_, String>("user_id"), "88");
     assert_eq!(row.get::<_, i32>("number_of_items"), 2);
-    assert_eq!(row.get::<_, Decimal>("total_amount"), Decimal::from_str("45.00").unwrap());
+    assert_eq!(
+        row.get::<_, Decimal>("total_amount"),
+        Decimal::from_str("45.00").unwrap()
+    );
     let received: chrono::DateTime<chrono::Utc> = row.get("received_at");
     let processed: chrono::DateTime<chrono::Utc> = row.get("processed_at");
-    assert_eq!(received.timestamp_micros(), first.received_at.timestamp_micros());
+    assert_eq!(
+        received.timestamp_micros(),
+        first.received_at.timestamp_micros()
+    );
     assert!(processed >= received);
-    assert_eq!(row.get::<_, Option<String>>("request_id").as_deref(), Some("req-first"));
+    assert_eq!(
+        row.get::<_, Option<String>>("request_id").as_deref(),
+        Some("req-first")
+    );
 
     billing.stop().await;
-    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0, "everything was acknowledged");
+    assert_eq!(
+        bed.ready_messages(bed.queue.name()).await,
+        0,
+        "everything was acknowledged"
+    );
 }
 
 #[tokio::test]
@@ -89,14 +103,24 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() 
     let billing = bed.start_billing().await;
     bed.wait_for_rows(1).await;
     let dead_letter_queue = bed.queue.dead_letter_queue();
-    test_support::eventually(std::time::Duration::from_secs(10), "poison dead-lettered", || async {
-        bed.ready_messages(&dead_letter_queue).await == poison.len() as u32
-    })
+    test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "poison dead-lettered",
+        || async { bed.ready_messages(&dead_letter_queue).await == poison.len() as u32 },
+    )
     .await;
     billing.stop().await;
-    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0, "nothing requeued forever");
+    assert_eq!(
+        bed.ready_messages(bed.queue.name()).await,
+        0,
+        "nothing requeued forever"
+    );
     let client = bed.db.client().await;
-    let billed: uuid::Uuid = client.query_one("SELECT order_id FROM orders", &[]).await.unwrap().get(0);
+    let billed: uuid::Uuid = client
+        .query_one("SELECT order_id FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(billed, good_after.order_id);
 }
 
@@ -105,18 +129,25 @@ async fn shutdown_finishes_what_was_delivered_and_leaves_the_rest_queued() {
     let bed = TestBed::new().await;
     let total = 600;
     for i in 0..total {
-        bed.publish(&order(&i.to_string(), "1", "3.00"), "req-shutdown").await;
+        bed.publish(&order(&i.to_string(), "1", "3.00"), "req-shutdown")
+            .await;
     }
     let billing = bed.start_billing().await;
     // Stop while the backlog is being drained.
-    test_support::eventually(std::time::Duration::from_secs(10), "billing started", || async {
-        bed.rows().await > 0
-    })
+    test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "billing started",
+        || async { bed.rows().await > 0 },
+    )
     .await;
     billing.stop().await;
     let billed = bed.rows().await;
     let queued = bed.ready_messages(bed.queue.name()).await as i64;
-    assert_eq!(billed + queued, total, "billed {billed} + queued {queued}: nothing lost or doubled");
+    assert_eq!(
+        billed + queued,
+        total,
+        "billed {billed} + queued {queued}: nothing lost or doubled"
+    );
 
     // A restart drains the rest, exactly once.
     let billing = bed.start_billing().await;
@@ -140,16 +171,27 @@ async fn a_message_that_keeps_failing_delivery_is_dead_lettered_at_the_delivery_
         message
             .delivery
             .acker
-            .nack(BasicNackOptions { requeue: true, multiple: false })
+            .nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
             .await
             .unwrap();
         returns += 1;
-        assert!(returns <= common::amqp::DELIVERY_LIMIT + 1, "the delivery limit is enforced");
+        assert!(
+            returns <= common::amqp::DELIVERY_LIMIT + 1,
+            "the delivery limit is enforced"
+        );
     }
-    assert!(returns >= common::amqp::DELIVERY_LIMIT, "delivered {returns} times");
+    assert!(
+        returns >= common::amqp::DELIVERY_LIMIT,
+        "delivered {returns} times"
+    );
     let dead_letter_queue = bed.queue.dead_letter_queue();
-    test_support::eventually(std::time::Duration::from_secs(10), "the message is dead-lettered", || async {
-        bed.ready_messages(&dead_letter_queue).await == 1
-    })
+    test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "the message is dead-lettered",
+        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
+    )
     .await;
 }

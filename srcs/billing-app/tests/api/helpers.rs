@@ -77,11 +77,14 @@ impl TestBed {
     }
 
     pub async fn start_billing(&self) -> RunningBilling {
-        self.start_billing_with(self.settings(&test_support::test_amqp_url())).await
+        self.start_billing_with(self.settings(&test_support::test_amqp_url()))
+            .await
     }
 
     pub async fn start_billing_with(&self, settings: Settings) -> RunningBilling {
-        let app = Application::build(settings).await.expect("billing-app builds");
+        let app = Application::build(settings)
+            .await
+            .expect("billing-app builds");
         let port = app.port();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
@@ -116,8 +119,11 @@ impl TestBed {
     }
 
     pub async fn publish(&self, order: &OrderMessage, request_id: &str) {
-        self.publish_raw(&order.to_json_bytes(), order_properties(order, Some(request_id), None))
-            .await;
+        self.publish_raw(
+            &order.to_json_bytes(),
+            order_properties(order, Some(request_id), None),
+        )
+        .await;
     }
 
     pub async fn rows(&self) -> i64 {
@@ -130,9 +136,11 @@ impl TestBed {
     }
 
     pub async fn wait_for_rows(&self, expected: i64) {
-        eventually(Duration::from_secs(20), &format!("{expected} rows in orders"), || async {
-            self.rows().await == expected
-        })
+        eventually(
+            Duration::from_secs(20),
+            &format!("{expected} rows in orders"),
+            || async { self.rows().await == expected },
+        )
         .await;
         // And no more than that arrive afterwards.
         tokio::time::sleep(Duration::from_millis(200)).await;

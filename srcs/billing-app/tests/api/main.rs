@@ -1,6 +1,6 @@
 //! billing-app against a real RabbitMQ and PostgreSQL: a queue and a database per test.
 
-mod helpers;
 mod billing;
+mod helpers;
 mod observability;
 mod resilience;

@@ -2,16 +2,9 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use serde_json::Value;
-use test_support::{eventually, TcpProxy};
+use test_support::{eventually, metric, TcpProxy};
 
 use crate::helpers::{order, TestBed};
-
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn order_status_goes_from_404_to_200_once_billed() {
@@ -38,7 +31,11 @@ async fn order_status_goes_from_404_to_200_once_billed() {
     assert_eq!(billed["total_amount"], "45.00");
     assert!(billed["processed_at"].is_string() && billed["received_at"].is_string());
 
-    let bad = http.get(billing.url("/api/billing/not-a-uuid")).send().await.unwrap();
+    let bad = http
+        .get(billing.url("/api/billing/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     billing.stop().await;
 }
@@ -49,7 +46,8 @@ async fn consumer_metrics_count_known_traffic() {
     let billing = bed.start_billing().await;
     let duplicated = order("1", "1", "1.00");
     for i in 0..5 {
-        bed.publish(&order(&i.to_string(), "1", "2.00"), "req-metrics").await;
+        bed.publish(&order(&i.to_string(), "1", "2.00"), "req-metrics")
+            .await;
     }
     bed.publish(&duplicated, "req-dup").await;
     bed.publish(&duplicated, "req-dup").await;
@@ -65,8 +63,8 @@ async fn consumer_metrics_count_known_traffic() {
             let mut scrape = String::new();
             for _ in 0..100 {
                 scrape = http.get(&url).send().await.unwrap().text().await.unwrap();
-                if sample(&scrape, "billing_messages_dead_lettered_total") >= expected_dead
-                    && sample(&scrape, "billing_messages_acked_total") >= 7.0
+                if metric(&scrape, "billing_messages_dead_lettered_total") >= expected_dead
+                    && metric(&scrape, "billing_messages_acked_total") >= 7.0
                 {
                     break;
                 }
@@ -76,13 +74,13 @@ async fn consumer_metrics_count_known_traffic() {
         }
     };
     let scrape = scrape_until(2.0).await;
-    assert_eq!(sample(&scrape, "billing_messages_received_total"), 9.0);
-    assert_eq!(sample(&scrape, "billing_messages_acked_total"), 7.0);
-    assert_eq!(sample(&scrape, "billing_messages_dead_lettered_total"), 2.0);
-    assert_eq!(sample(&scrape, "billing_orders_billed_total"), 6.0);
-    assert_eq!(sample(&scrape, "billing_orders_duplicate_total"), 1.0);
-    assert_eq!(sample(&scrape, "billing_consumer_connected"), 1.0);
-    assert!(sample(&scrape, "billing_batch_processing_duration_seconds_count") >= 1.0);
+    assert_eq!(metric(&scrape, "billing_messages_received_total"), 9.0);
+    assert_eq!(metric(&scrape, "billing_messages_acked_total"), 7.0);
+    assert_eq!(metric(&scrape, "billing_messages_dead_lettered_total"), 2.0);
+    assert_eq!(metric(&scrape, "billing_orders_billed_total"), 6.0);
+    assert_eq!(metric(&scrape, "billing_orders_duplicate_total"), 1.0);
+    assert_eq!(metric(&scrape, "billing_consumer_connected"), 1.0);
+    assert!(metric(&scrape, "billing_batch_processing_duration_seconds_count") >= 1.0);
     assert!(scrape.contains("billing_queue_backlog_messages"));
     billing.stop().await;
 }
@@ -91,26 +89,42 @@ async fn consumer_metrics_count_known_traffic() {
 async fn readiness_names_the_database_and_the_broker() {
     let bed = TestBed::new().await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let amqp_url = test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
+    let amqp_url =
+        test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string());
     let billing = bed.start_billing_with(bed.settings(&amqp_url)).await;
     let http = reqwest::Client::new();
     let ready = || {
         let (http, url) = (http.clone(), billing.url("/ready"));
         async move {
             let response = http.get(&url).send().await.unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
         }
     };
-    eventually(Duration::from_secs(10), "ready", || async { ready().await.0 == 200 }).await;
-
-    proxy.cut();
-    eventually(Duration::from_secs(10), "not ready without the broker", || async {
-        let (status, body) = ready().await;
-        status == 503 && body["checks"]["broker"] == "down" && body["checks"]["database"] == "up"
+    eventually(Duration::from_secs(10), "ready", || async {
+        ready().await.0 == 200
     })
     .await;
+
+    proxy.cut();
+    eventually(
+        Duration::from_secs(10),
+        "not ready without the broker",
+        || async {
+            let (status, body) = ready().await;
+            status == 503
+                && body["checks"]["broker"] == "down"
+                && body["checks"]["database"] == "up"
+        },
+    )
+    .await;
     proxy.restore();
-    eventually(Duration::from_secs(15), "ready again", || async { ready().await.0 == 200 }).await;
+    eventually(Duration::from_secs(15), "ready again", || async {
+        ready().await.0 == 200
+    })
+    .await;
 
     bed.db.take_offline().await;
     let (status, body) = ready().await;
@@ -119,6 +133,11 @@ async fn readiness_names_the_database_and_the_broker() {
     let live = http.get(billing.url("/health")).send().await.unwrap();
     assert_eq!(live.status(), 200);
     bed.db.bring_online().await;
-    eventually(Duration::from_secs(10), "ready once the database is back", || async { ready().await.0 == 200 }).await;
+    eventually(
+        Duration::from_secs(10),
+        "ready once the database is back",
+        || async { ready().await.0 == 200 },
+    )
+    .await;
     billing.stop().await;
 }

@@ -23,10 +23,15 @@ async fn a_database_outage_holds_orders_until_the_database_is_back() {
 
     bed.db.take_offline().await;
     for i in 0..20 {
-        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-during").await;
+        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-during")
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0, "delivered to billing, held unacknowledged");
+    assert_eq!(
+        bed.ready_messages(bed.queue.name()).await,
+        0,
+        "delivered to billing, held unacknowledged"
+    );
 
     bed.db.bring_online().await;
     bed.wait_for_rows(21).await;
@@ -38,14 +43,17 @@ async fn a_database_outage_holds_orders_until_the_database_is_back() {
 async fn a_lost_broker_connection_is_re_established_without_a_restart() {
     let bed = TestBed::new().await;
     let proxy = TcpProxy::start(broker_addr()).await;
-    let billing = bed.start_billing_with(bed.settings(&amqp_url_via(proxy.addr()))).await;
+    let billing = bed
+        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
+        .await;
     bed.publish(&order("1", "1", "1.00"), "req-1").await;
     bed.wait_for_rows(1).await;
 
     proxy.cut();
     // Published to the real broker while billing cannot reach it.
     for i in 0..30 {
-        bed.publish(&order(&i.to_string(), "2", "5.00"), "req-outage").await;
+        bed.publish(&order(&i.to_string(), "2", "5.00"), "req-outage")
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(bed.rows().await, 1);
@@ -59,7 +67,9 @@ async fn billing_starts_while_the_broker_is_down_and_consumes_once_it_is_up() {
     let bed = TestBed::new().await;
     let proxy = TcpProxy::start(broker_addr()).await;
     proxy.cut();
-    let billing = bed.start_billing_with(bed.settings(&amqp_url_via(proxy.addr()))).await;
+    let billing = bed
+        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
+        .await;
     bed.publish(&order("1", "1", "1.00"), "req-early").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore();

@@ -80,8 +80,12 @@ impl Genres {
     pub const MAX_CHARS: usize = 50;
 
     pub fn from_json(raw: &RawValue) -> Result<Self, String> {
-        let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get())
-            .map_err(|_| format!("must be an array of strings, not {}", json_fields::kind_of(raw)))?;
+        let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get()).map_err(|_| {
+            format!(
+                "must be an array of strings, not {}",
+                json_fields::kind_of(raw)
+            )
+        })?;
         if items.len() > Self::MAX_COUNT {
             return Err(format!("must have at most {} genres", Self::MAX_COUNT));
         }
@@ -113,15 +117,21 @@ pub struct MovieDraft {
 }
 
 impl MovieDraft {
-    pub const FIELDS: [&'static str; 5] =
-        ["title", "description", "release_year", "genres", "runtime_minutes"];
+    pub const FIELDS: [&'static str; 5] = [
+        "title",
+        "description",
+        "release_year",
+        "genres",
+        "runtime_minutes",
+    ];
 
     /// Parses a request body, answering a 400 problem naming every bad field.
     pub fn from_json(fields: RawObject) -> Result<Self, Problem> {
         let mut reader = FieldReader::new(fields, &Self::FIELDS);
         let title = reader.required("title", |raw| Title::parse(&json_fields::string(raw)?));
-        let description =
-            reader.optional("description", |raw| Description::parse(&json_fields::string(raw)?));
+        let description = reader.optional("description", |raw| {
+            Description::parse(&json_fields::string(raw)?)
+        });
         let release_year = reader.optional("release_year", ReleaseYear::from_json);
         let genres = reader.optional("genres", Genres::from_json);
         let runtime_minutes = reader.optional("runtime_minutes", RuntimeMinutes::from_json);
@@ -158,7 +168,12 @@ mod tests {
     }
 
     fn bad_fields(json: &str) -> Vec<String> {
-        draft(json).unwrap_err().errors.into_iter().map(|e| e.field).collect()
+        draft(json)
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -175,7 +190,10 @@ mod tests {
         assert!(Title::parse("千と千尋の神隠し").is_ok());
         assert!(Title::parse(&"é".repeat(200)).is_ok());
         assert!(Title::parse(&"é".repeat(201)).is_err());
-        assert!(Title::parse(&format!(" {}", "x".repeat(200))).is_err(), "length counts as sent");
+        assert!(
+            Title::parse(&format!(" {}", "x".repeat(200))).is_err(),
+            "length counts as sent"
+        );
         assert!(Title::parse("   ").is_err());
         assert!(Title::parse("a\u{7}b").is_err());
     }
@@ -194,17 +212,39 @@ mod tests {
         assert_eq!(movie.release_year.unwrap().get(), 1995);
         assert_eq!(movie.genres.as_slice(), ["Crime", "Drama"]);
         assert_eq!(movie.runtime_minutes.unwrap().get(), 170);
-        assert_eq!(bad_fields(r#"{"title": "x", "release_year": 1700}"#), ["release_year"]);
-        assert_eq!(bad_fields(r#"{"title": "x", "release_year": "1995"}"#), ["release_year"]);
-        assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 0}"#), ["runtime_minutes"]);
-        assert_eq!(bad_fields(r#"{"title": "x", "runtime_minutes": 90.5}"#), ["runtime_minutes"]);
-        assert_eq!(bad_fields(r#"{"title": "x", "genres": "Drama"}"#), ["genres"]);
-        let deduplicated = draft(r#"{"title": "x", "genres": ["Drama", " drama", "Crime"]}"#).unwrap();
+        assert_eq!(
+            bad_fields(r#"{"title": "x", "release_year": 1700}"#),
+            ["release_year"]
+        );
+        assert_eq!(
+            bad_fields(r#"{"title": "x", "release_year": "1995"}"#),
+            ["release_year"]
+        );
+        assert_eq!(
+            bad_fields(r#"{"title": "x", "runtime_minutes": 0}"#),
+            ["runtime_minutes"]
+        );
+        assert_eq!(
+            bad_fields(r#"{"title": "x", "runtime_minutes": 90.5}"#),
+            ["runtime_minutes"]
+        );
+        assert_eq!(
+            bad_fields(r#"{"title": "x", "genres": "Drama"}"#),
+            ["genres"]
+        );
+        let deduplicated =
+            draft(r#"{"title": "x", "genres": ["Drama", " drama", "Crime"]}"#).unwrap();
         assert_eq!(deduplicated.genres.as_slice(), ["Drama", "Crime"]);
         assert_eq!(bad_fields(r#"{"title": "x", "genres": [""]}"#), ["genres"]);
         assert_eq!(bad_fields(r#"{"title": "x", "genres": [1]}"#), ["genres"]);
         let eleven: Vec<String> = (0..11).map(|i| format!("\"g{i}\"")).collect();
-        assert_eq!(bad_fields(&format!(r#"{{"title": "x", "genres": [{}]}}"#, eleven.join(","))), ["genres"]);
+        assert_eq!(
+            bad_fields(&format!(
+                r#"{{"title": "x", "genres": [{}]}}"#,
+                eleven.join(",")
+            )),
+            ["genres"]
+        );
     }
 
     #[test]
@@ -212,7 +252,10 @@ mod tests {
         let movie = draft(r#"{"title": "x", "description": null, "genres": null}"#).unwrap();
         assert!(movie.description.is_none());
         assert_eq!(bad_fields(r#"{"title": "x", "rating": 5}"#), ["rating"]);
-        assert_eq!(bad_fields(r#"{"title": 42, "description": 7}"#), ["title", "description"]);
+        assert_eq!(
+            bad_fields(r#"{"title": 42, "description": 7}"#),
+            ["title", "description"]
+        );
         assert_eq!(bad_fields(r#"{}"#), ["title"]);
     }
 }

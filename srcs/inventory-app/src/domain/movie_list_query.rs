@@ -26,13 +26,15 @@ impl MovieListQuery {
     pub fn parse(params: &HashMap<String, String>) -> Result<Self, Problem> {
         let mut errors = Vec::new();
         let mut number = |name: &str, range| {
-            params.get(name).and_then(|text| match parse_integer_in(text, range) {
-                Ok(n) => Some(n),
-                Err(message) => {
-                    errors.push(FieldError::new(name, message));
-                    None
-                }
-            })
+            params
+                .get(name)
+                .and_then(|text| match parse_integer_in(text, range) {
+                    Ok(n) => Some(n),
+                    Err(message) => {
+                        errors.push(FieldError::new(name, message));
+                        None
+                    }
+                })
         };
         let limit = number("limit", 1..=Self::MAX_LIMIT).unwrap_or(Self::DEFAULT_LIMIT);
         let offset = number("offset", 0..=Self::MAX_OFFSET);
@@ -69,7 +71,9 @@ impl MovieListQuery {
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -80,7 +84,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<MovieListQuery, Problem> {
-        let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         MovieListQuery::parse(&map)
     }
 
@@ -94,19 +101,31 @@ mod tests {
 
     #[test]
     fn bounds_and_conflicts_are_field_errors() {
-        for (k, v) in [("limit", "0"), ("limit", "501"), ("limit", "x"), ("offset", "-1"), ("cursor", "1.5")] {
+        for (k, v) in [
+            ("limit", "0"),
+            ("limit", "501"),
+            ("limit", "x"),
+            ("offset", "-1"),
+            ("cursor", "1.5"),
+        ] {
             let problem = parse(&[(k, v)]).unwrap_err();
             assert_eq!(problem.errors[0].field, k);
         }
         let both = parse(&[("offset", "1"), ("cursor", "2")]).unwrap();
         assert_eq!((both.after_id, both.offset), (Some(2), 1));
         assert!(parse(&[("q", &"x".repeat(201))]).is_err());
-        assert!(parse(&[("q", "nul\u{0}byte")]).is_err(), "PostgreSQL text cannot hold NUL");
+        assert!(
+            parse(&[("q", "nul\u{0}byte")]).is_err(),
+            "PostgreSQL text cannot hold NUL"
+        );
     }
 
     #[test]
     fn next_link_keeps_the_search_and_encodes_it() {
         let query = parse(&[("limit", "2"), ("q", "Amélie & co")]).unwrap();
-        assert_eq!(query.next_link(7), "/api/movies?limit=2&cursor=7&q=Am%C3%A9lie%20%26%20co");
+        assert_eq!(
+            query.next_link(7),
+            "/api/movies?limit=2&cursor=7&q=Am%C3%A9lie%20%26%20co"
+        );
     }
 }

@@ -4,7 +4,10 @@ use deadpool_postgres::Pool;
 use crate::{domain::MovieId, error::InventoryError, store};
 
 /// `DELETE /api/movies/{id}`: 204, or 404 if there is no such movie.
-pub async fn delete_movie(pool: web::Data<Pool>, id: web::Path<String>) -> Result<HttpResponse, InventoryError> {
+pub async fn delete_movie(
+    pool: web::Data<Pool>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
     let client = pool.get().await?;
     if store::delete(&**client, id).await? {

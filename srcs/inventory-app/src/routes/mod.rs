@@ -17,20 +17,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ("/ready", web::get().to(health::ready)),
         ("/metrics", web::get().to(health::metrics)),
     ] {
-        cfg.service(web::resource(path).route(route).default_service(method_not_allowed(&[Method::GET])));
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(method_not_allowed(&[Method::GET])),
+        );
     }
     cfg.service(
         web::resource("/api/movies")
             .route(web::get().to(list_movies::list_movies))
             .route(web::post().to(create_movie::create_movie))
             .route(web::delete().to(delete_all_movies::delete_all_movies))
-            .default_service(method_not_allowed(&[Method::GET, Method::POST, Method::DELETE])),
+            .default_service(method_not_allowed(&[
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+            ])),
     )
     .service(
         web::resource("/api/movies/{id}")
             .route(web::get().to(get_movie::get_movie))
             .route(web::put().to(replace_movie::replace_movie))
             .route(web::delete().to(delete_movie::delete_movie))
-            .default_service(method_not_allowed(&[Method::GET, Method::PUT, Method::DELETE])),
+            .default_service(method_not_allowed(&[
+                Method::GET,
+                Method::PUT,
+                Method::DELETE,
+            ])),
     );
 }

@@ -13,7 +13,10 @@ pub struct TestApp {
 
 /// Migrates `url` with the service's own migration code (for the template database).
 async fn migrate(url: String) {
-    let pool = build_pool(&DatabaseSettings::with_url(&url).unwrap(), "inventory-tests");
+    let pool = build_pool(
+        &DatabaseSettings::with_url(&url).unwrap(),
+        "inventory-tests",
+    );
     store::migrate(&pool).await.expect("migrations apply");
     pool.close();
 }
@@ -29,7 +32,9 @@ pub async fn spawn_app() -> TestApp {
         database,
         shutdown_timeout: Duration::from_secs(1),
     };
-    let app = Application::build(settings).await.expect("application builds");
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -48,7 +53,12 @@ impl TestApp {
     }
 
     pub async fn post_movie(&self, body: &Value) -> reqwest::Response {
-        self.http.post(self.url("/api/movies")).json(body).send().await.unwrap()
+        self.http
+            .post(self.url("/api/movies"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Creates a movie and returns its JSON.
@@ -67,13 +77,20 @@ impl TestApp {
 pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
-        response.headers()["content-type"], "application/problem+json",
+        response.headers()["content-type"],
+        "application/problem+json",
         "errors are problem+json"
     );
     assert!(response.headers().contains_key("x-request-id"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status);
-    assert!(body["title"].is_string() && body["type"].is_string(), "{body}");
-    assert!(body["request_id"].is_string(), "problem carries the request id: {body}");
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    assert!(
+        body["request_id"].is_string(),
+        "problem carries the request id: {body}"
+    );
     body
 }

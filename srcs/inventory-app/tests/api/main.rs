@@ -2,6 +2,6 @@
 
 mod helpers;
 mod movies;
-mod pagination;
 mod observability;
+mod pagination;
 mod resilience;

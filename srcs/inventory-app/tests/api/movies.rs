@@ -49,10 +49,22 @@ async fn invalid_movies_get_field_level_messages_and_nothing_is_stored() {
         (json!({"title": ""}), vec!["title"]),
         (json!({"title": "   "}), vec!["title"]),
         (json!({"title": "x".repeat(201)}), vec!["title"]),
-        (json!({"title": "ok", "description": "d".repeat(5001)}), vec!["description"]),
-        (json!({"title": 7, "description": false}), vec!["title", "description"]),
-        (json!({"title": "ok", "director": "Nobody"}), vec!["director"]),
-        (json!({"title": "ok", "release_year": 1500, "runtime_minutes": -5}), vec!["release_year", "runtime_minutes"]),
+        (
+            json!({"title": "ok", "description": "d".repeat(5001)}),
+            vec!["description"],
+        ),
+        (
+            json!({"title": 7, "description": false}),
+            vec!["title", "description"],
+        ),
+        (
+            json!({"title": "ok", "director": "Nobody"}),
+            vec!["director"],
+        ),
+        (
+            json!({"title": "ok", "release_year": 1500, "runtime_minutes": -5}),
+            vec!["release_year", "runtime_minutes"],
+        ),
     ];
     for (body, fields) in cases {
         let problem = assert_problem(app.post_movie(&body).await, 400).await;
@@ -80,11 +92,36 @@ async fn malformed_oversized_and_non_json_bodies_are_refused_clearly() {
             .body(body)
             .send()
     };
-    let problem = assert_problem(post("{\"title\": ".into(), "application/json").await.unwrap(), 400).await;
-    assert!(problem["detail"].as_str().unwrap().contains("Malformed JSON"), "{problem}");
-    let problem = assert_problem(post("[1, 2]".into(), "application/json").await.unwrap(), 400).await;
-    assert!(problem["detail"].as_str().unwrap().contains("invalid type"), "{problem}");
-    assert_problem(post("title=x".into(), "application/x-www-form-urlencoded").await.unwrap(), 415).await;
+    let problem = assert_problem(
+        post("{\"title\": ".into(), "application/json")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed JSON"),
+        "{problem}"
+    );
+    let problem = assert_problem(
+        post("[1, 2]".into(), "application/json").await.unwrap(),
+        400,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("invalid type"),
+        "{problem}"
+    );
+    assert_problem(
+        post("title=x".into(), "application/x-www-form-urlencoded")
+            .await
+            .unwrap(),
+        415,
+    )
+    .await;
     let huge = json!({"title": "x", "description": "d".repeat(70 * 1024)}).to_string();
     assert_problem(post(huge, "application/json").await.unwrap(), 413).await;
 }
@@ -96,9 +133,20 @@ async fn missing_and_malformed_ids() {
     assert_eq!(problem["detail"], "No movie with id 999999.");
     for bad in ["abc", "0", "-1", "1.5"] {
         assert_problem(app.get(&format!("/api/movies/{bad}")).await, 400).await;
-        let put = app.http.put(app.url(&format!("/api/movies/{bad}"))).json(&json!({"title": "x"})).send().await.unwrap();
+        let put = app
+            .http
+            .put(app.url(&format!("/api/movies/{bad}")))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap();
         assert_problem(put, 400).await;
-        let delete = app.http.delete(app.url(&format!("/api/movies/{bad}"))).send().await.unwrap();
+        let delete = app
+            .http
+            .delete(app.url(&format!("/api/movies/{bad}")))
+            .send()
+            .await
+            .unwrap();
         assert_problem(delete, 400).await;
     }
 }
@@ -124,16 +172,31 @@ async fn put_replaces_every_field() {
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["id"], created["id"]);
     assert_eq!(updated["title"], "Aliens");
-    assert!(updated["description"].is_null(), "omitted optional fields are cleared");
+    assert!(
+        updated["description"].is_null(),
+        "omitted optional fields are cleared"
+    );
     assert!(updated["release_year"].is_null());
     assert_eq!(updated["genres"], json!(["Action"]));
     assert_eq!(updated["created_at"], created["created_at"]);
     assert_ne!(updated["updated_at"], created["updated_at"]);
     assert_eq!(app.get(&path).await.json::<Value>().await.unwrap(), updated);
 
-    let invalid = app.http.put(app.url(&path)).json(&json!({"title": ""})).send().await.unwrap();
+    let invalid = app
+        .http
+        .put(app.url(&path))
+        .json(&json!({"title": ""}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(invalid, 400).await;
-    let missing = app.http.put(app.url("/api/movies/424242")).json(&json!({"title": "x"})).send().await.unwrap();
+    let missing = app
+        .http
+        .put(app.url("/api/movies/424242"))
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(missing, 404).await;
 }
 
@@ -155,24 +218,49 @@ async fn delete_all_says_how_many_went() {
     for title in ["A", "B", "C"] {
         app.create_movie(title).await;
     }
-    let response = app.http.delete(app.url("/api/movies")).send().await.unwrap();
+    let response = app
+        .http
+        .delete(app.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"deleted": 3}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"deleted": 3})
+    );
     let list: Value = app.get("/api/movies").await.json().await.unwrap();
     assert_eq!(list["movies"], json!([]));
-    let response = app.http.delete(app.url("/api/movies")).send().await.unwrap();
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"deleted": 0}));
+    let response = app
+        .http
+        .delete(app.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"deleted": 0})
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_get_problems() {
     let app = spawn_app().await;
     let problem = assert_problem(app.get("/api/nothing-here").await, 404).await;
-    assert!(problem["detail"].as_str().unwrap().contains("/api/nothing-here"));
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("/api/nothing-here"));
     let patch = app.http.patch(app.url("/api/movies")).send().await.unwrap();
     assert_eq!(patch.headers()["allow"], "GET, POST, DELETE");
     assert_problem(patch, 405).await;
-    let post_one = app.http.post(app.url("/api/movies/1")).json(&json!({})).send().await.unwrap();
+    let post_one = app
+        .http
+        .post(app.url("/api/movies/1"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(post_one, 405).await;
 }
 
@@ -190,10 +278,21 @@ async fn request_ids_are_echoed_or_generated() {
     let problem = assert_problem(response, 404).await;
     assert_eq!(problem["request_id"], "trace-me-123");
 
-    let response = app.http.get(app.url("/health")).header("x-request-id", "bad id\u{7f}").send().await;
+    let response = app
+        .http
+        .get(app.url("/health"))
+        .header("x-request-id", "bad id\u{7f}")
+        .send()
+        .await;
     // reqwest refuses to send an invalid header value; a sane but odd one is replaced instead.
     assert!(response.is_err());
-    let response = app.http.get(app.url("/health")).header("x-request-id", "has space").send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/health"))
+        .header("x-request-id", "has space")
+        .send()
+        .await
+        .unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(generated, "has space");
     assert_eq!(generated.len(), 36, "a UUID is generated");

@@ -1,33 +1,38 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::eventually;
+use test_support::{eventually, metric};
 
 use crate::helpers::spawn_app;
-
-/// The value of one sample line of a Prometheus scrape (`name{labels} value`), 0 if absent.
-pub fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn readiness_follows_the_database_while_liveness_does_not() {
     let app = spawn_app().await;
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"status": "ready", "checks": {"database": "up"}}));
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "checks": {"database": "up"}})
+    );
 
     app.db.take_offline().await;
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), 503);
-    assert_eq!(ready.json::<Value>().await.unwrap()["checks"]["database"], "down");
-    assert_eq!(app.get("/health").await.status(), 200, "liveness never depends on the database");
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["checks"]["database"],
+        "down"
+    );
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "liveness never depends on the database"
+    );
 
     app.db.bring_online().await;
-    eventually(Duration::from_secs(10), "ready again", || async { app.get("/ready").await.status() == 200 }).await;
+    eventually(Duration::from_secs(10), "ready again", || async {
+        app.get("/ready").await.status() == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -41,22 +46,37 @@ async fn request_metrics_count_known_traffic_by_route_method_and_status() {
     assert_eq!(app.get("/api/movies?limit=0").await.status(), 400);
 
     let scrape = app.get("/metrics").await;
-    assert!(scrape.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(scrape.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let scrape = scrape.text().await.unwrap();
     let requests = |method: &str, route: &str, status: u16| {
-        sample(
+        metric(
             &scrape,
-            &format!(r#"inventory_http_requests_total{{method="{method}",route="{route}",status="{status}"}}"#),
+            &format!(
+                r#"inventory_http_requests_total{{method="{method}",route="{route}",status="{status}"}}"#
+            ),
         )
     };
     assert_eq!(requests("POST", "/api/movies", 201), 3.0);
-    assert_eq!(requests("GET", "/api/movies/{id}", 404), 2.0, "ids do not become labels");
+    assert_eq!(
+        requests("GET", "/api/movies/{id}", 404),
+        2.0,
+        "ids do not become labels"
+    );
     assert_eq!(requests("GET", "/api/movies", 400), 1.0);
     assert_eq!(
-        sample(&scrape, r#"inventory_http_request_duration_seconds_count{method="POST",route="/api/movies"}"#),
+        metric(
+            &scrape,
+            r#"inventory_http_request_duration_seconds_count{method="POST",route="/api/movies"}"#
+        ),
         3.0
     );
-    assert!(sample(&scrape, "inventory_db_pool_connections") >= 1.0, "pool gauges are refreshed at scrape");
+    assert!(
+        metric(&scrape, "inventory_db_pool_connections") >= 1.0,
+        "pool gauges are refreshed at scrape"
+    );
     assert!(scrape.contains("inventory_db_pool_waiting"));
-    assert!(sample(&scrape, "inventory_process_resident_memory_bytes") > 0.0);
+    assert!(metric(&scrape, "inventory_process_resident_memory_bytes") > 0.0);
 }

@@ -46,22 +46,41 @@ async fn default_limit_offset_and_exact_last_page() {
     assert_eq!(titles(&page).len(), 4);
     assert!(page["next"].is_null() && page["next_cursor"].is_null());
 
-    let page: Value = app.get("/api/movies?limit=2&offset=2").await.json().await.unwrap();
+    let page: Value = app
+        .get("/api/movies?limit=2&offset=2")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(titles(&page), ["M3", "M4"]);
-    assert!(page["next"].is_null(), "a page that ends exactly at the last movie has no next");
+    assert!(
+        page["next"].is_null(),
+        "a page that ends exactly at the last movie has no next"
+    );
 }
 
 #[tokio::test]
 async fn title_search_is_case_insensitive_and_treats_wildcards_literally() {
     let app = spawn_app().await;
-    for title in ["The Matrix", "The Matrix Reloaded", "Heat", "100% Love", "1000 Love"] {
+    for title in [
+        "The Matrix",
+        "The Matrix Reloaded",
+        "Heat",
+        "100% Love",
+        "1000 Love",
+    ] {
         app.create_movie(title).await;
     }
     let page: Value = app.get("/api/movies?q=matrix").await.json().await.unwrap();
     assert_eq!(titles(&page), ["The Matrix", "The Matrix Reloaded"]);
     let page: Value = app.get("/api/movies?q=100%25").await.json().await.unwrap();
     assert_eq!(titles(&page), ["100% Love"]);
-    let page: Value = app.get("/api/movies?q=matrix&limit=1").await.json().await.unwrap();
+    let page: Value = app
+        .get("/api/movies?q=matrix&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
     let next = page["next"].as_str().unwrap();
     assert!(next.contains("q=matrix"), "{next}");
     let page: Value = app.get(next).await.json().await.unwrap();
@@ -71,7 +90,15 @@ async fn title_search_is_case_insensitive_and_treats_wildcards_literally() {
 #[tokio::test]
 async fn bad_paging_parameters_are_field_errors() {
     let app = spawn_app().await;
-    for query in ["limit=0", "limit=501", "limit=ten", "offset=-1", "cursor=x", "limit=07", "q=a%00b"] {
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "offset=-1",
+        "cursor=x",
+        "limit=07",
+        "q=a%00b",
+    ] {
         let problem = assert_problem(app.get(&format!("/api/movies?{query}")).await, 400).await;
         assert_eq!(problem["type"], "/problems/validation-error", "{query}");
     }
