@@ -44,7 +44,8 @@ start api-gateway \
     GATEWAY_BIND_ADDR="$GATEWAY_ADDR" \
     INVENTORY_URL="http://$INVENTORY_ADDR" \
     BILLING_URL="http://$BILLING_ADDR" \
-    AMQP_URL="$AMQP_URL"
+    AMQP_URL="$AMQP_URL" \
+    ADMIN_TOKEN="$ADMIN_TOKEN"
 
 wait_for_http "http://$INVENTORY_ADDR/health" inventory-app
 wait_for_http "http://$BILLING_ADDR/ready" billing-app
@@ -59,9 +60,13 @@ The movie platform is up:
   docs        http://$GATEWAY_ADDR/docs/  (Swagger UI)
   logs        ${LOG_DIR#"$REPO_ROOT"/}/{api-gateway,inventory-app,billing-app}.log
   stop        scripts/dev-down.sh
+  admin token $ADMIN_TOKEN
+              (catalogue writes need "Authorization: Bearer <token>"; kept in .local/secrets.env)
 
 Try:
-  curl -X POST http://$GATEWAY_ADDR/api/movies -H "Content-Type: application/json" \\
+  export ADMIN_TOKEN=$ADMIN_TOKEN
+  curl -X POST http://$GATEWAY_ADDR/api/movies -H "Authorization: Bearer \$ADMIN_TOKEN" \\
+       -H "Content-Type: application/json" \\
        -d '{"title": "The Matrix", "description": "Sci-Fi Classic"}'
   curl http://$GATEWAY_ADDR/api/movies
   curl -X POST http://$GATEWAY_ADDR/api/billing -H "Content-Type: application/json" \\

@@ -5,6 +5,7 @@
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
 require_secret AMQP_PASSWORD
+require_secret ADMIN_TOKEN
 
 install_packages curl ca-certificates
 system_user gateway
@@ -14,6 +15,7 @@ GATEWAY_BIND_ADDR=0.0.0.0:8080
 INVENTORY_URL=http://$INVENTORY_IP:8081
 BILLING_URL=http://$BILLING_IP:8082
 AMQP_URL=amqp://movie_platform:$AMQP_PASSWORD@$BILLING_IP:5672/movie
+ADMIN_TOKEN=$ADMIN_TOKEN
 RUST_LOG=info
 ENV
 install_unit gateway

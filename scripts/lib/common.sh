@@ -84,16 +84,14 @@ start_rabbitmq() {
 # Random passwords for the local databases and broker, made once and kept out of git.
 ensure_local_secrets() {
     mkdir -p "$LOCAL_DIR"
-    if [ ! -s "$SECRETS_FILE" ]; then
-        log "generating local secrets in ${SECRETS_FILE#"$REPO_ROOT"/}"
-        local name
-        (
-            umask 077
-            for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD TEST_DB_PASSWORD TEST_AMQP_PASSWORD ADMIN_TOKEN; do
-                printf '%s=%s\n' "$name" "$(openssl rand -hex 24)"
-            done
-        ) >"$SECRETS_FILE"
-    fi
+    local name
+    (
+        umask 077
+        touch "$SECRETS_FILE"
+        for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD TEST_DB_PASSWORD TEST_AMQP_PASSWORD ADMIN_TOKEN; do
+            grep -q "^$name=" "$SECRETS_FILE" || printf '%s=%s\n' "$name" "$(openssl rand -hex 24)" >>"$SECRETS_FILE"
+        done
+    )
     # shellcheck disable=SC1090
     set -a; . "$SECRETS_FILE"; set +a
 }

@@ -1,9 +1,11 @@
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use common::{
     amqp::OrderQueue,
     config::{self, ConfigError},
 };
+
+use crate::auth::AdminToken;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -27,6 +29,11 @@ pub struct Settings {
     pub publish_timeout: Duration,
     /// `SHUTDOWN_TIMEOUT_MS`: how long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `ADMIN_TOKEN`: required as `Authorization: Bearer ...` on catalogue writes.
+    pub admin_token: AdminToken,
+    /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` per client address on `/api/...`
+    /// (default 50 and 100); `RATE_LIMIT_PER_SECOND=0` turns it off.
+    pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
 }
 
 impl Settings {
@@ -56,8 +63,21 @@ impl Settings {
             amqp_connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
             publish_timeout: config::millis_or_default("PUBLISH_TIMEOUT_MS", 5_000)?,
             shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            admin_token: config::required("ADMIN_TOKEN")?,
+            rate_limit: rate_limit_from_env()?,
         })
     }
+}
+
+fn rate_limit_from_env() -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError> {
+    let per_second: u32 = config::or_default("RATE_LIMIT_PER_SECOND", 50)?;
+    let Some(per_second) = NonZeroU32::new(per_second) else {
+        return Ok(None);
+    };
+    let burst: u32 = config::or_default("RATE_LIMIT_BURST", per_second.get() * 2)?;
+    let burst = NonZeroU32::new(burst)
+        .ok_or_else(|| ConfigError::invalid("RATE_LIMIT_BURST", "must be at least 1"))?;
+    Ok(Some((per_second, burst)))
 }
 
 /// An `http://host:port` base URL without a trailing slash (request paths are appended).

@@ -18,6 +18,8 @@ pub enum GatewayError {
     },
     #[error("order not queued")]
     Publish(#[from] PublishError),
+    #[error("missing or wrong admin token")]
+    Unauthorized,
 }
 
 /// How a call to a service behind the gateway failed.
@@ -85,6 +87,8 @@ impl GatewayError {
                         .with_retry_after(2),
                 }
             }
+            Self::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED)
+                .with_detail("Changing the catalogue needs `Authorization: Bearer <admin token>`."),
             // Never "queued" unless the broker confirmed it: the client may retry safely with
             // the same Idempotency-Key.
             Self::Publish(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
@@ -108,6 +112,15 @@ impl ResponseError for GatewayError {
             let id = request_id::current().unwrap_or_default();
             log::warn!("request_id={id} {}", error_chain(self));
         }
-        problem.to_response()
+        let mut response = problem.to_response();
+        if let Self::Unauthorized = self {
+            response.headers_mut().insert(
+                actix_web::http::header::WWW_AUTHENTICATE,
+                actix_web::http::header::HeaderValue::from_static(
+                    r#"Bearer realm="movie-platform""#,
+                ),
+            );
+        }
+        response
     }
 }

@@ -5,11 +5,13 @@
 // request, on the error path only.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod circuit_breaker;
 pub mod configuration;
 pub mod error;
 pub mod metrics;
 pub mod publisher;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod upstream;

@@ -7,6 +7,7 @@ use crate::{
     configuration::Settings,
     metrics::PublishMetrics,
     publisher::{OrderPublisher, PublisherSettings},
+    rate_limit::RateLimit,
     routes,
     upstream::{Upstream, UpstreamMetrics},
 };
@@ -109,11 +110,18 @@ fn serve(
     let upstreams = web::Data::new(upstreams);
     let publisher = web::Data::new(publisher);
     let metrics = web::Data::new(metrics);
+    let admin_token = web::Data::new(settings.admin_token.clone());
+    let rate_limit = web::Data::new(match settings.rate_limit {
+        Some((per_second, burst)) => RateLimit::new(per_second, burst),
+        None => RateLimit::disabled(),
+    });
     let server = HttpServer::new(move || {
         shared_http::app()
             .app_data(upstreams.clone())
             .app_data(publisher.clone())
             .app_data(metrics.clone())
+            .app_data(admin_token.clone())
+            .app_data(rate_limit.clone())
             .configure(routes::configure)
     })
     .client_request_timeout(Duration::from_secs(5))

@@ -138,6 +138,8 @@ async fn post_order(http: &reqwest::Client, gateway: &str, user: usize, key: &st
     (status, response.json().await.unwrap())
 }
 
+const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123";
+
 #[tokio::test]
 async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let no_migration = |_url: String| async {};
@@ -174,6 +176,9 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
             ("BILLING_URL", format!("http://127.0.0.1:{billing_port}")),
             ("AMQP_URL", test_amqp_url()),
             ("BILLING_QUEUE", queue.name().to_owned()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            // 500 orders in a few seconds from one address: above the default limit.
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
         ],
     );
     wait_healthy(&http, &inventory_url, &inventory).await;
@@ -183,6 +188,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     // The catalogue through the gateway.
     let response = http
         .post(format!("{gateway}/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic"}))
         .send()
         .await
@@ -200,6 +206,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     assert_eq!(movie["title"], "The Matrix");
     let response = http
         .put(format!("{gateway}{location}"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(
             &json!({"title": "The Matrix", "description": "Sci-Fi Classic", "release_year": 1999}),
         )
@@ -218,6 +225,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     assert_eq!(list["movies"][0]["release_year"], 1999);
     assert_eq!(
         http.delete(format!("{gateway}{location}"))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap()
@@ -345,6 +353,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let (movie_trace, order_trace) = (trace("movie"), trace("order"));
     let response = http
         .post(format!("{gateway}/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .header("x-request-id", &movie_trace)
         .json(&json!({"title": "Traced"}))
         .send()
@@ -387,6 +396,21 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .unwrap()
         .to_owned();
     assert!(billed_line.contains("billed"), "{billed_line}");
+
+    // The admin token and the database passwords never reach a log.
+    for service in [&api_gateway, &billing, &inventory] {
+        let log = service.log_text();
+        assert!(
+            !log.contains(ADMIN_TOKEN),
+            "{} logs the admin token",
+            service.name
+        );
+        assert!(
+            !log.contains(&test_support::test_database_url()),
+            "{} logs a database URL",
+            service.name
+        );
+    }
 
     api_gateway.stop().await;
     billing.stop().await;

@@ -6,7 +6,7 @@ mod health;
 mod movies;
 mod order_status;
 
-use actix_web::{http::Method, web, Route};
+use actix_web::{http::Method, middleware::from_fn, web, Route};
 use common::http::method_not_allowed;
 
 /// `METHOD "path" => handler`, as (path, method, route) rows.
@@ -26,11 +26,11 @@ fn table() -> Vec<(&'static str, Method, Route)> {
         GET "/openapi.yaml" => docs::openapi_yaml,
         GET "/openapi.json" => docs::openapi_json,
         GET "/api/movies" => movies::proxy_to_inventory,
-        POST "/api/movies" => movies::proxy_to_inventory,
-        DELETE "/api/movies" => movies::proxy_to_inventory,
+        POST "/api/movies" => movies::proxy_write_to_inventory,
+        DELETE "/api/movies" => movies::proxy_write_to_inventory,
         GET "/api/movies/{id}" => movies::proxy_to_inventory,
-        PUT "/api/movies/{id}" => movies::proxy_to_inventory,
-        DELETE "/api/movies/{id}" => movies::proxy_to_inventory,
+        PUT "/api/movies/{id}" => movies::proxy_write_to_inventory,
+        DELETE "/api/movies/{id}" => movies::proxy_write_to_inventory,
         POST "/api/billing" => create_order::create_order,
         GET "/api/billing/{order_id}" => order_status::order_status,
     ]
@@ -60,7 +60,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let resource = routes
             .into_iter()
             .fold(web::resource(path), |resource, route| resource.route(route))
-            .default_service(method_not_allowed(&methods));
+            .default_service(method_not_allowed(&methods))
+            // Inside the app's request id, logging and metrics, so refusals show there too.
+            .wrap(from_fn(crate::rate_limit::middleware));
         cfg.service(resource);
     }
     // Swagger UI: the documentation itself, not part of the API it documents.

@@ -62,8 +62,14 @@ pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueu
         amqp_connect_timeout: Duration::from_secs(2),
         publish_timeout: Duration::from_secs(2),
         shutdown_timeout: Duration::from_secs(1),
+        admin_token: ADMIN_TOKEN.parse().unwrap(),
+        // Tests send bursts; the rate limit has its own test.
+        rate_limit: None,
     }
 }
+
+/// The admin token of the test gateways.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 /// The gateway in front of a fresh inventory and a fresh queue, connected to the broker.
 pub async fn spawn_gateway() -> TestGateway {

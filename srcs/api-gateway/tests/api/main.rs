@@ -6,3 +6,4 @@ mod helpers;
 mod movies_proxy;
 mod observability;
 mod orders;
+mod security;

@@ -2,7 +2,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with};
+use crate::helpers::{
+    assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with, ADMIN_TOKEN,
+};
 
 #[tokio::test]
 async fn movie_crud_passes_through_faithfully() {
@@ -11,6 +13,7 @@ async fn movie_crud_passes_through_faithfully() {
 
     let response = http
         .post(gateway.url("/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"title": "The Matrix", "description": "Sci-Fi Classic"}))
         .send()
         .await
@@ -36,6 +39,7 @@ async fn movie_crud_passes_through_faithfully() {
 
     let updated: Value = http
         .put(gateway.url(&location))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"title": "The Matrix", "release_year": 1999}))
         .send()
         .await
@@ -58,6 +62,7 @@ async fn movie_crud_passes_through_faithfully() {
 
     assert_eq!(
         http.delete(gateway.url(&location))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap()
@@ -67,6 +72,7 @@ async fn movie_crud_passes_through_faithfully() {
     assert_problem(http.get(gateway.url(&location)).send().await.unwrap(), 404).await;
     let deleted: Value = http
         .delete(gateway.url("/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -82,6 +88,7 @@ async fn inventory_errors_pass_through_with_the_same_request_id() {
     let response = gateway
         .http
         .post(gateway.url("/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .header("x-request-id", "gw-trace-1")
         .json(&json!({"title": "", "rating": 5}))
         .send()
@@ -171,6 +178,7 @@ async fn gateway_limits_and_unknown_routes() {
     let response = gateway
         .http
         .post(gateway.url("/api/movies"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&huge)
         .send()
         .await

@@ -258,4 +258,24 @@ mod tests {
         );
         assert_eq!(bad_fields(r#"{}"#), ["title"]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn the_movie_parser_never_panics(body in proptest::collection::btree_map(
+            "(title|description|release_year|genres|runtime_minutes|[a-z]{1,8})",
+            "(null|true|-?[0-9]{1,25}(\\.[0-9]{0,4})?|\"[^\"\\\\]{0,300}\"|\\[(\"[^\"\\\\]{0,60}\",?){0,12}\\]|\\{\\})",
+            0..6,
+        )) {
+            let json = format!("{{{}}}", body.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(","));
+            if let Ok(fields) = serde_json::from_str::<RawObject>(&json) {
+                let _ = MovieDraft::from_json(fields);
+            }
+        }
+
+        #[test]
+        fn valid_titles_round_trip_trimmed(title in "[^\\p{Cc}]{0,190}[a-zA-Z][^\\p{Cc}]{0,8}") {
+            let parsed = Title::parse(&title).unwrap();
+            proptest::prop_assert_eq!(parsed.as_str(), title.trim());
+        }
+    }
 }
