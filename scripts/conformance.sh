@@ -23,7 +23,7 @@ done
 
 # A virtualenv with the pinned tools, rebuilt when the pins change.
 if ! cmp -s "$REQUIREMENTS" "$VENV/requirements.txt" 2>/dev/null; then
-    log "installing $(tr '\n' ' ' <"$REQUIREMENTS" | sed 's/#[^ ]* //g')"
+    log "installing $(grep -v '^#' "$REQUIREMENTS" | tr '\n' ' ')"
     rm -rf "$VENV"
     /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"

@@ -25,11 +25,18 @@ export RUST_BACKTRACE=1
 log "building"
 # The end-to-end tests start the real service binaries, so they are built first.
 cargo build --workspace --bins --locked
-log "running the tests"
+log "running the tests (the fault suite in srcs/e2e-tests/tests/faults.rs restarts PostgreSQL and RabbitMQ)"
+fault_report="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/fault-suite-report.txt"
+rm -f "$fault_report"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results" || status=$?
+
+if [ -s "$fault_report" ]; then
+    log "fault suite figures"
+    cat "$fault_report"
+fi
 
 log "checking the API against openapi.yaml (schemathesis, Swagger UI in Chromium)"
 if bash "$REPO_ROOT/scripts/conformance.sh"; then

@@ -1,1 +1,289 @@
-//! End-to-end tests live in tests/.
+//! A harness for tests that run the real service binaries: start, stop (SIGTERM, as systemd
+//! does), kill (SIGKILL), and read their logs.
+
+use std::{net::TcpListener, path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+/// Where `cargo build` put the service binaries: next to this test's own `deps/` folder.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("E2E_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Service {
+    pub name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    pub fn start(name: &'static str, env: &[(&str, String)]) -> Self {
+        let binary = bin_dir().join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: build the workspace binaries first (scripts/test.sh does)",
+            binary.display()
+        );
+        let log_dir = bin_dir().join("e2e-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = log_dir.join(format!("{name}-{}.log", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(&binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { name, child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as `systemctl stop` sends; the service must exit 0 in time.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not stop within 20 s after SIGTERM", self.name))
+            .unwrap();
+        assert!(
+            exit.success(),
+            "{} exited with {exit} after SIGTERM; log:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+}
+
+impl Service {
+    /// SIGKILL: the process dies mid-work, as in a crash or an OOM kill.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+}
+
+/// The admin token of the platforms started here.
+pub const ADMIN_TOKEN: &str = "harness-admin-token-0123456789abcdef";
+
+/// The three binaries on loopback, with databases and a queue of their own.
+pub struct Platform {
+    pub gateway_url: String,
+    pub inventory_url: String,
+    pub inventory_db: test_support::TestDatabase,
+    pub billing_db: test_support::TestDatabase,
+    pub queue: common::amqp::OrderQueue,
+    pub http: reqwest::Client,
+    inventory_env: Vec<(&'static str, String)>,
+    billing_env: Vec<(&'static str, String)>,
+    gateway_env: Vec<(&'static str, String)>,
+    pub inventory: Option<Service>,
+    pub billing: Option<Service>,
+    pub gateway: Option<Service>,
+}
+
+impl Platform {
+    /// Starts inventory, billing and the gateway (rate limit off: tests send bursts from one
+    /// address) and waits until each is ready.
+    pub async fn start() -> Self {
+        let no_migration = |_url: String| async {};
+        let inventory_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
+        let billing_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
+        let queue = test_support::unique_queue();
+        let (inventory_port, gateway_port, billing_port) = (free_port(), free_port(), free_port());
+        let amqp = test_support::test_amqp_url();
+        let inventory_env = vec![
+            ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
+            ("DATABASE_URL", inventory_db.url.clone()),
+        ];
+        let billing_env = vec![
+            ("DATABASE_URL", billing_db.url.clone()),
+            ("AMQP_URL", amqp.clone()),
+            ("BILLING_QUEUE", queue.name().to_owned()),
+            ("BILLING_HTTP_ADDR", format!("127.0.0.1:{billing_port}")),
+        ];
+        let gateway_env = vec![
+            ("GATEWAY_BIND_ADDR", format!("127.0.0.1:{gateway_port}")),
+            (
+                "INVENTORY_URL",
+                format!("http://127.0.0.1:{inventory_port}"),
+            ),
+            ("BILLING_URL", format!("http://127.0.0.1:{billing_port}")),
+            ("AMQP_URL", amqp),
+            ("BILLING_QUEUE", queue.name().to_owned()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+        ];
+        let mut platform = Self {
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            inventory_url: format!("http://127.0.0.1:{inventory_port}"),
+            inventory_db,
+            billing_db,
+            queue,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            inventory_env,
+            billing_env,
+            gateway_env,
+            inventory: None,
+            billing: None,
+            gateway: None,
+        };
+        platform.start_inventory().await;
+        platform.start_billing().await;
+        platform.start_gateway().await;
+        platform
+    }
+
+    pub async fn start_inventory(&mut self) {
+        let service = Service::start("inventory-app", &self.inventory_env);
+        self.wait_ready(&format!("{}/ready", self.inventory_url), &service)
+            .await;
+        self.inventory = Some(service);
+    }
+
+    pub async fn start_billing(&mut self) {
+        let service = Service::start("billing-app", &self.billing_env);
+        let port = &self.billing_env[3].1;
+        self.wait_ready(&format!("http://{port}/ready"), &service)
+            .await;
+        self.billing = Some(service);
+    }
+
+    pub async fn start_gateway(&mut self) {
+        let service = Service::start("api-gateway", &self.gateway_env);
+        self.wait_ready(&format!("{}/ready", self.gateway_url), &service)
+            .await;
+        self.gateway = Some(service);
+    }
+
+    async fn wait_ready(&self, url: &str, service: &Service) {
+        for _ in 0..300 {
+            if let Ok(response) = self.http.get(url).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} did not become ready; log:\n{}",
+            service.name,
+            service.log_text()
+        );
+    }
+
+    /// `POST /api/billing` with an idempotency key: the status and the order id (if 202).
+    pub async fn post_order(&self, key: &str) -> Result<(u16, Option<String>), reqwest::Error> {
+        let response = self
+            .http
+            .post(format!("{}/api/billing", self.gateway_url))
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"user_id": "load", "number_of_items": 1, "total_amount": "9.99"}))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        Ok((status, body["order_id"].as_str().map(str::to_owned)))
+    }
+
+    /// Every order id in the billing database, and the number of rows.
+    pub async fn billed(&self) -> (std::collections::HashSet<String>, usize) {
+        let client = self.billing_db.client().await;
+        let rows = client
+            .query("SELECT order_id::text FROM orders", &[])
+            .await
+            .unwrap();
+        let ids: std::collections::HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
+        (ids, rows.len())
+    }
+
+    /// Waits until at least `count` rows are billed (or `timeout`); returns the time it took.
+    pub async fn wait_billed(&self, count: usize, timeout: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, rows) = self.billed().await;
+            if rows >= count {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "only {rows} of {count} orders billed after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop_all(mut self) {
+        for service in [
+            self.gateway.take(),
+            self.billing.take(),
+            self.inventory.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            service.stop().await;
+        }
+    }
+}
+
+/// Appends a scenario's figures to the fault suite report (printed by scripts/test.sh) and to
+/// the test's output.
+pub fn report(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let path = bin_dir().join("fault-suite-report.txt");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+/// Stops or starts PostgreSQL or RabbitMQ the way scripts/test.sh runs them (with or without
+/// systemd), through scripts/lib/service-ctl.sh.
+pub fn service_ctl(action: &str, service: &str) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/lib/service-ctl.sh"
+    );
+    let status = std::process::Command::new("bash")
+        .args([script, action, service])
+        .status()
+        .expect("run service-ctl.sh");
+    assert!(status.success(), "service-ctl.sh {action} {service} failed");
+}

@@ -1,93 +1,14 @@
 //! The three real service binaries, wired together on loopback with a real PostgreSQL and
 //! RabbitMQ: what an operator runs, end to end.
 
-use std::{collections::HashSet, net::TcpListener, path::PathBuf, process::Stdio, time::Duration};
+use std::{collections::HashSet, time::Duration};
+
+use e2e_tests::{bin_dir, free_port, Service};
 
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use test_support::{eventually, test_amqp_url, unique_queue, TestDatabase};
-use tokio::process::{Child, Command};
-
-/// Where `cargo build` put the service binaries: next to this test's own `deps/` folder.
-fn bin_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("E2E_BIN_DIR") {
-        return dir.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Service {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(name: &'static str, env: &[(&str, String)]) -> Self {
-        let binary = bin_dir().join(name);
-        assert!(
-            binary.exists(),
-            "{} is missing: build the workspace binaries first (scripts/test.sh does)",
-            binary.display()
-        );
-        let log_dir = bin_dir().join("e2e-logs");
-        std::fs::create_dir_all(&log_dir).unwrap();
-        let log = log_dir.join(format!("{name}-{}.log", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(&binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { name, child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, as `systemctl stop` sends; the service must exit 0 in time.
-    async fn stop(mut self) {
-        let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not stop within 20 s after SIGTERM", self.name))
-            .unwrap();
-        assert!(
-            exit.success(),
-            "{} exited with {exit} after SIGTERM; log:\n{}",
-            self.name,
-            self.log_text()
-        );
-    }
-}
+use tokio::process::Command;
 
 async fn wait_healthy(http: &reqwest::Client, base: &str, service: &Service) {
     let url = format!("{base}/health");

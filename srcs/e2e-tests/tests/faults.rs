@@ -1,0 +1,493 @@
+//! The fault suite: the real binaries, PostgreSQL and RabbitMQ on loopback, and the failures the
+//! platform promises to survive. Each scenario prints its figures (also collected in
+//! target/<profile>/fault-suite-report.txt, which scripts/test.sh prints) and passes only if
+//! every order answered 202 is billed, none is billed twice, and everything recovers without a
+//! manual restart.
+//!
+//! Scenarios restart the shared PostgreSQL and RabbitMQ, so they run one at a time.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use e2e_tests::{report, service_ctl, Platform};
+use futures_util::{stream, StreamExt};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// One scenario at a time: some restart the servers every test shares.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// What a burst of orders got back.
+#[derive(Default)]
+struct Outcome {
+    acknowledged: HashSet<String>,
+    refused: usize,
+    errors: usize,
+    slowest_refusal: Duration,
+}
+
+/// Posts `count` orders with fresh idempotency keys, `concurrency` at a time.
+async fn burst(platform: &Platform, count: usize, concurrency: usize) -> Outcome {
+    let results: Vec<(Result<(u16, Option<String>), reqwest::Error>, Duration)> =
+        stream::iter(0..count)
+            .map(|_| async {
+                let started = Instant::now();
+                let result = platform.post_order(&Uuid::new_v4().to_string()).await;
+                (result, started.elapsed())
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let mut outcome = Outcome::default();
+    for (result, took) in results {
+        match result {
+            Ok((202, Some(id))) => {
+                outcome.acknowledged.insert(id);
+            }
+            Ok(_) => {
+                outcome.refused += 1;
+                outcome.slowest_refusal = outcome.slowest_refusal.max(took);
+            }
+            Err(_) => outcome.errors += 1,
+        }
+    }
+    outcome
+}
+
+/// Checks the promise: every acknowledged order billed, none twice; reports the figures.
+/// `unacknowledged` rows (orders answered 503 that the broker had kept anyway: at-least-once)
+/// are reported; where every order was acknowledged there must be none.
+async fn assert_billed_exactly_once(
+    platform: &Platform,
+    scenario: &str,
+    acknowledged: &HashSet<String>,
+    recovery: Duration,
+) -> usize {
+    let (billed, rows) = platform.billed().await;
+    let missing = acknowledged.difference(&billed).count();
+    let duplicates = rows - billed.len();
+    let unacknowledged = billed.difference(acknowledged).count();
+    report(&format!(
+        "{scenario}: acknowledged={} landed={} missing={missing} duplicates={duplicates} \
+         unacknowledged_rows={unacknowledged} recovery={:.1}s",
+        acknowledged.len(),
+        acknowledged.intersection(&billed).count(),
+        recovery.as_secs_f64()
+    ));
+    assert_eq!(
+        missing, 0,
+        "{scenario}: acknowledged orders missing from billing"
+    );
+    assert_eq!(duplicates, 0, "{scenario}: an order was billed twice");
+    unacknowledged
+}
+
+#[tokio::test]
+async fn s1_billing_stopped_during_a_burst_of_10000_orders() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    platform.billing.take().unwrap().stop().await;
+
+    let started = Instant::now();
+    let outcome = burst(&platform, 10_000, 64).await;
+    let burst_time = started.elapsed();
+    assert_eq!(
+        outcome.acknowledged.len(),
+        10_000,
+        "every order answered 202 ({} refused, {} errors)",
+        outcome.refused,
+        outcome.errors
+    );
+    report(&format!(
+        "s1 burst: 10000 orders at 64 clients in {:.1}s ({:.0} orders/s), all 202 with billing stopped",
+        burst_time.as_secs_f64(),
+        10_000.0 / burst_time.as_secs_f64()
+    ));
+
+    platform.start_billing().await;
+    let drain = platform.wait_billed(10_000, Duration::from_secs(120)).await;
+    let extra = assert_billed_exactly_once(
+        &platform,
+        "s1 billing stopped, 10000 orders",
+        &outcome.acknowledged,
+        drain,
+    )
+    .await;
+    assert_eq!(extra, 0, "every billed order was acknowledged");
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s2_billing_killed_mid_drain() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    platform.billing.take().unwrap().stop().await;
+    let outcome = burst(&platform, 5_000, 64).await;
+    assert_eq!(outcome.acknowledged.len(), 5_000);
+
+    platform.start_billing().await;
+    platform.wait_billed(500, Duration::from_secs(60)).await;
+    platform.billing.take().unwrap().kill().await;
+    let (_, at_kill) = platform.billed().await;
+    let started = Instant::now();
+    platform.start_billing().await;
+    let recovery = started.elapsed();
+    platform.wait_billed(5_000, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    report(&format!(
+        "s2: SIGKILL after {at_kill} of 5000 billed; restarted and ready in {:.1}s",
+        recovery.as_secs_f64()
+    ));
+    let extra = assert_billed_exactly_once(
+        &platform,
+        "s2 billing killed mid-drain",
+        &outcome.acknowledged,
+        recovery,
+    )
+    .await;
+    assert_eq!(extra, 0, "every billed order was acknowledged");
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s3_rabbitmq_restarted_under_load() {
+    let _serial = SERIAL.lock().await;
+    let platform = Arc::new(Platform::start().await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (platform, stop) = (platform.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut total = Outcome::default();
+            while !stop.load(Ordering::SeqCst) {
+                let round = burst(&platform, 64, 16).await;
+                total.acknowledged.extend(round.acknowledged);
+                total.refused += round.refused;
+                total.errors += round.errors;
+                total.slowest_refusal = total.slowest_refusal.max(round.slowest_refusal);
+            }
+            total
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    service_ctl("stop", "rabbitmq");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    service_ctl("start", "rabbitmq");
+    let back = Instant::now();
+    // Recovered when orders are confirmed again.
+    loop {
+        if let Ok((202, _)) = platform.post_order(&Uuid::new_v4().to_string()).await {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "the gateway did not reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovery = back.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.await.unwrap();
+    report(&format!(
+        "s3: during the outage {} orders got 503 (slowest {:.0} ms), {} transport errors",
+        outcome.refused,
+        outcome.slowest_refusal.as_secs_f64() * 1000.0,
+        outcome.errors
+    ));
+    assert!(outcome.refused > 0, "the outage was seen");
+    assert!(
+        outcome.slowest_refusal < Duration::from_secs(6),
+        "503s come quickly, never a hang"
+    );
+    assert_eq!(outcome.errors, 0, "no request failed without an answer");
+    platform
+        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_billed_exactly_once(
+        &platform,
+        "s3 RabbitMQ restarted under load",
+        &outcome.acknowledged,
+        recovery,
+    )
+    .await;
+    Arc::into_inner(platform)
+        .expect("the load task is done")
+        .stop_all()
+        .await;
+}
+
+#[tokio::test]
+async fn s4_postgresql_stopped_during_a_drain() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    platform.billing.take().unwrap().stop().await;
+    let outcome = burst(&platform, 3_000, 64).await;
+    assert_eq!(outcome.acknowledged.len(), 3_000);
+    platform.start_billing().await;
+    platform.wait_billed(300, Duration::from_secs(60)).await;
+
+    service_ctl("stop", "postgresql");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    service_ctl("start", "postgresql");
+    let back = Instant::now();
+    platform.wait_billed(3_000, Duration::from_secs(120)).await;
+    let recovery = back.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let extra = assert_billed_exactly_once(
+        &platform,
+        "s4 PostgreSQL stopped mid-drain",
+        &outcome.acknowledged,
+        recovery,
+    )
+    .await;
+    assert_eq!(extra, 0, "every billed order was acknowledged");
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s7_one_idempotency_key_sent_100_times_at_once() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start().await;
+    let key = Uuid::new_v4().to_string();
+    let answers: Vec<_> = stream::iter(0..100)
+        .map(|_| platform.post_order(&key))
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let ids: HashSet<String> = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok((202, Some(id))) => id,
+            other => panic!("every retry is answered 202: {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one order id for one key");
+    let started = Instant::now();
+    platform.wait_billed(1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, rows) = platform.billed().await;
+    report(&format!(
+        "s7: 100 concurrent requests with one Idempotency-Key -> {} order id, {rows} row",
+        ids.len()
+    ));
+    assert_eq!(rows, 1);
+    let extra =
+        assert_billed_exactly_once(&platform, "s7 same key 100x", &ids, started.elapsed()).await;
+    assert_eq!(extra, 0, "every billed order was acknowledged");
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s5_inventory_down_the_circuit_opens_and_closes() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    let list = |platform: &Platform| {
+        let request = platform
+            .http
+            .get(format!("{}/api/movies", platform.gateway_url))
+            .send();
+        async move {
+            let started = Instant::now();
+            let status = request
+                .await
+                .expect("the gateway answers")
+                .status()
+                .as_u16();
+            (status, started.elapsed())
+        }
+    };
+    platform.inventory.take().unwrap().kill().await;
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        answers.push(list(&platform).await);
+    }
+    let failed_slowly = answers.iter().filter(|(status, _)| *status == 502).count();
+    let fast: Vec<Duration> = answers
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .map(|(_, took)| *took)
+        .collect();
+    let slowest_fast = fast.iter().max().copied().unwrap_or_default();
+    assert_eq!(failed_slowly, 5, "the circuit opens after 5 failures");
+    assert_eq!(fast.len(), 15);
+    assert!(
+        slowest_fast < Duration::from_millis(50),
+        "an open circuit answers at once: {slowest_fast:?}"
+    );
+
+    platform.start_inventory().await;
+    let back = Instant::now();
+    while list(&platform).await.0 != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "the circuit did not close"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report(&format!(
+        "s5 inventory down: {failed_slowly} x 502 then {} x 503 from the open circuit (slowest {:.1} ms); closed {:.1}s after inventory returned",
+        fast.len(),
+        slowest_fast.as_secs_f64() * 1000.0,
+        back.elapsed().as_secs_f64()
+    ));
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s6_poison_messages_go_to_the_dead_letter_queue_without_holding_up_good_ones() {
+    use common::{amqp::order_properties, order::*};
+    use lapin::{options::BasicPublishOptions, BasicProperties};
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    platform.billing.take().unwrap().stop().await;
+    let channel = test_support::amqp_channel().await;
+    channel.confirm_select(Default::default()).await.unwrap();
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    let poison: [&[u8]; 4] = [
+        b"not json",
+        br#"{"order_id": 1}"#,
+        br#"{"order_id": "0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d", "user_id": "u", "number_of_items": "x", "total_amount": "1", "received_at": "2026-01-01T00:00:00Z"}"#,
+        b"{}",
+    ];
+    let mut good = HashSet::new();
+    for i in 0..1_000 {
+        let (body, properties) = if i % 10 == 9 {
+            (poison[i % 4].to_vec(), json.clone())
+        } else {
+            let request = OrderRequest {
+                user_id: UserId::parse("poison-test").unwrap(),
+                number_of_items: NumberOfItems::parse("1").unwrap(),
+                total_amount: Amount::parse("1.00").unwrap(),
+            };
+            let order = OrderMessage::new(Uuid::new_v4(), request, chrono_now());
+            good.insert(order.order_id.to_string());
+            (order.to_json_bytes(), order_properties(&order, None, None))
+        };
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                platform.queue.name().into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+    let started = Instant::now();
+    platform.start_billing().await;
+    platform
+        .wait_billed(good.len(), Duration::from_secs(60))
+        .await;
+    let drain = started.elapsed();
+    let dead = test_support::queue_depth(&channel, &platform.queue.dead_letter_queue()).await;
+    report(&format!(
+        "s6 poison: 100 poison among 1000 messages -> {dead} dead-lettered, {} good billed in {:.1}s",
+        good.len(),
+        drain.as_secs_f64()
+    ));
+    assert_eq!(dead, 100);
+    let log = platform.billing.as_ref().unwrap().log_text();
+    assert!(
+        log.contains("dead-lettering delivery") && log.contains("invalid order message"),
+        "reasons are logged"
+    );
+    let extra = assert_billed_exactly_once(&platform, "s6 poison", &good, drain).await;
+    assert_eq!(extra, 0);
+    platform.stop_all().await;
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+#[tokio::test]
+async fn s8_gateway_stopped_under_load_finishes_what_it_accepted() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    // A new connection per request: after SIGTERM the listener closes, so later requests are
+    // refused (nothing was accepted), and while the new gateway connects to the broker it
+    // answers 503 (nothing was queued). Accepted requests must be answered in full.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = format!("{}/api/billing", platform.gateway_url);
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        let (fresh, stop, url) = (fresh.clone(), stop.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut acknowledged, mut refused, mut cut_off) = (Vec::new(), 0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let sent = fresh
+                    .post(&url)
+                    .header("idempotency-key", Uuid::new_v4().to_string())
+                    .json(&serde_json::json!({"user_id": "s8", "number_of_items": 1, "total_amount": "1.00"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 202 => {
+                        let body: serde_json::Value = response.json().await.expect("a complete answer");
+                        acknowledged.push(body["order_id"].as_str().unwrap().to_owned());
+                    }
+                    Ok(response) => {
+                        assert_eq!(response.status(), 503, "only 202 or a clean 503");
+                        refused += 1;
+                    }
+                    Err(e) if e.is_connect() => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => cut_off.push(e.to_string()),
+                }
+            }
+            (acknowledged, refused, cut_off)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    platform.gateway.take().unwrap().stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    platform.start_gateway().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut acknowledged, mut refused, mut cut_off) = (HashSet::new(), 0, Vec::new());
+    for client in clients {
+        let (a, r, c) = client.await.unwrap();
+        acknowledged.extend(a);
+        refused += r;
+        cut_off.extend(c);
+    }
+    // KNOWN GAP (issue 5): connections still waiting in the listen backlog when the old
+    // gateway closes its listener are reset by the kernel; they are counted here, not hidden.
+    // systemd socket activation (the socket outliving the process) would remove them.
+    report(&format!(
+        "s8 gateway SIGTERM under load: {} acknowledged, {refused} refused cleanly (connection \
+         refused or 503), {} reset in the listen backlog at shutdown",
+        acknowledged.len(),
+        cut_off.len()
+    ));
+    platform
+        .wait_billed(acknowledged.len(), Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_billed_exactly_once(
+        &platform,
+        "s8 gateway restart",
+        &acknowledged,
+        Duration::ZERO,
+    )
+    .await;
+    platform.stop_all().await;
+}
