@@ -32,18 +32,20 @@ struct Outcome {
     slowest_refusal: Duration,
 }
 
+/// One order's answer (status and order id) or transport error, and how long it took.
+type Timed = (Result<(u16, Option<String>), reqwest::Error>, Duration);
+
 /// Posts `count` orders with fresh idempotency keys, `concurrency` at a time.
 async fn burst(platform: &Platform, count: usize, concurrency: usize) -> Outcome {
-    let results: Vec<(Result<(u16, Option<String>), reqwest::Error>, Duration)> =
-        stream::iter(0..count)
-            .map(|_| async {
-                let started = Instant::now();
-                let result = platform.post_order(&Uuid::new_v4().to_string()).await;
-                (result, started.elapsed())
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+    let results: Vec<Timed> = stream::iter(0..count)
+        .map(|_| async {
+            let started = Instant::now();
+            let result = platform.post_order(&Uuid::new_v4().to_string()).await;
+            (result, started.elapsed())
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let mut outcome = Outcome::default();
     for (result, took) in results {
         match result {
