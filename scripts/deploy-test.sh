@@ -330,6 +330,24 @@ watchdog_restarts_a_hung_service() {
 }
 check "a hung service (SIGSTOP) is restarted by the systemd watchdog" watchdog_restarts_a_hung_service
 
+database_roles_least_privilege() {
+    local app_url
+    app_url="$(inside billing sed -n 's/^DATABASE_URL=//p' /etc/movie-platform/billing.env)"
+    # billing's own role may add orders (the service works) but never change or delete one.
+    refuse inside billing psql -X -q "$app_url" -c 'DELETE FROM orders'
+    refuse inside billing psql -X -q "$app_url" -c 'UPDATE orders SET total_amount = 0'
+    refuse inside billing psql -X -q "$app_url" -c 'DROP TABLE orders'
+    refuse inside billing psql -X -q "$app_url" -c 'CREATE TABLE sneaky (x int)'
+    inside billing psql -X -q "$app_url" -c 'SELECT count(*) FROM orders' >/dev/null
+    app_url="$(inside inventory sed -n 's/^DATABASE_URL=//p' /etc/movie-platform/inventory.env)"
+    refuse inside inventory psql -X -q "$app_url" -c 'DROP TABLE movies'
+    refuse inside inventory psql -X -q "$app_url" -c 'ALTER TABLE movies ADD COLUMN x int'
+    refuse inside inventory psql -X -q "$app_url" -c 'SELECT * FROM pg_authid'
+    # The owners' passwords are generated on the machine and never leave its env file.
+    inside billing grep -q '^DATABASE_MIGRATION_URL=postgres://billing_owner:' /etc/movie-platform/billing.env
+}
+check "each service's database role can do only what the service needs" database_roles_least_privilege
+
 env_files_protected() {
     local name
     for name in "${MACHINES[@]}"; do

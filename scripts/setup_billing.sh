@@ -7,8 +7,10 @@ set -euo pipefail
 require_secret BILLING_DB_PASSWORD
 require_secret AMQP_PASSWORD
 
-install_packages postgresql rabbitmq-server curl ca-certificates
-local_postgres billing "$BILLING_DB_PASSWORD"
+install_packages postgresql rabbitmq-server curl ca-certificates openssl
+# The service works as "billing", which may read and add orders but never change or delete
+# one; the schema belongs to "billing_owner", used only for migrations.
+owner_password="$(local_postgres billing "$BILLING_DB_PASSWORD" "SELECT, INSERT")"
 
 systemctl enable --quiet --now rabbitmq-server
 rabbitmqctl -q await_startup --timeout 120 >/dev/null
@@ -25,6 +27,7 @@ install_binary billing-app
 write_env billing <<ENV
 BILLING_HTTP_ADDR=$BILLING_IP:8082
 DATABASE_URL=postgres://billing:$BILLING_DB_PASSWORD@127.0.0.1:5432/billing
+DATABASE_MIGRATION_URL=postgres://billing_owner:$owner_password@127.0.0.1:5432/billing
 AMQP_URL=amqp://movie_platform:$AMQP_PASSWORD@127.0.0.1:5672/movie
 RUST_LOG=info
 ENV

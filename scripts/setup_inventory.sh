@@ -5,14 +5,17 @@ set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
 require_secret INVENTORY_DB_PASSWORD
 
-install_packages postgresql curl ca-certificates
-local_postgres inventory "$INVENTORY_DB_PASSWORD"
+install_packages postgresql curl ca-certificates openssl
+# The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
+# to "inventory_owner", used only for migrations.
+owner_password="$(local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE")"
 
 system_user inventory
 install_binary inventory-app
 write_env inventory <<ENV
 INVENTORY_BIND_ADDR=$INVENTORY_IP:8081
 DATABASE_URL=postgres://inventory:$INVENTORY_DB_PASSWORD@127.0.0.1:5432/inventory
+DATABASE_MIGRATION_URL=postgres://inventory_owner:$owner_password@127.0.0.1:5432/inventory
 RUST_LOG=info
 ENV
 install_unit inventory

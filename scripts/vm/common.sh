@@ -61,21 +61,42 @@ postgres_conf_dir() {
     echo "$dir/conf.d"
 }
 
-# local_postgres ROLE PASSWORD: PostgreSQL for this machine only, with a login role owning a
-# database of the same name (the service applies its own migrations).
+# local_postgres SERVICE APP_PASSWORD PRIVILEGES: PostgreSQL for this machine only, and two roles
+# for the service's database (named after the service):
+# - SERVICE_owner owns the database and its schema; the service uses it only to apply its
+#   migrations at start (DATABASE_MIGRATION_URL);
+# - SERVICE, the role the service works as, may only run PRIVILEGES (e.g. "SELECT, INSERT") on
+#   the tables the owner creates, and use their sequences.
+# Prints the owner's password (generated once, kept in the service's env file).
 local_postgres() {
-    local role="$1" password="$2"
+    local service="$1" password="$2" privileges="$3" owner_password
+    owner_password="$(sed -nE 's|^DATABASE_MIGRATION_URL=postgres://[^:]+:([^@]+)@.*|\1|p' \
+        "$CONFIG_DIR/$service.env" 2>/dev/null || true)"
+    [ -n "$owner_password" ] || owner_password="$(openssl rand -hex 24)"
     install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
 listen_addresses = 'localhost'
 CONF
     systemctl enable --quiet --now postgresql
     if $RESTART_NEEDED; then systemctl restart postgresql; fi
     RESTART_NEEDED=false
-    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v role="$role" -v password="$password" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'role', :'password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'role') \gexec
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v app="$service" -v owner="${service}_owner" \
+        -v password="$password" -v owner_password="$owner_password" <<'SQL' >/dev/null
+SELECT format('CREATE ROLE %I LOGIN', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'owner', :'owner_password') \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app', :'password') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'app', :'owner') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app') \gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'app') \gexec
+SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', :'app', :'app') \gexec
 SQL
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$service" -v app="$service" -v owner="${service}_owner" <<SQL >/dev/null
+SELECT format('GRANT USAGE ON SCHEMA public TO %I', :'app') \gexec
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT $privileges ON TABLES TO %I', :'owner', :'app') \gexec
+SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT USAGE ON SEQUENCES TO %I', :'owner', :'app') \gexec
+SELECT format('GRANT $privileges ON ALL TABLES IN SCHEMA public TO %I', :'app') \gexec
+SELECT format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', :'app') \gexec
+SQL
+    echo "$owner_password"
 }
 
 system_user() {

@@ -34,7 +34,7 @@ impl Application {
     /// listener; `run_until` starts consuming.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "billing-app");
-        store::migrate_when_reachable(&pool).await?;
+        store::migrate_when_reachable(&settings.database, &pool).await?;
         let metrics = Metrics::new("billing");
         let consumer_metrics = ConsumerMetrics::new(&metrics);
         let bind_error = |source| StartupError::Bind {

@@ -12,6 +12,10 @@ use crate::config::{self, ConfigError};
 pub struct DatabaseSettings {
     /// Parsed from a `postgres://` URL; holds the password, so it is never logged.
     pub connection: tokio_postgres::Config,
+    /// `DATABASE_MIGRATION_URL`: the schema owner, used only to apply migrations at start, so
+    /// the service's own role can be limited to the statements it runs. Unset: `DATABASE_URL`
+    /// migrates too.
+    pub migration_connection: Option<tokio_postgres::Config>,
     pub max_connections: usize,
     /// How long a caller may wait for a pooled connection, and how long opening or checking
     /// one may take.
@@ -25,10 +29,18 @@ impl DatabaseSettings {
     /// `DATABASE_STATEMENT_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let url: String = config::required("DATABASE_URL")?;
+        let migration_url: String = config::or_default("DATABASE_MIGRATION_URL", String::new())?;
         Ok(Self {
             connection: url
                 .parse()
                 .map_err(|e| ConfigError::invalid("DATABASE_URL", e))?,
+            migration_connection: match migration_url.as_str() {
+                "" => None,
+                url => Some(
+                    url.parse()
+                        .map_err(|e| ConfigError::invalid("DATABASE_MIGRATION_URL", e))?,
+                ),
+            },
             max_connections: config::count_or_default("DATABASE_MAX_CONNECTIONS", 16, 1..=1000)?,
             pool_timeout: config::millis_or_default("DATABASE_POOL_TIMEOUT_MS", 2_000)?,
             statement_timeout: config::millis_or_default("DATABASE_STATEMENT_TIMEOUT_MS", 5_000)?,
@@ -38,6 +50,7 @@ impl DatabaseSettings {
     pub fn with_url(url: &str) -> Result<Self, tokio_postgres::Error> {
         Ok(Self {
             connection: url.parse()?,
+            migration_connection: None,
             max_connections: 16,
             pool_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
@@ -136,25 +149,41 @@ pub async fn migrate(
     Ok(())
 }
 
-/// [`migrate`], waiting with backoff while the database is unreachable (a service may start
+/// [`migrate`] as the schema owner (`DATABASE_MIGRATION_URL`, else the service's own
+/// connection), waiting with backoff while the database is unreachable (a service may start
 /// before its database); any other failure is returned.
 pub async fn migrate_when_reachable(
+    settings: &DatabaseSettings,
     pool: &Pool,
     runner: impl Fn() -> refinery::Runner,
     lock_id: i64,
 ) -> Result<(), MigrationError> {
+    let owner_pool = settings.migration_connection.as_ref().map(|owner| {
+        let owner_settings = DatabaseSettings {
+            connection: owner.clone(),
+            migration_connection: None,
+            max_connections: 1,
+            ..settings.clone()
+        };
+        build_pool(&owner_settings, "migrations")
+    });
+    let migrating = owner_pool.as_ref().unwrap_or(pool);
     let mut backoff =
         crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        match migrate(pool, runner(), lock_id).await {
+    let result = loop {
+        match migrate(migrating, runner(), lock_id).await {
             Err(MigrationError::Unavailable(reason)) => {
                 let delay = backoff.next_delay();
                 log::warn!("database not reachable yet ({reason}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
             }
-            other => return other,
+            other => break other,
         }
+    };
+    if let Some(owner_pool) = owner_pool {
+        owner_pool.close();
     }
+    result
 }
 
 /// The answer to a failed database call: 503 when the database is unreachable or refusing work

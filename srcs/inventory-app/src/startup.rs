@@ -30,7 +30,7 @@ impl Application {
     /// builds the server; `run_until_stopped` serves until SIGTERM/SIGINT.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "inventory-app");
-        store::migrate_when_reachable(&pool).await?;
+        store::migrate_when_reachable(&settings.database, &pool).await?;
         let listener =
             TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr,

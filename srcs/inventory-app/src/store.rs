@@ -22,9 +22,18 @@ pub async fn migrate(pool: &Pool) -> Result<(), MigrationError> {
     common::db::migrate(pool, embedded::migrations::runner(), MIGRATION_LOCK_ID).await
 }
 
-/// [`migrate`], waiting while the database is unreachable.
-pub async fn migrate_when_reachable(pool: &Pool) -> Result<(), MigrationError> {
-    common::db::migrate_when_reachable(pool, embedded::migrations::runner, MIGRATION_LOCK_ID).await
+/// [`migrate`] as the schema owner, waiting while the database is unreachable.
+pub async fn migrate_when_reachable(
+    settings: &common::db::DatabaseSettings,
+    pool: &Pool,
+) -> Result<(), MigrationError> {
+    common::db::migrate_when_reachable(
+        settings,
+        pool,
+        embedded::migrations::runner,
+        MIGRATION_LOCK_ID,
+    )
+    .await
 }
 
 const COLUMNS: &str =
