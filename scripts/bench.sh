@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Benchmarks: builds in release mode, starts the platform on loopback (ports 28080-28082) against
+# the local PostgreSQL and RabbitMQ, and measures each scenario next to its limit in the same run:
+#   1. GET /api/movies (20 movies) through the gateway vs straight to inventory (wrk, 64 conn.);
+#   2. POST /api/billing (broker-confirmed) vs a raw confirmed lapin publisher, 64 in flight;
+#   3. billing draining a 10,000-order backlog vs raw inserts in the same batches, and one row
+#      per commit;
+#   4. memory (RSS) of each service idle and after the load, and time from start to ready.
+# Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+cd "$REPO_ROOT"
+
+DURATION="${BENCH_DURATION:-10s}"
+CONNECTIONS=64
+TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+BIN="$TARGET/release"
+OUT="$TARGET/bench"
+RUN="$OUT/run"
+
+ensure_platform_packages
+ensure_packages wrk
+start_postgres
+start_rabbitmq
+ensure_local_secrets
+pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
+rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
+
+log "building (release)"
+cargo build --release --locked --bins >/dev/null 2>&1 || cargo build --release --locked --bins
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+for db in movie_test_bench_inventory movie_test_bench_billing movie_test_bench_insert; do
+    pg_psql -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    pg_psql -c "CREATE DATABASE $db OWNER movie_test"
+done
+DB="postgres://movie_test:${TEST_DB_PASSWORD}@127.0.0.1:5432"
+AMQP="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"
+QUEUE="bench-$$"
+GATEWAY=127.0.0.1:28080
+INVENTORY=127.0.0.1:28081
+BILLING=127.0.0.1:28082
+trap 'stop_services "$RUN"' EXIT
+
+now_ms() { date +%s%3N; }
+# start_timed NAME READY_URL VAR=VALUE...: starts a service; prints milliseconds to ready.
+start_timed() {
+    local name="$1" url="$2" started
+    shift 2
+    started="$(now_ms)"
+    start_service "$BIN" "$name" "$OUT/logs" "$RUN" RUST_LOG=warn "$@"
+    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do sleep 0.01; done
+    echo $(($(now_ms) - started))
+}
+rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
+peak_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
+
+inventory_env=(INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB/movie_test_bench_inventory")
+billing_env=(BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB/movie_test_bench_billing" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE")
+log "starting the platform"
+ready_inventory="$(start_timed inventory-app "http://$INVENTORY/ready" "${inventory_env[@]}")"
+ready_billing="$(start_timed billing-app "http://$BILLING/ready" "${billing_env[@]}")"
+ready_gateway="$(start_timed api-gateway "http://$GATEWAY/ready" GATEWAY_BIND_ADDR="$GATEWAY" \
+    INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" \
+    ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0)"
+sleep 1
+declare -A IDLE
+for name in api-gateway inventory-app billing-app; do IDLE[$name]="$(rss_mb "$name")"; done
+
+for i in $(seq 1 20); do
+    curl -fsS -o /dev/null -X POST "http://$GATEWAY/api/movies" -H "Authorization: Bearer $ADMIN_TOKEN" \
+        -H 'Content-Type: application/json' \
+        -d "{\"title\": \"Movie $i\", \"description\": \"A benchmark movie\", \"release_year\": 1999, \"genres\": [\"Drama\"]}"
+done
+
+# wrk_run NAME ARGS...: runs wrk, keeps its report, prints "requests/s p50_ms p99_ms".
+wrk_run() {
+    local name="$1"
+    shift
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" >"$OUT/$name.wrk" 2>&1
+    awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx/ { bad = $NF }
+        END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' "$OUT/$name.wrk"
+}
+
+log "1. GET /api/movies: gateway vs inventory ($CONNECTIONS connections, $DURATION each)"
+read -r gw_rps gw_p50 gw_p99 gw_bad < <(wrk_run gateway-get "http://$GATEWAY/api/movies")
+read -r inv_rps inv_p50 inv_p99 inv_bad < <(wrk_run inventory-get "http://$INVENTORY/api/movies")
+
+log "2. POST /api/billing vs a raw confirmed publisher ($CONNECTIONS in flight)"
+cat >"$OUT/order.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+read -r post_rps post_p50 post_p99 post_bad < <(wrk_run gateway-post -s "$OUT/order.lua" "http://$GATEWAY/api/billing")
+raw_publish="$("$BIN/bench-baselines" publish "$AMQP" "$QUEUE-raw" 50000 "$CONNECTIONS")"
+raw_pub_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_publish")"
+raw_pub_p50="$(sed -nE 's/.*p50_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")"
+raw_pub_p99="$(sed -nE 's/.*p99_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")"
+
+declare -A LOADED
+for name in api-gateway inventory-app billing-app; do LOADED[$name]="$(peak_mb "$name")"; done
+
+log "3. draining a backlog of 10,000 orders vs raw inserts"
+# Let billing finish what scenario 2 queued, then stop it and build a fresh backlog.
+rows() { pg_psql -d movie_test_bench_billing -c 'SELECT count(*) FROM orders'; }
+backlog() { rabbitmqctl -q list_queues -p movie-test name messages | awk -v q="$QUEUE" '$1 == q { print $2 }'; }
+until [ "$(backlog)" = 0 ]; do sleep 0.5; done
+kill -TERM "$(cat "$RUN/billing-app.pid")"
+while kill -0 "$(cat "$RUN/billing-app.pid")" 2>/dev/null; do sleep 0.1; done
+"$BIN/bench-baselines" publish "$AMQP" "$QUEUE" 10000 "$CONNECTIONS" >/dev/null
+before="$(rows)"
+started="$(now_ms)"
+start_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
+until [ "$(rows)" -ge $((before + 10000)) ]; do sleep 0.05; done
+drain_ms=$(($(now_ms) - started))
+drain_rps=$((10000 * 1000 / drain_ms))
+raw_batch="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 10000 200)"
+raw_batch_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_batch")"
+raw_single="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 2000 1)"
+raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+{
+    echo "# Benchmark results"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB;" \
+        "release build; wrk -t2 -c$CONNECTIONS -d$DURATION on loopback; rate limit off."
+    echo
+    echo "| scenario | ours | limit | ratio |"
+    echo "|---|---|---|---|"
+    echo "| GET /api/movies (20 movies), requests/s | gateway $gw_rps | inventory direct $inv_rps | $(ratio "$gw_rps" "$inv_rps") |"
+    echo "| GET /api/movies p50 / p99 latency, ms | $gw_p50 / $gw_p99 | $inv_p50 / $inv_p99 | |"
+    echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(ratio "$post_rps" "$raw_pub_rps") |"
+    echo "| POST /api/billing p50 / p99 latency, ms | $post_p50 / $post_p99 | $raw_pub_p50 / $raw_pub_p99 | |"
+    echo "| drain of 10,000 orders, orders/s | billing $drain_rps | raw inserts, 200/commit $raw_batch_rps | $(ratio "$drain_rps" "$raw_batch_rps") |"
+    echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
+    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad | |"
+    echo
+    echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
+    echo "|---|---|---|---|"
+    echo "| api-gateway | $ready_gateway | ${IDLE[api-gateway]} | ${LOADED[api-gateway]} |"
+    echo "| inventory-app | $ready_inventory | ${IDLE[inventory-app]} | ${LOADED[inventory-app]} |"
+    echo "| billing-app | $ready_billing | ${IDLE[billing-app]} | ${LOADED[billing-app]} |"
+} | tee "$OUT/results.md"

@@ -1,0 +1,130 @@
+//! Baselines the benchmark compares the platform with, using the same libraries and message
+//! contract but none of the services:
+//!   bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY
+//!       COUNT order messages with publisher confirms, CONCURRENCY in flight (the limit for
+//!       POST /api/billing, and a way to fill a backlog).
+//!   bench-baselines insert DATABASE_URL COUNT BATCH
+//!       COUNT orders into billing's table (migrated first), BATCH rows per statement and commit,
+//!       with the same INSERT as billing-app (the limit for its drain).
+//! Each prints one line of figures.
+
+use std::time::{Duration, Instant};
+
+use common::{
+    amqp::{order_properties, OrderQueue},
+    db::{build_pool, DatabaseSettings},
+    order::{Amount, NumberOfItems, OrderMessage, OrderRequest, UserId},
+};
+use futures_util::{stream, StreamExt};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+
+fn order() -> OrderMessage {
+    let request = OrderRequest {
+        user_id: UserId::parse("bench").unwrap(),
+        number_of_items: NumberOfItems::parse("2").unwrap(),
+        total_amount: Amount::parse("45.00").unwrap(),
+    };
+    OrderMessage::new(uuid::Uuid::new_v4(), request, chrono::Utc::now())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
+    let queue = OrderQueue::new(queue).expect("queue name");
+    let connection = common::amqp::connect(url, "bench", Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    queue.declare(&channel).await.expect("declare");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = stream::iter(0..count)
+        .map(|_| {
+            let (channel, queue) = (channel.clone(), queue.clone());
+            async move {
+                let message = order();
+                let sent = Instant::now();
+                let confirm = channel
+                    .basic_publish(
+                        "".into(),
+                        queue.name().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &message.to_json_bytes(),
+                        order_properties(&message, None, None),
+                    )
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("confirm");
+                assert!(confirm.is_ack());
+                sent.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "publish count={count} concurrency={concurrency} seconds={:.2} per_second={:.0} p50_ms={:.2} p99_ms={:.2}",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99)
+    );
+}
+
+async fn insert(url: &str, count: usize, batch: usize) {
+    let settings = DatabaseSettings::with_url(url).expect("database URL");
+    let pool = build_pool(&settings, "bench");
+    billing_app::store::migrate(&pool).await.expect("migrate");
+    let client = pool.get().await.expect("connection");
+    let started = Instant::now();
+    let mut done = 0;
+    while done < count {
+        let size = batch.min(count - done);
+        let orders: Vec<_> = (0..size)
+            .map(|_| billing_app::store::OrderToBill {
+                order: order(),
+                request_id: None,
+            })
+            .collect();
+        billing_app::store::insert_orders(&**client, &orders)
+            .await
+            .expect("insert");
+        done += size;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "insert count={count} batch={batch} seconds={:.2} per_second={:.0}",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let number = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.parse().ok())
+            .expect("a number argument")
+    };
+    match args.get(1).map(String::as_str) {
+        Some("publish") => publish(&args[2], &args[3], number(4), number(5)).await,
+        Some("insert") => insert(&args[2], number(3), number(4)).await,
+        _ => {
+            eprintln!("usage: bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY | insert DATABASE_URL COUNT BATCH");
+            std::process::exit(2);
+        }
+    }
+}
