@@ -224,3 +224,42 @@ pub fn log_failure(status: u16, err: &(dyn std::error::Error + 'static)) {
         _ => {}
     }
 }
+
+/// The schema functions of a service whose migrations live in its crate's `migrations/` folder:
+/// `schema_fingerprint()`, `migrate(pool)` and `migrate_when_reachable(settings, pool)`.
+/// `lock_id` keys the advisory lock that serialises migrations between instances.
+/// (A macro, because `refinery::embed_migrations!` must expand in the service's own crate.)
+#[macro_export]
+macro_rules! embedded_schema {
+    ($lock_id:expr) => {
+        mod embedded {
+            refinery::embed_migrations!("migrations");
+        }
+
+        /// Identifies this service's schema (tests key their template database on it).
+        pub fn schema_fingerprint() -> String {
+            $crate::db::schema_fingerprint(&embedded::migrations::runner())
+        }
+
+        /// Applies the migrations that have not run yet.
+        pub async fn migrate(
+            pool: &deadpool_postgres::Pool,
+        ) -> Result<(), $crate::db::MigrationError> {
+            $crate::db::migrate(pool, embedded::migrations::runner(), $lock_id).await
+        }
+
+        /// [`migrate`] as the schema owner, waiting while the database is unreachable.
+        pub async fn migrate_when_reachable(
+            settings: &$crate::db::DatabaseSettings,
+            pool: &deadpool_postgres::Pool,
+        ) -> Result<(), $crate::db::MigrationError> {
+            $crate::db::migrate_when_reachable(
+                settings,
+                pool,
+                embedded::migrations::runner,
+                $lock_id,
+            )
+            .await
+        }
+    };
+}

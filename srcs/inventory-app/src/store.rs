@@ -1,40 +1,12 @@
 //! The SQL: migrations, and one function per catalogue operation.
 
-use common::db::MigrationError;
-use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
 
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
-
-/// Arbitrary constant for the advisory lock that serialises migrations between instances.
-const MIGRATION_LOCK_ID: i64 = 0x1A7E_0001;
-
-pub fn schema_fingerprint() -> String {
-    common::db::schema_fingerprint(&embedded::migrations::runner())
-}
-
-pub async fn migrate(pool: &Pool) -> Result<(), MigrationError> {
-    common::db::migrate(pool, embedded::migrations::runner(), MIGRATION_LOCK_ID).await
-}
-
-/// [`migrate`] as the schema owner, waiting while the database is unreachable.
-pub async fn migrate_when_reachable(
-    settings: &common::db::DatabaseSettings,
-    pool: &Pool,
-) -> Result<(), MigrationError> {
-    common::db::migrate_when_reachable(
-        settings,
-        pool,
-        embedded::migrations::runner,
-        MIGRATION_LOCK_ID,
-    )
-    .await
-}
+// Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
+common::embedded_schema!(0x1A7E_0001);
 
 const COLUMNS: &str =
     "id, title, description, release_year, genres, runtime_minutes, created_at, updated_at";
