@@ -19,7 +19,7 @@ OUT="$TARGET/bench"
 RUN="$OUT/run"
 
 ensure_platform_packages
-ensure_packages wrk
+ensure_packages wrk procps
 start_postgres
 start_rabbitmq
 ensure_local_secrets

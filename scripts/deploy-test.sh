@@ -144,7 +144,7 @@ trap 'exit 130' INT TERM
 
 # --- set-up --------------------------------------------------------------------------------------
 
-ensure_packages systemd-container debootstrap iproute2 curl vagrant
+ensure_packages systemd-container debootstrap iproute2 procps curl vagrant openssl
 log "building the release binaries into dist/"
 bash scripts/build-dist.sh >/dev/null
 bash scripts/deploy/rootfs.sh "$CACHE/rootfs"
