@@ -106,6 +106,10 @@ impl TestGateway {
         format!("{}{path}", self.address)
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
     pub async fn post_order(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
         let mut request = self.http.post(self.url("/api/billing")).json(body);
         if let Some(key) = key {

@@ -102,12 +102,7 @@ async fn inventory_errors_pass_through_with_the_same_request_id() {
     );
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
 
-    let bad_id = gateway
-        .http
-        .get(gateway.url("/api/movies/abc"))
-        .send()
-        .await
-        .unwrap();
+    let bad_id = gateway.get("/api/movies/abc").await;
     assert_problem(bad_id, 400).await;
 }
 
@@ -126,12 +121,7 @@ async fn inventory_unreachable_gives_a_quick_502() {
     ))
     .await;
     let started = Instant::now();
-    let response = gateway
-        .http
-        .get(gateway.url("/api/movies"))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/movies").await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(response.headers().contains_key("retry-after"));
     let problem = assert_problem(response, 502).await;
@@ -157,12 +147,7 @@ async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
     settings.upstream_timeout = Duration::from_millis(300);
     let (gateway, _) = spawn_gateway_with(settings).await;
     let started = Instant::now();
-    let response = gateway
-        .http
-        .get(gateway.url("/api/movies"))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/movies").await;
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
@@ -192,22 +177,8 @@ async fn gateway_limits_and_unknown_routes() {
         .await
         .unwrap();
     assert_problem(response, 413).await;
-    assert_problem(
-        gateway
-            .http
-            .get(gateway.url("/api/unknown"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
-    let wrong_method = gateway
-        .http
-        .get(gateway.url("/api/billing"))
-        .send()
-        .await
-        .unwrap();
+    assert_problem(gateway.get("/api/unknown").await, 404).await;
+    let wrong_method = gateway.get("/api/billing").await;
     assert_eq!(wrong_method.headers()["allow"], "POST");
     assert_problem(wrong_method, 405).await;
     assert_problem(
@@ -220,15 +191,7 @@ async fn gateway_limits_and_unknown_routes() {
         405,
     )
     .await;
-    let health: Value = gateway
-        .http
-        .get(gateway.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = gateway.get("/health").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
 }
 
@@ -243,24 +206,9 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
         &queue,
     ))
     .await;
-    let list = || async {
-        gateway
-            .http
-            .get(gateway.url("/api/movies"))
-            .send()
-            .await
-            .unwrap()
-    };
+    let list = || async { gateway.get("/api/movies").await };
     let breaker_state = || async {
-        let scrape = gateway
-            .http
-            .get(gateway.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let scrape = gateway.get("/metrics").await.text().await.unwrap();
         scrape
             .lines()
             .find_map(|l| {

@@ -17,12 +17,7 @@ async fn readiness_names_the_broker_and_inventory() {
         spawn_gateway_with(gateway_settings(catalogue.addr(), &amqp_url, &queue)).await;
     assert!(connected);
     let ready = || async {
-        let response = gateway
-            .http
-            .get(gateway.url("/ready"))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.get("/ready").await;
         (
             response.status().as_u16(),
             response.json::<Value>().await.unwrap(),
@@ -49,16 +44,7 @@ async fn readiness_names_the_broker_and_inventory() {
         || async { ready().await.1["checks"]["broker"] == "down" },
     )
     .await;
-    assert_eq!(
-        gateway
-            .http
-            .get(gateway.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gateway.get("/health").await.status(), 200);
     broker.restore();
     eventually(Duration::from_secs(15), "ready again", || async {
         ready().await.0 == 200
@@ -80,26 +66,9 @@ async fn publish_and_request_metrics_count_known_traffic() {
         );
     }
     assert_eq!(gateway.post_order(&json!({}), None).await.status(), 400);
-    assert_eq!(
-        gateway
-            .http
-            .get(gateway.url("/api/movies"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gateway.get("/api/movies").await.status(), 200);
 
-    let scrape = gateway
-        .http
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = gateway.get("/metrics").await.text().await.unwrap();
     assert_eq!(
         metric(
             &scrape,
@@ -135,21 +104,10 @@ async fn publish_and_request_metrics_count_known_traffic() {
     );
     // The order status upstream is a closed port in these tests: one call, one error.
     let status = gateway
-        .http
-        .get(gateway.url("/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d"))
-        .send()
-        .await
-        .unwrap();
+        .get("/api/billing/0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5d")
+        .await;
     assert_eq!(status.status(), 502);
-    let scrape = gateway
-        .http
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = gateway.get("/metrics").await.text().await.unwrap();
     assert_eq!(
         metric(
             &scrape,

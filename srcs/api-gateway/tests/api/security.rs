@@ -80,14 +80,7 @@ async fn each_client_address_is_rate_limited_on_the_api_only() {
     let mut settings = gateway_settings(inventory, &test_support::test_amqp_url(), &queue);
     settings.rate_limit = Some((NonZeroU32::new(2).unwrap(), NonZeroU32::new(3).unwrap()));
     let (gateway, _) = spawn_gateway_with(settings).await;
-    let list = || async {
-        gateway
-            .http
-            .get(gateway.url("/api/movies"))
-            .send()
-            .await
-            .unwrap()
-    };
+    let list = || async { gateway.get("/api/movies").await };
 
     for _ in 0..3 {
         assert_eq!(list().await.status(), 200, "the burst is allowed");
@@ -101,17 +94,7 @@ async fn each_client_address_is_rate_limited_on_the_api_only() {
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     assert_problem(limited, 429).await;
     for path in ["/health", "/ready", "/metrics"] {
-        assert_ne!(
-            gateway
-                .http
-                .get(gateway.url(path))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            429,
-            "{path}"
-        );
+        assert_ne!(gateway.get(path).await.status(), 429, "{path}");
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
