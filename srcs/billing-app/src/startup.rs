@@ -1,4 +1,4 @@
-use std::{future::Future, net::TcpListener, time::Duration};
+use std::{future::Future, net::TcpListener};
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
@@ -118,7 +118,7 @@ fn serve(
     // The process's shutdown is driven by run_until, which stops this server last.
     .disable_signals()
     .workers(1)
-    .client_request_timeout(Duration::from_secs(5))
+    .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
     .shutdown_timeout(5)
     .listen(listener)?
     .run();

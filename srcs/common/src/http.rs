@@ -36,6 +36,12 @@ pub fn app() -> App<
         .default_service(web::to(not_found))
 }
 
+/// How long a client may take to send a request's head: slow or stalled clients are dropped.
+pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long an idle keep-alive connection stays open.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest request body any service accepts: a movie with a 5,000-character description fits many times.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 

@@ -1,4 +1,4 @@
-use std::{net::TcpListener, time::Duration};
+use std::net::TcpListener;
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
@@ -72,8 +72,8 @@ fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Res
             .app_data(pool_gauges.clone())
             .configure(routes::configure)
     })
-    .client_request_timeout(Duration::from_secs(5))
-    .keep_alive(Duration::from_secs(30))
+    .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
+    .keep_alive(shared_http::KEEP_ALIVE)
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
     .listen(listener)?
     .run();
