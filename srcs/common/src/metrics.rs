@@ -183,6 +183,16 @@ impl PoolGauges {
     }
 }
 
+/// `GET /metrics` of a service with a database pool: refreshes the pool gauges, then renders.
+pub async fn scrape_with_pool(
+    metrics: web::Data<Metrics>,
+    pool_gauges: web::Data<PoolGauges>,
+    pool: web::Data<deadpool_postgres::Pool>,
+) -> HttpResponse {
+    pool_gauges.refresh(&pool);
+    exposition(&metrics)
+}
+
 /// The `/metrics` response.
 pub fn exposition(metrics: &Metrics) -> HttpResponse {
     HttpResponse::Ok()

@@ -10,7 +10,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, route) in [
         ("/health", web::get().to(common::health::liveness)),
         ("/ready", web::get().to(health::ready)),
-        ("/metrics", web::get().to(health::metrics)),
+        ("/metrics", web::get().to(common::metrics::scrape_with_pool)),
         (
             "/api/billing/{order_id}",
             web::get().to(get_order::get_order),

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, route) in [
         ("/health", web::get().to(common::health::liveness)),
         ("/ready", web::get().to(health::ready)),
-        ("/metrics", web::get().to(health::metrics)),
+        ("/metrics", web::get().to(common::metrics::scrape_with_pool)),
     ] {
         cfg.service(
             web::resource(path)
