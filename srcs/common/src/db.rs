@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    Connect, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
+};
+use futures_util::future::BoxFuture;
 use tokio_postgres::NoTls;
 
 use crate::config::{self, ConfigError};
@@ -58,8 +61,52 @@ impl DatabaseSettings {
     }
 }
 
+/// Opens connections on one runtime (the process's main one). actix-web runs each worker on a
+/// runtime of its own, and a connection opened from a request would belong to that worker's
+/// runtime; at shutdown an idle worker's runtime stops first and takes its connections with it,
+/// while other workers still use them from the shared pool ("connection closed" mid-request).
+struct ConnectOnRuntime {
+    runtime: tokio::runtime::Handle,
+}
+
+impl Connect for ConnectOnRuntime {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let pg_config = pg_config.clone();
+        let (client_tx, client_rx) = tokio::sync::oneshot::channel();
+        // Connecting happens in the task too: a socket belongs to the runtime that opened it.
+        let task = self.runtime.spawn(async move {
+            match pg_config.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    // Nobody waiting (the pool's create timeout passed): drop the connection.
+                    if client_tx.send(Ok(client)).is_ok() {
+                        if let Err(e) = connection.await {
+                            log::warn!("database connection: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = client_tx.send(Err(e));
+                }
+            }
+        });
+        Box::pin(async move {
+            let client = client_rx
+                .await
+                .expect("the connecting task answers unless the runtime is shutting down")?;
+            Ok((client, task))
+        })
+    }
+}
+
 /// Builds a pool; no connection is opened until first use, so a service starts while its
-/// database is still down and recovers on its own when it comes up.
+/// database is still down and recovers on its own when it comes up. Must be called from the
+/// runtime that should own the connections (the main one).
 pub fn build_pool(settings: &DatabaseSettings, application_name: &str) -> Pool {
     let mut pg = settings.connection.clone();
     pg.application_name(application_name)
@@ -69,9 +116,11 @@ pub fn build_pool(settings: &DatabaseSettings, application_name: &str) -> Pool {
             settings.statement_timeout.as_millis(),
             (settings.statement_timeout * 2).as_millis()
         ));
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         pg,
-        NoTls,
+        ConnectOnRuntime {
+            runtime: tokio::runtime::Handle::current(),
+        },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
