@@ -9,7 +9,10 @@ use actix_web::{
     web::Bytes,
     HttpRequest, HttpResponse,
 };
-use common::request_id::{RequestId, REQUEST_ID_HEADER};
+use common::{
+    request_id::{RequestId, REQUEST_ID_HEADER},
+    telemetry::error_chain,
+};
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
 use crate::{
@@ -69,6 +72,8 @@ pub struct Upstream {
     /// `inventory` or `billing`: in metrics, logs and problems.
     pub name: &'static str,
     http: reqwest::Client,
+    /// For the one retry: a new connection, since the pooled ones may all be closing.
+    fresh_connection_http: reqwest::Client,
     base_url: String,
     metrics: UpstreamMetrics,
     breaker: std::sync::Arc<CircuitBreaker>,
@@ -82,14 +87,17 @@ impl Upstream {
         request_timeout: Duration,
         metrics: UpstreamMetrics,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(request_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("the HTTP client builds with these settings");
+        let client = |pool_max_idle| {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .timeout(request_timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(pool_max_idle)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the HTTP client builds with these settings")
+        };
         let breaker = CircuitBreaker::new(
             BREAKER_THRESHOLD,
             BREAKER_COOL_DOWN,
@@ -97,7 +105,8 @@ impl Upstream {
         );
         Self {
             name,
-            http,
+            http: client(usize::MAX),
+            fresh_connection_http: client(0),
             base_url,
             metrics,
             breaker: std::sync::Arc::new(breaker),
@@ -159,23 +168,38 @@ impl Upstream {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .expect("actix methods are valid methods");
-        let mut upstream = self
-            .http
-            .request(method, format!("{}{path_and_query}", self.base_url))
-            .header(REQUEST_ID_HEADER.as_str(), request_id.as_str());
-        for name in FORWARDED_REQUEST_HEADERS {
-            if let Some(value) = req.headers().get(name) {
-                upstream = upstream.header(name, value.as_bytes());
+        let send = |http: &reqwest::Client| {
+            let mut upstream = http
+                .request(method.clone(), format!("{}{path_and_query}", self.base_url))
+                .header(REQUEST_ID_HEADER.as_str(), request_id.as_str());
+            for name in FORWARDED_REQUEST_HEADERS {
+                if let Some(value) = req.headers().get(name) {
+                    upstream = upstream.header(name, value.as_bytes());
+                }
             }
-        }
-        if !body.is_empty() {
-            upstream = upstream.body(body);
-        }
+            if !body.is_empty() {
+                upstream = upstream.body(body.clone());
+            }
+            upstream.send()
+        };
         let fail = |failure| GatewayError::Upstream {
             upstream: self.name,
             failure,
         };
-        let mut response = upstream.send().await.map_err(|e| fail(classify(e)))?;
+        let mut response = match send(&self.http).await {
+            Ok(response) => response,
+            Err(e) if worth_one_retry(&method, &e) => {
+                log::debug!(
+                    "{}: {}; sending the request once more, on a new connection",
+                    self.name,
+                    error_chain(&e)
+                );
+                send(&self.fresh_connection_http)
+                    .await
+                    .map_err(|e| fail(classify(e)))?
+            }
+            Err(e) => return Err(fail(classify(e))),
+        };
 
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -195,6 +219,19 @@ impl Upstream {
         }
         Ok(answer.body(bytes))
     }
+}
+
+/// Whether a failed call is sent once more. A service that restarts closes its idle keep-alive
+/// connections, and a request sent on one just then fails without an answer
+/// ("connection closed before message completed"). Only requests that may be repeated without
+/// changing the outcome (RFC 9110 idempotent methods whose repeat answers the same: not DELETE,
+/// whose repeat would answer 404) and only failures before any answer; never a timeout, which
+/// would double the wait.
+fn worth_one_retry(method: &reqwest::Method, e: &reqwest::Error) -> bool {
+    use reqwest::Method;
+    [Method::GET, Method::HEAD, Method::PUT].contains(method)
+        && !e.is_timeout()
+        && (e.is_connect() || e.is_request())
 }
 
 fn classify(e: reqwest::Error) -> UpstreamFailure {
