@@ -2,10 +2,12 @@
 //!
 //! A background task owns the connection: it connects (with backoff), declares the topology,
 //! puts the channel in confirm mode and hands it out; when the connection fails it withdraws
-//! the channel and reconnects. Requests never wait for a connection: with none, they are
-//! answered 503 at once.
+//! the channel and reconnects. Once the gateway is past its start, requests never wait for a
+//! connection: with none, they are answered 503 at once. Just after a start (a restart, with
+//! clients waiting in the kept listening socket's backlog) they wait for the first connection,
+//! for at most the connect timeout.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     amqp::{self, order_properties, OrderQueue},
@@ -54,6 +56,8 @@ pub struct OrderPublisher {
     trouble: mpsc::Sender<()>,
     queue: OrderQueue,
     publish_timeout: Duration,
+    /// Until then, a publish without a connection waits for the first one.
+    start_up_until: Instant,
     shutdown: CancellationToken,
     metrics: PublishMetrics,
 }
@@ -77,6 +81,7 @@ impl OrderPublisher {
             trouble,
             queue: settings.queue,
             publish_timeout: settings.publish_timeout,
+            start_up_until: Instant::now() + settings.connect_timeout,
             shutdown,
             metrics,
         }
@@ -92,6 +97,22 @@ impl OrderPublisher {
         tokio::time::timeout(timeout, channel.wait_for(Option::is_some))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The channel once connected, if the gateway is still starting; `None` at once otherwise.
+    async fn first_connection(&self) -> Option<Channel> {
+        let wait = self
+            .start_up_until
+            .saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return None;
+        }
+        let mut channel = self.channel.clone();
+        let connected = tokio::time::timeout(wait, channel.wait_for(Option::is_some)).await;
+        match connected {
+            Ok(Ok(channel)) => channel.clone(),
+            _ => None,
+        }
     }
 
     /// Publishes persistently and returns once the broker has confirmed the message.
@@ -120,11 +141,14 @@ impl OrderPublisher {
         request_id: Option<&str>,
         traceparent: Option<&str>,
     ) -> Result<(), PublishError> {
-        let channel = self
-            .channel
-            .borrow()
-            .clone()
-            .ok_or(PublishError::NotConnected)?;
+        let connected = self.channel.borrow().clone();
+        let channel = match connected {
+            Some(channel) => channel,
+            None => self
+                .first_connection()
+                .await
+                .ok_or(PublishError::NotConnected)?,
+        };
         let timer = self.metrics.confirm_duration.start_timer();
         let publish = async {
             let confirm = channel
