@@ -65,19 +65,14 @@ impl Application {
             addr: settings.bind_addr,
             source,
         };
-        let listener = TcpListener::bind(settings.bind_addr).map_err(bind_error)?;
-        let port = listener
-            .local_addr()
-            .expect("a bound listener has an address")
-            .port();
+        let listener = common::listener::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)
             .map_err(bind_error)?;
-        log::info!(
-            "api-gateway listening on {}:{port}",
-            settings.bind_addr.ip()
-        );
+        log::info!("api-gateway listening on {addr}");
         Ok(Self {
-            port,
+            port: addr.port(),
             server,
             publisher,
         })
@@ -94,7 +89,7 @@ impl Application {
     /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then closes the broker
     /// connection.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let result = shared_http::serve_until_signal(self.server).await;
         self.publisher.close();
         result
     }
@@ -127,6 +122,7 @@ fn serve(
     .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
     .keep_alive(shared_http::KEEP_ALIVE)
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

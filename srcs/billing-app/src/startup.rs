@@ -41,17 +41,13 @@ impl Application {
             addr: settings.http_bind_addr,
             source,
         };
-        let listener = TcpListener::bind(settings.http_bind_addr).map_err(bind_error)?;
-        let port = listener
-            .local_addr()
-            .expect("a bound listener has an address")
-            .port();
+        let listener = common::listener::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let port = addr.port();
         let server =
             serve(listener, pool.clone(), metrics, consumer_metrics.clone()).map_err(bind_error)?;
-        log::info!(
-            "billing-app listening on {}:{port}",
-            settings.http_bind_addr.ip()
-        );
+        log::info!("billing-app listening on {addr}");
         Ok(Self {
             settings,
             pool,

@@ -36,6 +36,27 @@ pub fn app() -> App<
         .default_service(web::to(not_found))
 }
 
+/// After a stop signal, how long connections accepted just before it get to send their request
+/// before the server drains (and closes every connection without a request in progress).
+pub const ACCEPTED_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Runs `server` (built with `disable_signals()`) until SIGTERM/SIGINT, then stops it without
+/// cutting a client off: first it stops accepting (new connections wait in the listening
+/// socket's backlog, for the next process when systemd keeps the socket), then it gives the
+/// connections it just accepted time to send their request, then it finishes every request in
+/// progress and closes.
+pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Result<()> {
+    let handle = server.handle();
+    tokio::spawn(async move {
+        crate::shutdown::signal().await;
+        crate::service::notify_stopping();
+        handle.pause().await;
+        tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
+        handle.stop(true).await;
+    });
+    server.await
+}
+
 /// How long a client may take to send a request's head: slow or stalled clients are dropped.
 pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 

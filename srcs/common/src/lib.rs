@@ -13,6 +13,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod json_fields;
+pub mod listener;
 pub mod metrics;
 pub mod order;
 pub mod problem;

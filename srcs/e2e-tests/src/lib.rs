@@ -1,7 +1,15 @@
 //! A harness for tests that run the real service binaries: start, stop (SIGTERM, as systemd
-//! does), kill (SIGKILL), and read their logs.
+//! does), kill (SIGKILL), and read their logs. Like systemd, the harness holds each HTTP
+//! service's listening socket and passes it to every start (`LISTEN_FDS`), so the socket
+//! outlives restarts.
 
-use std::{net::TcpListener, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    net::TcpListener,
+    os::fd::{AsRawFd, RawFd},
+    path::PathBuf,
+    process::Stdio,
+    time::Duration,
+};
 
 use tokio::process::{Child, Command};
 
@@ -31,8 +39,30 @@ pub struct Service {
     log: PathBuf,
 }
 
+/// The descriptor number systemd passes the first socket as (`SD_LISTEN_FDS_START`).
+const SD_LISTEN_FDS_START: RawFd = 3;
+
+/// A loopback listening socket that the harness keeps, as systemd's file descriptor store does.
+pub fn held_socket() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
 impl Service {
     pub fn start(name: &'static str, env: &[(&str, String)]) -> Self {
+        Self::spawn(name, env, None)
+    }
+
+    /// Starts the service the way systemd does with a stored socket: `socket` as descriptor 3,
+    /// `LISTEN_FDS=1` and `LISTEN_PID` naming the service's own process.
+    pub fn start_with_socket(
+        name: &'static str,
+        env: &[(&str, String)],
+        socket: &TcpListener,
+    ) -> Self {
+        Self::spawn(name, env, Some(socket.as_raw_fd()))
+    }
+
+    fn spawn(name: &'static str, env: &[(&str, String)], socket: Option<RawFd>) -> Self {
         let binary = bin_dir().join(name);
         assert!(
             binary.exists(),
@@ -47,11 +77,34 @@ impl Service {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(&binary)
+        let mut command = match socket {
+            None => Command::new(&binary),
+            Some(_) => {
+                // LISTEN_PID must be the service's pid, known only after the fork: a shell sets
+                // it to its own pid and then execs the service, which keeps that pid.
+                let mut command = Command::new("sh");
+                command
+                    .args(["-c", "export LISTEN_PID=$$; exec \"$0\""])
+                    .arg(&binary);
+                command
+            }
+        };
+        command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(fd) = socket {
+            command
+                .env("LISTEN_FDS", "1")
+                .env("LISTEN_FDNAMES", common::listener::FD_NAME);
+            // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and
+            // exec.
+            unsafe {
+                command.pre_exec(move || pass_as_first_listen_fd(fd));
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -59,6 +112,11 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Self { name, child, log }
+    }
+
+    /// The process id (for signals the harness has no method for).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
     }
 
     pub fn log_text(&self) -> String {
@@ -86,6 +144,26 @@ impl Service {
     }
 }
 
+/// Puts `fd` at descriptor 3 without close-on-exec, in the child between fork and exec.
+fn pass_as_first_listen_fd(fd: RawFd) -> std::io::Result<()> {
+    let check = |result: i32| {
+        if result < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    if fd == SD_LISTEN_FDS_START {
+        // dup2 onto itself would leave close-on-exec set.
+        // SAFETY: plain fcntl on a descriptor this process owns.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })
+    } else {
+        // SAFETY: dup2 onto descriptor 3 of the child about to exec (the new copy has no
+        // close-on-exec flag).
+        check(unsafe { libc::dup2(fd, SD_LISTEN_FDS_START) })
+    }
+}
+
 impl Service {
     /// SIGKILL: the process dies mid-work, as in a crash or an OOM kill.
     pub async fn kill(mut self) {
@@ -107,6 +185,10 @@ pub struct Platform {
     inventory_env: Vec<(&'static str, String)>,
     billing_env: Vec<(&'static str, String)>,
     gateway_env: Vec<(&'static str, String)>,
+    /// `None` once closed ([`Platform::close_inventory_socket`]), as `systemctl stop` closes it.
+    inventory_socket: Option<TcpListener>,
+    billing_socket: TcpListener,
+    gateway_socket: TcpListener,
     pub inventory: Option<Service>,
     pub billing: Option<Service>,
     pub gateway: Option<Service>,
@@ -120,7 +202,14 @@ impl Platform {
         let inventory_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
         let billing_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
         let queue = test_support::unique_queue();
-        let (inventory_port, gateway_port, billing_port) = (free_port(), free_port(), free_port());
+        let (inventory_socket, billing_socket, gateway_socket) =
+            (held_socket(), held_socket(), held_socket());
+        let port = |socket: &TcpListener| socket.local_addr().unwrap().port();
+        let (inventory_port, gateway_port, billing_port) = (
+            port(&inventory_socket),
+            port(&gateway_socket),
+            port(&billing_socket),
+        );
         let amqp = test_support::test_amqp_url();
         let inventory_env = vec![
             ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
@@ -157,6 +246,9 @@ impl Platform {
             inventory_env,
             billing_env,
             gateway_env,
+            inventory_socket: Some(inventory_socket),
+            billing_socket,
+            gateway_socket,
             inventory: None,
             billing: None,
             gateway: None,
@@ -168,25 +260,43 @@ impl Platform {
     }
 
     pub async fn start_inventory(&mut self) {
-        let service = Service::start("inventory-app", &self.inventory_env);
+        let port = self.inventory_port();
+        let socket = self
+            .inventory_socket
+            .get_or_insert_with(|| TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let service = Service::start_with_socket("inventory-app", &self.inventory_env, socket);
         self.wait_ready(&format!("{}/ready", self.inventory_url), &service)
             .await;
         self.inventory = Some(service);
     }
 
     pub async fn start_billing(&mut self) {
-        let service = Service::start("billing-app", &self.billing_env);
-        let port = &self.billing_env[3].1;
-        self.wait_ready(&format!("http://{port}/ready"), &service)
+        let service =
+            Service::start_with_socket("billing-app", &self.billing_env, &self.billing_socket);
+        let addr = self.billing_socket.local_addr().unwrap();
+        self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
         self.billing = Some(service);
     }
 
     pub async fn start_gateway(&mut self) {
-        let service = Service::start("api-gateway", &self.gateway_env);
+        let service =
+            Service::start_with_socket("api-gateway", &self.gateway_env, &self.gateway_socket);
         self.wait_ready(&format!("{}/ready", self.gateway_url), &service)
             .await;
         self.gateway = Some(service);
+    }
+
+    fn inventory_port(&self) -> u16 {
+        let url = self.inventory_url.parse::<reqwest::Url>().unwrap();
+        url.port().unwrap()
+    }
+
+    /// Closes the listening socket held for inventory (as `systemctl stop inventory` empties
+    /// its file descriptor store): with inventory not running, connections are refused instead
+    /// of waiting for a restart. The next [`Platform::start_inventory`] binds it again.
+    pub fn close_inventory_socket(&mut self) {
+        self.inventory_socket = None;
     }
 
     async fn wait_ready(&self, url: &str, service: &Service) {

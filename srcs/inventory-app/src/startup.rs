@@ -31,32 +31,28 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = common::db::build_pool(&settings.database, "inventory-app");
         store::migrate_when_reachable(&settings.database, &pool).await?;
-        let listener =
-            TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
-                addr: settings.bind_addr,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .expect("a bound listener has an address")
-            .port();
-        let server = serve(listener, pool, &settings).map_err(|source| StartupError::Bind {
+        let bind_error = |source| StartupError::Bind {
             addr: settings.bind_addr,
             source,
-        })?;
-        log::info!(
-            "inventory-app listening on {}:{port}",
-            settings.bind_addr.ip()
-        );
-        Ok(Self { port, server })
+        };
+        let listener = common::listener::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let server = serve(listener, pool, &settings).map_err(bind_error)?;
+        log::info!("inventory-app listening on {addr}");
+        Ok(Self {
+            port: addr.port(),
+            server,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serves until SIGTERM/SIGINT, then finishes the requests in progress.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        shared_http::serve_until_signal(self.server).await
     }
 }
 
@@ -75,6 +71,7 @@ fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Res
     .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
     .keep_alive(shared_http::KEEP_ALIVE)
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)
