@@ -1,7 +1,10 @@
 //! The SQL: migrations, and one function per catalogue operation.
+//!
+//! Statements are prepared once per connection (`prepare_cached`): parsing and planning each
+//! query again was most of PostgreSQL's work on the hot list endpoint.
 
-use tokio_postgres::GenericClient;
-use tokio_postgres::Row;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::{types::ToSql, Row};
 
 use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
 
@@ -33,25 +36,39 @@ fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// One page in id order, plus whether more follow.
+/// One page in id order, plus whether more follow. The statement names only the filters the
+/// query has (at most four shapes, each prepared once per connection), so PostgreSQL's cached
+/// generic plan never carries an `IS NULL OR` that would keep it off the primary key index.
 pub async fn list(
     client: &impl GenericClient,
     query: &MovieListQuery,
 ) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
     let pattern = query.title_contains.as_deref().map(contains_pattern);
+    let limit = query.limit + 1;
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(4);
+    let mut conditions = Vec::with_capacity(2);
+    if let Some(after_id) = &query.after_id {
+        params.push(after_id);
+        conditions.push(format!("id > ${}", params.len()));
+    }
+    if let Some(pattern) = &pattern {
+        params.push(pattern);
+        conditions.push(format!("title ILIKE ${}", params.len()));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    params.push(&limit);
+    params.push(&query.offset);
     let sql = format!(
-        "SELECT {COLUMNS} FROM movies
-         WHERE ($1::BIGINT IS NULL OR id > $1)
-           AND ($2::TEXT IS NULL OR title ILIKE $2)
-         ORDER BY id
-         LIMIT $3 OFFSET $4"
+        "SELECT {COLUMNS} FROM movies {filter} ORDER BY id LIMIT ${} OFFSET ${}",
+        params.len() - 1,
+        params.len()
     );
-    let rows = client
-        .query(
-            &sql,
-            &[&query.after_id, &pattern, &(query.limit + 1), &query.offset],
-        )
-        .await?;
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &params).await?;
     let has_more = rows.len() as i64 > query.limit;
     let movies = rows
         .iter()
@@ -66,8 +83,9 @@ pub async fn get(
     id: MovieId,
 ) -> Result<Option<Movie>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM movies WHERE id = $1");
+    let statement = client.prepare_cached(&sql).await?;
     Ok(client
-        .query_opt(&sql, &[&id.get()])
+        .query_opt(&statement, &[&id.get()])
         .await?
         .as_ref()
         .map(movie_from_row))
@@ -82,8 +100,9 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5)
          RETURNING {COLUMNS}"
     );
+    let statement = client.prepare_cached(&sql).await?;
     let row = client
-        .query_one(&sql, &draft_params(draft).as_refs())
+        .query_one(&statement, &draft_params(draft).as_refs())
         .await?;
     Ok(movie_from_row(&row))
 }
@@ -105,8 +124,9 @@ pub async fn replace(
     let mut refs = params.as_refs();
     let id = id.get();
     refs.push(&id);
+    let statement = client.prepare_cached(&sql).await?;
     Ok(client
-        .query_opt(&sql, &refs)
+        .query_opt(&statement, &refs)
         .await?
         .as_ref()
         .map(movie_from_row))
@@ -117,10 +137,10 @@ pub async fn delete(
     client: &impl GenericClient,
     id: MovieId,
 ) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
-        .execute("DELETE FROM movies WHERE id = $1", &[&id.get()])
-        .await?
-        == 1)
+    let statement = client
+        .prepare_cached("DELETE FROM movies WHERE id = $1")
+        .await?;
+    Ok(client.execute(&statement, &[&id.get()]).await? == 1)
 }
 
 /// Deletes every movie; returns how many there were.

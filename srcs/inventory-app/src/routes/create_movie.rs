@@ -11,7 +11,7 @@ pub async fn create_movie(
 ) -> Result<HttpResponse, InventoryError> {
     let draft = MovieDraft::from_json(body.into_inner())?;
     let client = pool.get().await?;
-    let movie = store::insert(&**client, &draft).await?;
+    let movie = store::insert(&client, &draft).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/movies/{}", movie.id)))
         .json(movie))

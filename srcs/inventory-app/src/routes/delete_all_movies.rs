@@ -7,6 +7,6 @@ use crate::{error::InventoryError, store};
 /// `DELETE /api/movies`: empties the catalogue, as the original system did; says how many went.
 pub async fn delete_all_movies(pool: web::Data<Pool>) -> Result<HttpResponse, InventoryError> {
     let client = pool.get().await?;
-    let deleted = store::delete_all(&**client).await?;
+    let deleted = store::delete_all(&client).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
 }

@@ -10,7 +10,7 @@ pub async fn delete_movie(
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
     let client = pool.get().await?;
-    if store::delete(&**client, id).await? {
+    if store::delete(&client, id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(InventoryError::NotFound(id))

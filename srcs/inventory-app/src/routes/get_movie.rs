@@ -10,7 +10,7 @@ pub async fn get_movie(
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
     let client = pool.get().await?;
-    let movie = store::get(&**client, id)
+    let movie = store::get(&client, id)
         .await?
         .ok_or(InventoryError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(movie))

@@ -28,7 +28,7 @@ pub async fn list_movies(
 ) -> Result<HttpResponse, InventoryError> {
     let query = MovieListQuery::parse(&params)?;
     let client = pool.get().await?;
-    let (movies, has_more) = store::list(&**client, &query).await?;
+    let (movies, has_more) = store::list(&client, &query).await?;
     let last_id = movies.last().map(|m| m.id).filter(|_| has_more);
     Ok(HttpResponse::Ok().json(MoviePage {
         limit: query.limit,

@@ -17,7 +17,7 @@ pub async fn replace_movie(
     let id = MovieId::parse(&id)?;
     let draft = MovieDraft::from_json(body.into_inner())?;
     let client = pool.get().await?;
-    let movie = store::replace(&**client, id, &draft)
+    let movie = store::replace(&client, id, &draft)
         .await?
         .ok_or(InventoryError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(movie))
