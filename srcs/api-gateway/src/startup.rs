@@ -102,7 +102,6 @@ fn serve(
     metrics: Metrics,
     settings: &Settings,
 ) -> std::io::Result<Server> {
-    let upstreams = web::Data::new(upstreams);
     let publisher = web::Data::new(publisher);
     let metrics = web::Data::new(metrics);
     let admin_token = web::Data::new(settings.admin_token.clone());
@@ -112,7 +111,10 @@ fn serve(
     });
     let server = HttpServer::new(move || {
         shared_http::app()
-            .app_data(upstreams.clone())
+            .app_data(web::Data::new(Upstreams {
+                inventory: upstreams.inventory.for_this_worker(),
+                billing: upstreams.billing.for_this_worker(),
+            }))
             .app_data(publisher.clone())
             .app_data(metrics.clone())
             .app_data(admin_token.clone())

@@ -74,6 +74,8 @@ pub struct Upstream {
     http: reqwest::Client,
     /// For the one retry: a new connection, since the pooled ones may all be closing.
     fresh_connection_http: reqwest::Client,
+    connect_timeout: Duration,
+    request_timeout: Duration,
     base_url: String,
     metrics: UpstreamMetrics,
     breaker: std::sync::Arc<CircuitBreaker>,
@@ -87,17 +89,6 @@ impl Upstream {
         request_timeout: Duration,
         metrics: UpstreamMetrics,
     ) -> Self {
-        let client = |pool_max_idle| {
-            reqwest::Client::builder()
-                .connect_timeout(connect_timeout)
-                .timeout(request_timeout)
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(pool_max_idle)
-                .tcp_nodelay(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("the HTTP client builds with these settings")
-        };
         let breaker = CircuitBreaker::new(
             BREAKER_THRESHOLD,
             BREAKER_COOL_DOWN,
@@ -105,11 +96,26 @@ impl Upstream {
         );
         Self {
             name,
-            http: client(usize::MAX),
-            fresh_connection_http: client(0),
+            http: http_client(connect_timeout, request_timeout, usize::MAX),
+            fresh_connection_http: http_client(connect_timeout, request_timeout, 0),
+            connect_timeout,
+            request_timeout,
             base_url,
             metrics,
             breaker: std::sync::Arc::new(breaker),
+        }
+    }
+
+    /// The same upstream (circuit breaker and metrics shared) with connections of its own, for
+    /// one actix worker. A worker runs its own single-threaded runtime, and a connection's task
+    /// lives on the runtime that opened it: with a pool per worker, no request waits on another
+    /// worker's thread, and a worker that stops first at shutdown takes only its own
+    /// connections with it.
+    pub fn for_this_worker(&self) -> Self {
+        Self {
+            http: http_client(self.connect_timeout, self.request_timeout, usize::MAX),
+            fresh_connection_http: http_client(self.connect_timeout, self.request_timeout, 0),
+            ..self.clone()
         }
     }
 
@@ -219,6 +225,22 @@ impl Upstream {
         }
         Ok(answer.body(bytes))
     }
+}
+
+fn http_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    pool_max_idle_per_host: usize,
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(pool_max_idle_per_host)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("the HTTP client builds with these settings")
 }
 
 /// Whether a failed call is sent once more. A service that restarts closes its idle keep-alive
