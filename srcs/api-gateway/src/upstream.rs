@@ -192,7 +192,7 @@ impl Upstream {
             upstream: self.name,
             failure,
         };
-        let mut response = match send(&self.http).await {
+        let response = match send(&self.http).await {
             Ok(response) => response,
             Err(e) if worth_one_retry(&method, &e) => {
                 log::debug!(
@@ -215,15 +215,27 @@ impl Upstream {
                 answer.insert_header((HeaderName::from_static(name), value.as_bytes()));
             }
         }
-        let mut bytes =
-            Vec::with_capacity(response.content_length().unwrap_or(0).min(1 << 20) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| fail(classify(e)))? {
-            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(fail(UpstreamFailure::TooLarge(MAX_ANSWER_BYTES)));
+        Ok(answer.body(read_answer(response).await.map_err(fail)?))
+    }
+}
+
+/// The upstream's body, refused beyond [`MAX_ANSWER_BYTES`]. With a Content-Length (inventory
+/// always sends one) hyper hands over a body that usually arrived in one piece, without a copy.
+async fn read_answer(mut response: reqwest::Response) -> Result<Bytes, UpstreamFailure> {
+    let too_large = || UpstreamFailure::TooLarge(MAX_ANSWER_BYTES);
+    match response.content_length() {
+        Some(length) if length > MAX_ANSWER_BYTES as u64 => Err(too_large()),
+        Some(_) => response.bytes().await.map_err(classify),
+        None => {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(classify)? {
+                if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            bytes.extend_from_slice(&chunk);
+            Ok(bytes.into())
         }
-        Ok(answer.body(bytes))
     }
 }
 

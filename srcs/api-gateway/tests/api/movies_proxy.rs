@@ -252,3 +252,58 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
     .await;
     assert_eq!(breaker_state().await, "0");
 }
+
+/// A misbehaving upstream on loopback: answers every request with `head` and then `body_len`
+/// bytes of body, then closes.
+async fn oversized_upstream(head: &'static str, body_len: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(head.as_bytes()).await;
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut sent = 0;
+                while sent < body_len {
+                    let n = chunk.len().min(body_len - sent);
+                    if socket.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_answer_beyond_16_mib_is_a_502_not_a_memory_blow_up() {
+    let too_large = 16 * 1024 * 1024 + 1;
+    let announced: &'static str = Box::leak(
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {too_large}\r\n\r\n")
+            .into_boxed_str(),
+    );
+    // Announced up front, and found out while reading (no Content-Length, body until close).
+    for (head, body_len) in [
+        (announced, 0),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+            too_large,
+        ),
+    ] {
+        let upstream = oversized_upstream(head, body_len).await;
+        let queue = test_support::unique_queue();
+        let (gateway, _) = spawn_gateway_with(gateway_settings(
+            upstream,
+            &test_support::test_amqp_url(),
+            &queue,
+        ))
+        .await;
+        let response = gateway.get("/api/movies").await;
+        assert_problem(response, 502).await;
+    }
+}
