@@ -3,6 +3,9 @@
 //!   bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY
 //!       COUNT order messages with publisher confirms, CONCURRENCY in flight (the limit for
 //!       POST /api/billing, and a way to fill a backlog).
+//!   bench-baselines consume AMQP_URL QUEUE COUNT PREFETCH BATCH
+//!       COUNT messages off the queue with billing's prefetch, acknowledged BATCH at a time
+//!       (one multiple-ack), without decoding or a database: what the broker alone allows a drain.
 //!   bench-baselines insert DATABASE_URL COUNT BATCH
 //!       COUNT orders into billing's table (migrated first), BATCH rows per statement and commit,
 //!       with the same INSERT as billing-app (the limit for its drain).
@@ -16,7 +19,13 @@ use common::{
     order::{Amount, NumberOfItems, OrderMessage, OrderRequest, UserId},
 };
 use futures_util::{stream, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions,
+    },
+    types::FieldTable,
+};
 
 fn order() -> OrderMessage {
     let request = OrderRequest {
@@ -83,6 +92,51 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
     );
 }
 
+async fn consume(url: &str, queue: &str, count: usize, prefetch: u16, batch: usize) {
+    let queue = OrderQueue::new(queue).expect("queue name");
+    let connection = common::amqp::connect(url, "bench", Duration::from_secs(5))
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    queue.declare(&channel).await.expect("declare");
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().into(),
+            "bench-consume".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let started = Instant::now();
+    let mut unacked = 0;
+    for received in 1..=count {
+        let delivery = consumer
+            .next()
+            .await
+            .expect("a delivery")
+            .expect("no consumer error");
+        unacked += 1;
+        if unacked == batch || received == count {
+            channel
+                .basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
+                .await
+                .expect("ack");
+            unacked = 0;
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "consume count={count} prefetch={prefetch} batch={batch} seconds={:.2} per_second={:.0}",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
+
 async fn insert(url: &str, count: usize, batch: usize) {
     let settings = DatabaseSettings::with_url(url).expect("database URL");
     let pool = build_pool(&settings, "bench");
@@ -121,9 +175,13 @@ async fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("publish") => publish(&args[2], &args[3], number(4), number(5)).await,
+        Some("consume") => {
+            let prefetch = number(5);
+            consume(&args[2], &args[3], number(4), prefetch as u16, number(6)).await
+        }
         Some("insert") => insert(&args[2], number(3), number(4)).await,
         _ => {
-            eprintln!("usage: bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY | insert DATABASE_URL COUNT BATCH");
+            eprintln!("usage: bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH");
             std::process::exit(2);
         }
     }
