@@ -41,13 +41,20 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
+/// A channel on a new connection (kept alive by the caller) to `queue`, declared as the
+/// services declare it.
+async fn queue_channel(url: &str, queue: &str) -> (lapin::Connection, lapin::Channel, OrderQueue) {
     let queue = OrderQueue::new(queue).expect("queue name");
     let connection = common::amqp::connect(url, "bench", Duration::from_secs(5))
         .await
         .expect("connect");
     let channel = connection.create_channel().await.expect("channel");
     queue.declare(&channel).await.expect("declare");
+    (connection, channel, queue)
+}
+
+async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
+    let (_connection, channel, queue) = queue_channel(url, queue).await;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -93,12 +100,7 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
 }
 
 async fn consume(url: &str, queue: &str, count: usize, prefetch: u16, batch: usize) {
-    let queue = OrderQueue::new(queue).expect("queue name");
-    let connection = common::amqp::connect(url, "bench", Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    queue.declare(&channel).await.expect("declare");
+    let (_connection, channel, queue) = queue_channel(url, queue).await;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
