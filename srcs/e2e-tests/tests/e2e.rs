@@ -400,3 +400,44 @@ async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_
         "no secret in the message: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_socket_passed_by_systemd_is_served_and_a_different_setting_is_reported() {
+    let no_migration = |_url: String| async {};
+    let db = TestDatabase::create("e2e", "empty", no_migration).await;
+    // systemd's socket on one port, the configuration naming another (as after an edit of the
+    // env file followed by `systemctl restart`).
+    let kept = e2e_tests::held_socket();
+    let kept_addr = kept.local_addr().unwrap();
+    let configured = format!("127.0.0.1:{}", free_port());
+    let inventory = Service::start_with_socket(
+        "inventory-app",
+        &[
+            ("INVENTORY_BIND_ADDR", configured.clone()),
+            ("DATABASE_URL", db.url.clone()),
+        ],
+        &kept,
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    wait_healthy(&http, &format!("http://{kept_addr}"), &inventory).await;
+    let log = inventory.log_text();
+    assert!(
+        log.contains(&format!(
+            "listening on {kept_addr}, the socket systemd kept"
+        )) && log.contains(&format!(
+            "INVENTORY_BIND_ADDR={configured} takes effect after"
+        )),
+        "the log names both addresses:\n{log}"
+    );
+    assert!(
+        http.get(format!("http://{configured}/health"))
+            .send()
+            .await
+            .is_err(),
+        "nothing listens on the configured address"
+    );
+    inventory.stop().await;
+}
