@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: builds in release mode, starts the platform on loopback (ports 28080-28082) against
 # the local PostgreSQL and RabbitMQ, and measures each scenario next to its limit in the same run:
-#   1. GET /api/movies (20 movies) through the gateway vs straight to inventory (wrk, 64 conn.);
+#   1. GET /api/movies (20 movies) through the gateway vs straight to inventory (wrk, 64 conn.),
+#      and through a bare actix-web + reqwest proxy (the cost of the hop alone);
 #   2. POST /api/billing (broker-confirmed) vs a raw confirmed lapin publisher into the same
 #      queue (billing draining it during both), 64 in flight;
 #   3. billing draining a 10,000-order backlog vs raw inserts in the same batches, and one row
@@ -43,7 +44,9 @@ QUEUE="bench-$$"
 GATEWAY=127.0.0.1:28080
 INVENTORY=127.0.0.1:28081
 BILLING=127.0.0.1:28082
-trap 'stop_services "$RUN"' EXIT
+BARE_PROXY=127.0.0.1:28083
+stop_bare_proxy() { [ ! -f "$RUN/bare-proxy.pid" ] || { kill "$(cat "$RUN/bare-proxy.pid")" 2>/dev/null; rm -f "$RUN/bare-proxy.pid"; }; }
+trap 'stop_bare_proxy; stop_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
 # start_timed NAME READY_URL VAR=VALUE...: starts a service; prints milliseconds to ready.
@@ -96,14 +99,23 @@ seconds() { awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }';
 # Each pair of runs is repeated ROUNDS times, alternating ours and the limit, and the medians
 # are reported: this machine's speed drifts by tens of percent from one run to the next.
 log "1. GET /api/movies: gateway vs inventory ($CONNECTIONS connections, $DURATION each, $ROUNDS rounds)"
+# A bare actix-web + reqwest forwarder to inventory (srcs/bench): what one HTTP hop built from
+# the gateway's components costs on this machine, without the gateway's own work.
+"$BIN/bench-baselines" proxy "$BARE_PROXY" "http://$INVENTORY" >"$OUT/logs/bare-proxy.log" 2>&1 &
+echo $! >"$RUN/bare-proxy.pid"
+until curl -fsS -o /dev/null --max-time 1 "http://$BARE_PROXY/api/movies" 2>/dev/null; do sleep 0.01; done
 declare -a gw_rps_runs gw_p50_runs gw_p99_runs inv_rps_runs inv_p50_runs inv_p99_runs
-gw_bad=0 inv_bad=0
+declare -a bare_rps_runs bare_p50_runs bare_p99_runs
+gw_bad=0 inv_bad=0 bare_bad=0
 for round in $(seq 1 "$ROUNDS"); do
     read -r rps p50 p99 bad < <(wrk_run "gateway-get-$round" "http://$GATEWAY/api/movies")
     gw_rps_runs+=("$rps") gw_p50_runs+=("$p50") gw_p99_runs+=("$p99") gw_bad=$((gw_bad + bad))
+    read -r rps p50 p99 bad < <(wrk_run "bare-proxy-get-$round" "http://$BARE_PROXY/api/movies")
+    bare_rps_runs+=("$rps") bare_p50_runs+=("$p50") bare_p99_runs+=("$p99") bare_bad=$((bare_bad + bad))
     read -r rps p50 p99 bad < <(wrk_run "inventory-get-$round" "http://$INVENTORY/api/movies")
     inv_rps_runs+=("$rps") inv_p50_runs+=("$p50") inv_p99_runs+=("$p99") inv_bad=$((inv_bad + bad))
 done
+stop_bare_proxy
 
 log "2. POST /api/billing vs a raw confirmed publisher into the same queue ($CONNECTIONS in flight, $ROUNDS rounds)"
 cat >"$OUT/order.lua" <<'LUA'
@@ -128,11 +140,13 @@ done
 rounds_of() { local IFS=' '; echo "$*"; }
 {
     echo "GET gateway requests/s by round: $(rounds_of "${gw_rps_runs[@]}")"
+    echo "GET bare proxy requests/s by round: $(rounds_of "${bare_rps_runs[@]}")"
     echo "GET inventory requests/s by round: $(rounds_of "${inv_rps_runs[@]}")"
     echo "POST gateway orders/s by round: $(rounds_of "${post_rps_runs[@]}")"
     echo "raw publisher messages/s by round: $(rounds_of "${raw_pub_rps_runs[@]}")"
 } >"$OUT/rounds.txt"
 gw_rps="$(median "${gw_rps_runs[@]}")" gw_p50="$(median "${gw_p50_runs[@]}")" gw_p99="$(median "${gw_p99_runs[@]}")"
+bare_rps="$(median "${bare_rps_runs[@]}")" bare_p50="$(median "${bare_p50_runs[@]}")" bare_p99="$(median "${bare_p99_runs[@]}")"
 inv_rps="$(median "${inv_rps_runs[@]}")" inv_p50="$(median "${inv_p50_runs[@]}")" inv_p99="$(median "${inv_p99_runs[@]}")"
 post_rps="$(median "${post_rps_runs[@]}")" post_p50="$(median "${post_p50_runs[@]}")" post_p99="$(median "${post_p99_runs[@]}")"
 raw_pub_rps="$(median "${raw_pub_rps_runs[@]}")" raw_pub_p50="$(median "${raw_pub_p50_runs[@]}")" raw_pub_p99="$(median "${raw_pub_p99_runs[@]}")"
@@ -185,13 +199,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "|---|---|---|---|"
     echo "| GET /api/movies (20 movies), requests/s | gateway $gw_rps | inventory direct $inv_rps | $(ratio "$gw_rps" "$inv_rps") |"
     echo "| GET /api/movies p50 / p99 latency, ms | $gw_p50 / $gw_p99 | $inv_p50 / $inv_p99 | |"
+    echo "| (the same through a bare actix-web + reqwest proxy: one hop, no gateway logic) | gateway $gw_rps | bare proxy $bare_rps ($bare_p50 / $bare_p99 ms) | $(ratio "$gw_rps" "$bare_rps") |"
     echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(ratio "$post_rps" "$raw_pub_rps") |"
     echo "| POST /api/billing p50 / p99 latency, ms | $post_p50 / $post_p99 | $raw_pub_p50 / $raw_pub_p99 | |"
     echo "| drain of 10,000 orders, orders/s (first commit to last) | billing $drain_rps | raw inserts, 200/commit $raw_batch_rps | $(ratio "$drain_rps" "$raw_batch_rps") |"
     echo "| (the same drain from process start to last row, $drain_ms ms) | billing $drain_wall_rps | | |"
     echo "| (the broker alone: consume, prefetch 500, ack per 200) | | raw consumer $raw_consume_rps | $(ratio "$drain_rps" "$raw_consume_rps") |"
     echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
-    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad | |"
+    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad, bare proxy $bare_bad | |"
     echo
     echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
     echo "|---|---|---|---|"

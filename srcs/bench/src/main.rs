@@ -1,5 +1,8 @@
 //! Baselines the benchmark compares the platform with, using the same libraries and message
 //! contract but none of the services:
+//!   bench-baselines proxy LISTEN_ADDR UPSTREAM_URL
+//!       a bare actix-web + reqwest forwarder (no middleware, no checks, no metrics): what any
+//!       HTTP hop built from the gateway's components costs. Serves until killed.
 //!   bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY
 //!       COUNT order messages with publisher confirms, CONCURRENCY in flight (the limit for
 //!       POST /api/billing, and a way to fill a backlog).
@@ -167,6 +170,54 @@ async fn insert(url: &str, count: usize, batch: usize) {
     );
 }
 
+/// Forwards every request's method, path, query and body; answers with the upstream's status,
+/// Content-Type and body.
+async fn proxy(listen: &str, upstream: String) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    let upstream = web::Data::new(upstream);
+    HttpServer::new(move || {
+        // One client per worker, as in the gateway.
+        let http = web::Data::new(reqwest::Client::new());
+        App::new()
+            .app_data(upstream.clone())
+            .app_data(http)
+            .default_service(web::to(
+                |req: HttpRequest,
+                 body: web::Bytes,
+                 upstream: web::Data<String>,
+                 http: web::Data<reqwest::Client>| async move {
+                    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+                        .expect("a valid method");
+                    let answer = http
+                        .request(method, format!("{}{path}", upstream.as_str()))
+                        .body(body)
+                        .send()
+                        .await;
+                    let Ok(answer) = answer else {
+                        return HttpResponse::BadGateway().finish();
+                    };
+                    let status =
+                        actix_web::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                    let content_type = answer.headers().get("content-type").cloned();
+                    let mut response = HttpResponse::build(status);
+                    if let Some(value) = content_type {
+                        response.insert_header(("content-type", value.as_bytes()));
+                    }
+                    match answer.bytes().await {
+                        Ok(bytes) => response.body(bytes),
+                        Err(_) => HttpResponse::BadGateway().finish(),
+                    }
+                },
+            ))
+    })
+    .bind(listen)
+    .expect("bind")
+    .run()
+    .await
+    .expect("serve");
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -176,6 +227,7 @@ async fn main() {
             .expect("a number argument")
     };
     match args.get(1).map(String::as_str) {
+        Some("proxy") => proxy(&args[2], args[3].clone()).await,
         Some("publish") => publish(&args[2], &args[3], number(4), number(5)).await,
         Some("consume") => {
             let prefetch = number(5);
@@ -183,7 +235,7 @@ async fn main() {
         }
         Some("insert") => insert(&args[2], number(3), number(4)).await,
         _ => {
-            eprintln!("usage: bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH");
+            eprintln!("usage: bench-baselines proxy LISTEN_ADDR UPSTREAM_URL | publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH");
             std::process::exit(2);
         }
     }
