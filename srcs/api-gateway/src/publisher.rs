@@ -7,7 +7,13 @@
 //! clients waiting in the kept listening socket's backlog) they wait for the first connection,
 //! for at most the connect timeout.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use common::{
     amqp::{self, order_properties, OrderQueue},
@@ -56,8 +62,10 @@ pub struct OrderPublisher {
     trouble: mpsc::Sender<()>,
     queue: OrderQueue,
     publish_timeout: Duration,
-    /// Until then, a publish without a connection waits for the first one.
+    /// Until then, a publish without a connection waits for the first one...
     start_up_until: Instant,
+    /// ...unless there has been one: a lost connection is answered 503 at once.
+    connected_once: Arc<AtomicBool>,
     shutdown: CancellationToken,
     metrics: PublishMetrics,
 }
@@ -69,9 +77,11 @@ impl OrderPublisher {
         let (channel_tx, channel) = watch::channel(None);
         let (trouble, trouble_rx) = mpsc::channel(1);
         let shutdown = CancellationToken::new();
+        let connected_once = Arc::new(AtomicBool::new(false));
         tokio::spawn(supervise(
             settings.clone(),
             channel_tx,
+            connected_once.clone(),
             trouble_rx,
             shutdown.clone(),
             metrics.clone(),
@@ -82,6 +92,7 @@ impl OrderPublisher {
             queue: settings.queue,
             publish_timeout: settings.publish_timeout,
             start_up_until: Instant::now() + settings.connect_timeout,
+            connected_once,
             shutdown,
             metrics,
         }
@@ -99,12 +110,13 @@ impl OrderPublisher {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// The channel once connected, if the gateway is still starting; `None` at once otherwise.
+    /// The channel once connected, if the gateway is still starting and has never been
+    /// connected; `None` at once otherwise.
     async fn first_connection(&self) -> Option<Channel> {
         let wait = self
             .start_up_until
             .saturating_duration_since(Instant::now());
-        if wait.is_zero() {
+        if wait.is_zero() || self.connected_once.load(Ordering::SeqCst) {
             return None;
         }
         let mut channel = self.channel.clone();
@@ -193,6 +205,7 @@ impl OrderPublisher {
 async fn supervise(
     settings: PublisherSettings,
     channel_tx: watch::Sender<Option<Channel>>,
+    connected_once: Arc<AtomicBool>,
     mut trouble: mpsc::Receiver<()>,
     shutdown: CancellationToken,
     metrics: PublishMetrics,
@@ -206,6 +219,7 @@ async fn supervise(
                     "connected to the broker; publishing orders to queue {}",
                     settings.queue.name()
                 );
+                connected_once.store(true, Ordering::SeqCst);
                 channel_tx.send_replace(Some(channel.clone()));
                 metrics.broker_connected.set(1);
                 let reason =
