@@ -9,13 +9,19 @@ use crate::{
     publisher::{OrderPublisher, PublisherSettings},
     rate_limit::RateLimit,
     routes,
-    upstream::{Upstream, UpstreamMetrics},
+    upstream::{Upstream, UpstreamMetrics, UpstreamTarget},
 };
 
-/// The services behind the gateway.
+/// The services behind the gateway, as one actix worker reaches them.
 pub struct Upstreams {
     pub inventory: Upstream,
     pub billing: Upstream,
+}
+
+/// The services behind the gateway, shared by the workers.
+struct UpstreamTargets {
+    inventory: UpstreamTarget,
+    billing: UpstreamTarget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +55,7 @@ impl Application {
         );
         let upstream_metrics = UpstreamMetrics::new(&metrics);
         let upstream = |name, url: &String| {
-            Upstream::new(
+            UpstreamTarget::new(
                 name,
                 url.clone(),
                 settings.upstream_connect_timeout,
@@ -57,7 +63,7 @@ impl Application {
                 upstream_metrics.clone(),
             )
         };
-        let upstreams = Upstreams {
+        let upstreams = UpstreamTargets {
             inventory: upstream("inventory", &settings.inventory_url),
             billing: upstream("billing", &settings.billing_url),
         };
@@ -97,7 +103,7 @@ impl Application {
 
 fn serve(
     listener: TcpListener,
-    upstreams: Upstreams,
+    upstreams: UpstreamTargets,
     publisher: OrderPublisher,
     metrics: Metrics,
     settings: &Settings,

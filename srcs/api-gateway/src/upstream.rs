@@ -67,21 +67,20 @@ impl UpstreamMetrics {
     }
 }
 
+/// What every worker's copy of an upstream shares: where it is, its timeouts, its metrics and
+/// its circuit breaker. Requests go through an [`Upstream`] made from it per actix worker.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct UpstreamTarget {
     /// `inventory` or `billing`: in metrics, logs and problems.
-    pub name: &'static str,
-    http: reqwest::Client,
-    /// For the one retry: a new connection, since the pooled ones may all be closing.
-    fresh_connection_http: reqwest::Client,
+    name: &'static str,
+    base_url: String,
     connect_timeout: Duration,
     request_timeout: Duration,
-    base_url: String,
     metrics: UpstreamMetrics,
     breaker: std::sync::Arc<CircuitBreaker>,
 }
 
-impl Upstream {
+impl UpstreamTarget {
     pub fn new(
         name: &'static str,
         base_url: String,
@@ -96,29 +95,36 @@ impl Upstream {
         );
         Self {
             name,
-            http: http_client(connect_timeout, request_timeout, usize::MAX),
-            fresh_connection_http: http_client(connect_timeout, request_timeout, 0),
+            base_url,
             connect_timeout,
             request_timeout,
-            base_url,
             metrics,
             breaker: std::sync::Arc::new(breaker),
         }
     }
 
-    /// The same upstream (circuit breaker and metrics shared) with connections of its own, for
-    /// one actix worker. A worker runs its own single-threaded runtime, and a connection's task
-    /// lives on the runtime that opened it: with a pool per worker, no request waits on another
-    /// worker's thread, and a worker that stops first at shutdown takes only its own
-    /// connections with it.
-    pub fn for_this_worker(&self) -> Self {
-        Self {
+    /// The upstream with connections of its own, for one actix worker. A worker runs its own
+    /// single-threaded runtime, and a connection's task lives on the runtime that opened it:
+    /// with a pool per worker, no request waits on another worker's thread, and a worker that
+    /// stops first at shutdown takes only its own connections with it.
+    pub fn for_this_worker(&self) -> Upstream {
+        Upstream {
             http: http_client(self.connect_timeout, self.request_timeout, usize::MAX),
             fresh_connection_http: http_client(self.connect_timeout, self.request_timeout, 0),
-            ..self.clone()
+            target: self.clone(),
         }
     }
+}
 
+/// One actix worker's way to an upstream (see [`UpstreamTarget::for_this_worker`]).
+pub struct Upstream {
+    target: UpstreamTarget,
+    http: reqwest::Client,
+    /// For the one retry: a new connection, since the pooled ones may all be closing.
+    fresh_connection_http: reqwest::Client,
+}
+
+impl Upstream {
     /// Sends the client's request on (same method, path and query) and answers with the
     /// upstream's answer.
     pub async fn forward(
@@ -127,29 +133,32 @@ impl Upstream {
         body: Bytes,
         request_id: &RequestId,
     ) -> Result<HttpResponse, GatewayError> {
-        let Some(permit) = self.breaker.permit() else {
-            self.metrics
+        let Some(permit) = self.target.breaker.permit() else {
+            self.target
+                .metrics
                 .errors
-                .with_label_values(&[self.name, "circuit_open"])
+                .with_label_values(&[self.target.name, "circuit_open"])
                 .inc();
             return Err(GatewayError::Upstream {
-                upstream: self.name,
+                upstream: self.target.name,
                 failure: UpstreamFailure::CircuitOpen,
             });
         };
         let timer = self
+            .target
             .metrics
             .duration
-            .with_label_values(&[self.name])
+            .with_label_values(&[self.target.name])
             .start_timer();
         let result = self.try_forward(req, body, request_id).await;
         timer.observe_duration();
         // An upstream that answers, even with an error status, is up.
-        self.breaker.record(permit, result.is_ok());
+        self.target.breaker.record(permit, result.is_ok());
         if let Err(GatewayError::Upstream { failure, .. }) = &result {
-            self.metrics
+            self.target
+                .metrics
                 .errors
-                .with_label_values(&[self.name, failure.kind()])
+                .with_label_values(&[self.target.name, failure.kind()])
                 .inc();
         }
         result
@@ -159,7 +168,7 @@ impl Upstream {
     pub async fn is_up(&self, timeout: Duration) -> bool {
         let probe = self
             .http
-            .get(format!("{}/health", self.base_url))
+            .get(format!("{}/health", self.target.base_url))
             .timeout(timeout)
             .send();
         matches!(probe.await, Ok(response) if response.status().is_success())
@@ -176,7 +185,10 @@ impl Upstream {
             .expect("actix methods are valid methods");
         let send = |http: &reqwest::Client| {
             let mut upstream = http
-                .request(method.clone(), format!("{}{path_and_query}", self.base_url))
+                .request(
+                    method.clone(),
+                    format!("{}{path_and_query}", self.target.base_url),
+                )
                 .header(REQUEST_ID_HEADER.as_str(), request_id.as_str());
             for name in FORWARDED_REQUEST_HEADERS {
                 if let Some(value) = req.headers().get(name) {
@@ -189,7 +201,7 @@ impl Upstream {
             upstream.send()
         };
         let fail = |failure| GatewayError::Upstream {
-            upstream: self.name,
+            upstream: self.target.name,
             failure,
         };
         let response = match send(&self.http).await {
@@ -197,7 +209,7 @@ impl Upstream {
             Err(e) if worth_one_retry(&method, &e) => {
                 log::debug!(
                     "{}: {}; sending the request once more, on a new connection",
-                    self.name,
+                    self.target.name,
                     error_chain(&e)
                 );
                 send(&self.fresh_connection_http)
