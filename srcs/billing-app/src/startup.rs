@@ -87,7 +87,7 @@ impl Application {
                 consumer.await;
             }
         }
-        server.stop(true).await;
+        shared_http::stop_without_cutting_off(&server).await;
         self.pool.close();
         log::info!("billing-app stopped");
     }

@@ -50,11 +50,17 @@ pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Resu
     tokio::spawn(async move {
         crate::shutdown::signal().await;
         crate::service::notify_stopping();
-        handle.pause().await;
-        tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
-        handle.stop(true).await;
+        stop_without_cutting_off(&handle).await;
     });
     server.await
+}
+
+/// Stops a server the way [`serve_until_signal`] does on a signal: stop accepting, give the
+/// connections just accepted [`ACCEPTED_CONNECTION_GRACE`], then finish what is in progress.
+pub async fn stop_without_cutting_off(handle: &actix_web::dev::ServerHandle) {
+    handle.pause().await;
+    tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
+    handle.stop(true).await;
 }
 
 /// How long a client may take to send a request's head: slow or stalled clients are dropped.
