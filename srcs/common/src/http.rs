@@ -6,7 +6,7 @@ use actix_web::{
     dev::{ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
     http::{header, Method, StatusCode},
-    middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers, Logger},
+    middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger},
     web, App, HttpRequest, HttpResponse, Route,
 };
 
@@ -28,7 +28,7 @@ pub fn app() -> App<
         .wrap(problem_error_handlers())
         .wrap(from_fn(crate::request_id::middleware))
         .wrap(from_fn(crate::metrics::middleware))
-        .wrap(request_logger())
+        .wrap(Condition::new(request_log_enabled(), request_logger()))
         .app_data(json_config())
         .app_data(payload_config())
         .app_data(query_config())
@@ -187,6 +187,13 @@ pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         let res = ServiceResponse::new(req, problem.to_response()).map_into_right_body();
         Ok(ErrorHandlerResponse::Response(res))
     })
+}
+
+/// Whether request lines would be kept (RUST_LOG at info or finer for actix's logger). The
+/// logger renders its fields for every request even when the line is then dropped, so it is
+/// left out when they would be.
+fn request_log_enabled() -> bool {
+    log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info)
 }
 
 /// One line per request: request id, method, path, status, latency, size, peer.

@@ -114,9 +114,9 @@ impl Metrics {
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: &str, status: &str, seconds: f64) {
         self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method, status])
             .inc();
         self.http_duration
             .with_label_values(&[route, method])
@@ -132,17 +132,15 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let started = Instant::now();
-    let method = req.method().to_string();
+    // Standard methods clone without allocating.
+    let method = req.method().clone();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let route = response.request().match_pattern();
         metrics.observe(
-            &route,
-            &method,
-            response.status().as_u16(),
+            route.as_deref().unwrap_or("unmatched"),
+            method.as_str(),
+            response.status().as_str(),
             started.elapsed().as_secs_f64(),
         );
     }
@@ -207,7 +205,7 @@ mod tests {
     #[test]
     fn renders_prefixed_metrics() {
         let metrics = Metrics::new("demo");
-        metrics.observe("/x/{id}", "GET", 200, 0.002);
+        metrics.observe("/x/{id}", "GET", "200", 0.002);
         let text = metrics.render();
         assert!(
             text.contains(

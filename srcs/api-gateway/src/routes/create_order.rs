@@ -6,7 +6,8 @@ use common::{
     problem::{FieldError, Problem},
     request_id::RequestId,
 };
-use serde_json::json;
+use serde::Serialize;
+use uuid::Uuid;
 
 use crate::{error::GatewayError, publisher::OrderPublisher};
 
@@ -32,11 +33,19 @@ pub async fn create_order(
     log::info!("request_id={request_id} order_id={order_id} queued");
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/billing/{order_id}")))
-        .json(json!({
-            "message": "Order queued for processing",
-            "status": "queued",
-            "order_id": order_id,
-        })))
+        .json(OrderQueued {
+            message: "Order queued for processing",
+            status: "queued",
+            order_id,
+        }))
+}
+
+/// The 202 body.
+#[derive(Serialize)]
+struct OrderQueued {
+    message: &'static str,
+    status: &'static str,
+    order_id: Uuid,
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {
