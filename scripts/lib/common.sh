@@ -32,7 +32,7 @@ ensure_packages() {
 
 # Everything the platform and its build need from the distribution.
 ensure_platform_packages() {
-    ensure_packages postgresql rabbitmq-server curl ca-certificates gcc libc6-dev pkg-config openssl
+    ensure_packages postgresql rabbitmq-server curl ca-certificates gcc libc6-dev make pkg-config openssl
 }
 
 pg_psql() { as_root runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -qAt "$@"; }
