@@ -49,6 +49,8 @@ stop_bare_proxy() { [ ! -f "$RUN/bare-proxy.pid" ] || { kill "$(cat "$RUN/bare-p
 trap 'stop_bare_proxy; stop_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
+# A leftover process on one of the ports would answer in place of the one just started.
+assert_running() { kill -0 "$(cat "$1")" 2>/dev/null || die "$2 exited (port taken?): see $OUT/logs/"; }
 # start_timed NAME READY_URL VAR=VALUE...: starts a service; prints milliseconds to ready.
 start_timed() {
     local name="$1" url="$2" started
@@ -56,6 +58,7 @@ start_timed() {
     started="$(now_ms)"
     start_service "$BIN" "$name" "$OUT/logs" "$RUN" RUST_LOG=warn "$@"
     until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do sleep 0.01; done
+    assert_running "$RUN/$name.pid" "$name"
     echo $(($(now_ms) - started))
 }
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
@@ -79,11 +82,57 @@ for i in $(seq 1 20); do
         -d "{\"title\": \"Movie $i\", \"description\": \"A benchmark movie\", \"release_year\": 1999, \"genres\": [\"Drama\"]}"
 done
 
-# wrk_run NAME ARGS...: runs wrk, keeps its report, prints "requests/s p50_ms p99_ms".
+# CPU accounting: the CPU time (user + system, from /proc) each part of the platform spends per
+# request during a run. Rates swing with this machine's speed from one run to the next; these
+# say where the time goes, and what a hop costs on top of what it makes the others pay.
+HZ="$(getconf CLK_TCK)"
+cpu_groups() {
+    echo "gateway $(cat "$RUN/api-gateway.pid")"
+    echo "bare_proxy $(cat "$RUN/bare-proxy.pid" 2>/dev/null || true)"
+    echo "inventory $(cat "$RUN/inventory-app.pid")"
+    echo "billing $(cat "$RUN/billing-app.pid")"
+    echo "postgresql $(pgrep -u postgres | tr '\n' ' ')"
+    echo "rabbitmq $(pgrep -u rabbitmq | tr '\n' ' ')"
+}
+# cpu_snapshot FILE: clock ticks used so far by each group, and by the whole machine.
+cpu_snapshot() {
+    local group pids pid ticks
+    while read -r group pids; do
+        ticks=0
+        for pid in $pids; do
+            ticks=$((ticks + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+        done
+        echo "$group $ticks"
+    done < <(cpu_groups) >"$1"
+    awk '/^cpu / { print "machine", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat >>"$1"
+}
+# cpu_record LABEL BEFORE AFTER REQUESTS CLIENT_TIMES: appends "LABEL group=us_per_request ..."
+# to cpu.txt; CLIENT_TIMES is the second line of bash's `times` after the load generator ran.
+cpu_record() {
+    local label="$1" before="$2" after="$3" requests="$4" client="$5"
+    awk -v label="$label" -v n="$requests" -v hz="$HZ" -v client="$client" '
+        function secs(t) { split(t, p, "m"); sub(/s$/, "", p[2]); return p[1] * 60 + p[2] }
+        FNR == NR { start[$1] = $2; next }
+        { used[$1] = $2 - start[$1]; order[++k] = $1 }
+        END {
+            line = label
+            for (i = 1; i <= k; i++) line = line " " order[i] "=" sprintf("%.1f", used[order[i]] / hz * 1e6 / n)
+            split(client, c, " ")
+            print line " load_generator=" sprintf("%.1f", (secs(c[1]) + secs(c[2])) * 1e6 / n)
+        }' "$before" "$after" >>"$OUT/cpu.txt"
+}
+
+# wrk_run NAME ARGS...: runs wrk, keeps its report and its CPU accounting (cpu.txt, labelled
+# NAME without the round number), prints "requests/s p50_ms p99_ms".
 wrk_run() {
-    local name="$1"
+    local name="$1" client
     shift
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" >"$OUT/$name.wrk" 2>&1
+    cpu_snapshot "$OUT/cpu.before"
+    client="$(bash -c 'wrk "$@"; times' wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1 \
+        | tee "$OUT/$name.wrk" | tail -n 1)"
+    cpu_snapshot "$OUT/cpu.after"
+    cpu_record "${name%-*}" "$OUT/cpu.before" "$OUT/cpu.after" \
+        "$(awk '/requests in/ { print $1 }' "$OUT/$name.wrk")" "$client"
     awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
@@ -104,6 +153,7 @@ log "1. GET /api/movies: gateway vs inventory ($CONNECTIONS connections, $DURATI
 "$BIN/bench-baselines" proxy "$BARE_PROXY" "http://$INVENTORY" >"$OUT/logs/bare-proxy.log" 2>&1 &
 echo $! >"$RUN/bare-proxy.pid"
 until curl -fsS -o /dev/null --max-time 1 "http://$BARE_PROXY/api/movies" 2>/dev/null; do sleep 0.01; done
+assert_running "$RUN/bare-proxy.pid" "the bare proxy"
 declare -a gw_rps_runs gw_p50_runs gw_p99_runs inv_rps_runs inv_p50_runs inv_p99_runs
 declare -a bare_rps_runs bare_p50_runs bare_p99_runs
 gw_bad=0 inv_bad=0 bare_bad=0
@@ -130,8 +180,12 @@ for round in $(seq 1 "$ROUNDS"); do
     read -r rps p50 p99 bad < <(wrk_run "gateway-post-$round" -s "$OUT/order.lua" "http://$GATEWAY/api/billing")
     post_rps_runs+=("$rps") post_p50_runs+=("$p50") post_p99_runs+=("$p99") post_bad=$((post_bad + bad))
     # About as many messages as the gateway took in, so both runs last about as long.
-    raw_publish="$("$BIN/bench-baselines" publish "$AMQP" "$QUEUE" \
-        "$(awk -v r="$rps" -v s="$(seconds "$DURATION")" 'BEGIN { printf "%d", r * s }')" "$CONNECTIONS")"
+    messages="$(awk -v r="$rps" -v s="$(seconds "$DURATION")" 'BEGIN { printf "%d", r * s }')"
+    cpu_snapshot "$OUT/cpu.before"
+    raw_publish="$(bash -c '"$@"; times' publish "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" \
+        "$messages" "$CONNECTIONS")"
+    cpu_snapshot "$OUT/cpu.after"
+    cpu_record raw-publisher "$OUT/cpu.before" "$OUT/cpu.after" "$messages" "$(tail -n 1 <<<"$raw_publish")"
     raw_pub_rps_runs+=("$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_publish")")
     raw_pub_p50_runs+=("$(sed -nE 's/.*p50_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")")
     raw_pub_p99_runs+=("$(sed -nE 's/.*p99_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")")
@@ -187,6 +241,15 @@ raw_consume_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_consume")"
 raw_single="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 2000 1)"
 raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
 
+# cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
+cpu_row() {
+    local label="$1" title="$2" group row="| $2 |"
+    for group in gateway bare_proxy inventory postgresql rabbitmq billing load_generator machine; do
+        row+=" $(median $(awk -v label="$label" -v g="$group" '
+            $1 == label { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == g) print kv[2] } }' "$OUT/cpu.txt")) |"
+    done
+    echo "$row"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
     echo "# Benchmark results"
@@ -213,6 +276,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "| api-gateway | $ready_gateway | ${IDLE[api-gateway]} | ${LOADED[api-gateway]} |"
     echo "| inventory-app | $ready_inventory | ${IDLE[inventory-app]} | ${LOADED[inventory-app]} |"
     echo "| billing-app | $ready_billing | ${IDLE[billing-app]} | ${LOADED[billing-app]} |"
+    echo
+    echo "CPU time per request or message, µs (user + system, median of the rounds; \"machine\" is"
+    echo "every process and the kernel together):"
+    echo
+    echo "| run | gateway | bare proxy | inventory | PostgreSQL | RabbitMQ | billing | load generator | machine |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    cpu_row gateway-get "GET via the gateway"
+    cpu_row bare-proxy-get "GET via the bare proxy"
+    cpu_row inventory-get "GET straight to inventory"
+    cpu_row gateway-post "POST /api/billing"
+    cpu_row raw-publisher "raw publisher"
     echo
     echo '```'
     cat "$OUT/rounds.txt"
