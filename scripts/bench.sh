@@ -13,12 +13,13 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 cd "$REPO_ROOT"
 
-DURATION="${BENCH_DURATION:-10s}"
-ROUNDS="${BENCH_ROUNDS:-3}"
+# Short runs, many rounds: pairs run close together in time drift less apart.
+DURATION="${BENCH_DURATION:-5s}"
+ROUNDS="${BENCH_ROUNDS:-7}"
 CONNECTIONS=64
 TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 BIN="$TARGET/release"
-OUT="$TARGET/bench"
+OUT="${BENCH_OUT:-$TARGET/bench}"
 RUN="$OUT/run"
 
 ensure_platform_packages
@@ -45,10 +46,22 @@ GATEWAY=127.0.0.1:28080
 INVENTORY=127.0.0.1:28081
 BILLING=127.0.0.1:28082
 BARE_PROXY=127.0.0.1:28083
-stop_bare_proxy() { [ ! -f "$RUN/bare-proxy.pid" ] || { kill "$(cat "$RUN/bare-proxy.pid")" 2>/dev/null; rm -f "$RUN/bare-proxy.pid"; }; }
+# (It may have exited already: the trap must still go on to stop the services.)
+stop_bare_proxy() { [ ! -f "$RUN/bare-proxy.pid" ] || { kill "$(cat "$RUN/bare-proxy.pid")" 2>/dev/null || true; rm -f "$RUN/bare-proxy.pid"; }; }
 trap 'stop_bare_proxy; stop_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
+# wait_for SECONDS STEP WHAT COMMAND...: runs COMMAND every STEP seconds until it succeeds;
+# gives up after SECONDS, so that a broken run ends instead of hanging.
+wait_for() {
+    local limit="$1" step="$2" what="$3" deadline
+    shift 3
+    deadline=$((${EPOCHREALTIME%.*} + limit))
+    until "$@" >/dev/null 2>&1; do
+        ((${EPOCHREALTIME%.*} < deadline)) || die "gave up waiting ${limit}s for $what (logs: $OUT/logs/)"
+        sleep "$step"
+    done
+}
 # A leftover process on one of the ports would answer in place of the one just started.
 assert_running() { kill -0 "$(cat "$1")" 2>/dev/null || die "$2 exited (port taken?): see $OUT/logs/"; }
 # start_timed NAME READY_URL VAR=VALUE...: starts a service; prints milliseconds to ready.
@@ -57,7 +70,7 @@ start_timed() {
     shift 2
     started="$(now_ms)"
     start_service "$BIN" "$name" "$OUT/logs" "$RUN" RUST_LOG=warn "$@"
-    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do sleep 0.01; done
+    wait_for 60 0.01 "$name to answer $url" curl -fsS -o /dev/null --max-time 1 "$url"
     assert_running "$RUN/$name.pid" "$name"
     echo $(($(now_ms) - started))
 }
@@ -145,14 +158,15 @@ wrk_run() {
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 seconds() { awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }'; }
 
-# Each pair of runs is repeated ROUNDS times, alternating ours and the limit, and the medians
-# are reported: this machine's speed drifts by tens of percent from one run to the next.
+# Each pair of runs is repeated ROUNDS times, alternating ours and the limit: this machine's
+# speed drifts by tens of percent from one run to the next. Rates are reported as medians, and
+# each ratio as the median of the rounds' ratios (ours over the limit run right after it).
 log "1. GET /api/movies: gateway vs inventory ($CONNECTIONS connections, $DURATION each, $ROUNDS rounds)"
 # A bare actix-web + reqwest forwarder to inventory (srcs/bench): what one HTTP hop built from
 # the gateway's components costs on this machine, without the gateway's own work.
 "$BIN/bench-baselines" proxy "$BARE_PROXY" "http://$INVENTORY" >"$OUT/logs/bare-proxy.log" 2>&1 &
 echo $! >"$RUN/bare-proxy.pid"
-until curl -fsS -o /dev/null --max-time 1 "http://$BARE_PROXY/api/movies" 2>/dev/null; do sleep 0.01; done
+wait_for 60 0.01 "the bare proxy" curl -fsS -o /dev/null --max-time 1 "http://$BARE_PROXY/api/movies"
 assert_running "$RUN/bare-proxy.pid" "the bare proxy"
 declare -a gw_rps_runs gw_p50_runs gw_p99_runs inv_rps_runs inv_p50_runs inv_p99_runs
 declare -a bare_rps_runs bare_p50_runs bare_p99_runs
@@ -192,12 +206,25 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 # Medians, and every round for the record.
 rounds_of() { local IFS=' '; echo "$*"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# ratios_by_round OURS_ARRAY LIMIT_ARRAY: each round's ratio.
+ratios_by_round() {
+    local -n ours="$1" limit="$2"
+    local i
+    for i in "${!ours[@]}"; do printf '%s ' "$(ratio "${ours[$i]}" "${limit[$i]}")"; done
+}
+get_ratios="$(ratios_by_round gw_rps_runs inv_rps_runs)"
+bare_ratios="$(ratios_by_round gw_rps_runs bare_rps_runs)"
+post_ratios="$(ratios_by_round post_rps_runs raw_pub_rps_runs)"
 {
     echo "GET gateway requests/s by round: $(rounds_of "${gw_rps_runs[@]}")"
     echo "GET bare proxy requests/s by round: $(rounds_of "${bare_rps_runs[@]}")"
     echo "GET inventory requests/s by round: $(rounds_of "${inv_rps_runs[@]}")"
+    echo "GET gateway / inventory by round: $get_ratios"
+    echo "GET gateway / bare proxy by round: $bare_ratios"
     echo "POST gateway orders/s by round: $(rounds_of "${post_rps_runs[@]}")"
     echo "raw publisher messages/s by round: $(rounds_of "${raw_pub_rps_runs[@]}")"
+    echo "POST gateway / raw publisher by round: $post_ratios"
 } >"$OUT/rounds.txt"
 gw_rps="$(median "${gw_rps_runs[@]}")" gw_p50="$(median "${gw_p50_runs[@]}")" gw_p99="$(median "${gw_p99_runs[@]}")"
 bare_rps="$(median "${bare_rps_runs[@]}")" bare_p50="$(median "${bare_p50_runs[@]}")" bare_p99="$(median "${bare_p99_runs[@]}")"
@@ -212,14 +239,17 @@ log "3. draining a backlog of 10,000 orders vs raw inserts"
 # Let billing finish what scenario 2 queued, then stop it and build a fresh backlog.
 rows() { pg_psql -d movie_test_bench_billing -c 'SELECT count(*) FROM orders'; }
 backlog() { rabbitmqctl -q list_queues -p movie-test name messages | awk -v q="$QUEUE" '$1 == q { print $2 }'; }
-until [ "$(backlog)" = 0 ]; do sleep 0.5; done
+backlog_empty() { [ "$(backlog)" = 0 ]; }
+wait_for 300 0.5 "billing to take scenario 2's orders off the queue" backlog_empty
 kill -TERM "$(cat "$RUN/billing-app.pid")"
-while kill -0 "$(cat "$RUN/billing-app.pid")" 2>/dev/null; do sleep 0.1; done
+billing_stopped() { ! kill -0 "$(cat "$RUN/billing-app.pid")"; }
+wait_for 60 0.1 "billing to stop" billing_stopped
 "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" 10000 "$CONNECTIONS" >/dev/null
 before="$(rows)"
 started="$(now_ms)"
 start_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
-until [ "$(rows)" -ge $((before + 10000)) ]; do sleep 0.05; done
+drained() { [ "$(rows)" -ge $((before + 10000)) ]; }
+wait_for 300 0.05 "billing to drain the 10,000 orders" drained
 drain_ms=$(($(now_ms) - started))
 # Start to last row includes the process start and this loop's polling (tens of ms in a
 # drain of a few hundred); the steady rate counts from the first commit to the last instead
@@ -250,20 +280,19 @@ cpu_row() {
     done
     echo "$row"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
     echo "# Benchmark results"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB;" \
         "release build; wrk -t2 -c$CONNECTIONS -d$DURATION on loopback; rate limit off;" \
-        "scenarios 1 and 2: median of $ROUNDS alternating rounds."
+        "scenarios 1 and 2: $ROUNDS alternating rounds, medians of the rates and of the rounds' ratios."
     echo
     echo "| scenario | ours | limit | ratio |"
     echo "|---|---|---|---|"
-    echo "| GET /api/movies (20 movies), requests/s | gateway $gw_rps | inventory direct $inv_rps | $(ratio "$gw_rps" "$inv_rps") |"
+    echo "| GET /api/movies (20 movies), requests/s | gateway $gw_rps | inventory direct $inv_rps | $(median $get_ratios) |"
     echo "| GET /api/movies p50 / p99 latency, ms | $gw_p50 / $gw_p99 | $inv_p50 / $inv_p99 | |"
-    echo "| (the same through a bare actix-web + reqwest proxy: one hop, no gateway logic) | gateway $gw_rps | bare proxy $bare_rps ($bare_p50 / $bare_p99 ms) | $(ratio "$gw_rps" "$bare_rps") |"
-    echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(ratio "$post_rps" "$raw_pub_rps") |"
+    echo "| (the same through a bare actix-web + reqwest proxy: one hop, no gateway logic) | gateway $gw_rps | bare proxy $bare_rps ($bare_p50 / $bare_p99 ms) | $(median $bare_ratios) |"
+    echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(median $post_ratios) |"
     echo "| POST /api/billing p50 / p99 latency, ms | $post_p50 / $post_p99 | $raw_pub_p50 / $raw_pub_p99 | |"
     echo "| drain of 10,000 orders, orders/s (first commit to last) | billing $drain_rps | raw inserts, 200/commit $raw_batch_rps | $(ratio "$drain_rps" "$raw_batch_rps") |"
     echo "| (the same drain from process start to last row, $drain_ms ms) | billing $drain_wall_rps | | |"
@@ -292,3 +321,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     cat "$OUT/rounds.txt"
     echo '```'
 } | tee "$OUT/results.md"
+
+# A missing or zero figure means a scenario did not run as intended; answers other than 2xx
+# mean the platform failed under load. Either fails the run (after the table, to read why).
+for figure in gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps; do
+    [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
+done
+for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher; do
+    grep -q "^$label " "$OUT/cpu.txt" || die "no CPU accounting for $label"
+done
+((gw_bad + bare_bad + inv_bad + post_bad == 0)) || die "answers other than 2xx during the runs"

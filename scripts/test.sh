@@ -46,6 +46,15 @@ else
     status=1
 fi
 
+log "the benchmark harness, briefly: every scenario runs and yields its figures (speed is not judged here)"
+if BENCH_DURATION=2s BENCH_ROUNDS=1 BENCH_OUT="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-smoke" \
+    bash "$REPO_ROOT/scripts/bench.sh"; then
+    echo "test result: ok. 1 passed; 0 failed (benchmark harness)" >>"$results"
+else
+    echo "test result: FAILED. 0 passed; 1 failed (benchmark harness)" >>"$results"
+    status=1
+fi
+
 log "the three-machine deployment on systemd (scripts/deploy-test.sh)"
 deploy_log="$(mktemp)"
 if bash "$REPO_ROOT/scripts/deploy-test.sh" 2>&1 | tee "$deploy_log"; then :; else status=1; fi
