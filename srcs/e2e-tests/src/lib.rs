@@ -385,15 +385,19 @@ pub fn report(line: &str) {
 }
 
 /// Stops or starts PostgreSQL or RabbitMQ the way scripts/test.sh runs them (with or without
-/// systemd), through scripts/lib/service-ctl.sh.
-pub fn service_ctl(action: &str, service: &str) {
+/// systemd), through scripts/lib/service-ctl.sh. Async, so that load running on the same
+/// (single-threaded) test runtime keeps going meanwhile: a stop or start takes seconds, and a
+/// blocking call would hold every request in flight, which the load would then count as slow
+/// answers from the gateway.
+pub async fn service_ctl(action: &str, service: &str) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../scripts/lib/service-ctl.sh"
     );
-    let status = std::process::Command::new("bash")
+    let status = tokio::process::Command::new("bash")
         .args([script, action, service])
         .status()
+        .await
         .expect("run service-ctl.sh");
     assert!(status.success(), "service-ctl.sh {action} {service} failed");
 }

@@ -197,9 +197,9 @@ async fn s3_rabbitmq_restarted_under_load() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    service_ctl("stop", "rabbitmq");
+    service_ctl("stop", "rabbitmq").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    service_ctl("start", "rabbitmq");
+    service_ctl("start", "rabbitmq").await;
     let back = Instant::now();
     // Recovered when orders are confirmed again.
     loop {
@@ -223,8 +223,10 @@ async fn s3_rabbitmq_restarted_under_load() {
         outcome.errors
     ));
     assert!(outcome.refused > 0, "the outage was seen");
+    // Without a connection the gateway refuses at once, and the broker's closing of the
+    // connection fails the publishes on it: no order waits for the 5 s publish timeout.
     assert!(
-        outcome.slowest_refusal < Duration::from_secs(6),
+        outcome.slowest_refusal < Duration::from_secs(2),
         "503s come quickly, never a hang"
     );
     assert_eq!(outcome.errors, 0, "no request failed without an answer");
@@ -253,9 +255,9 @@ async fn s4_postgresql_stopped_during_a_drain() {
     platform.start_billing().await;
     platform.wait_billed(300, Duration::from_secs(60)).await;
 
-    service_ctl("stop", "postgresql");
+    service_ctl("stop", "postgresql").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    service_ctl("start", "postgresql");
+    service_ctl("start", "postgresql").await;
     let back = Instant::now();
     platform.wait_billed(3_000, Duration::from_secs(120)).await;
     let recovery = back.elapsed();
