@@ -17,7 +17,7 @@ mkdir -p /opt/movie-platform/src /opt/movie-platform/build
 rsync -a --delete --exclude target/ --exclude .git/ --exclude .local/ --exclude dist/ /vagrant/ /opt/movie-platform/src/
 cd /opt/movie-platform/src
 # Whole-program LTO needs ~1.4 GB of memory to link the gateway, more than a VM has (1 GiB by
-# default); per-crate optimisation fits, and costs ~15% of the gateway's CPU per request.
+# default); per-crate optimisation fits, and costs ~12-13% more CPU per request in the gateway.
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 cargo "+$TOOLCHAIN" build --release --locked --bin "$binary" --target-dir /opt/movie-platform/target
 install -m 0755 "/opt/movie-platform/target/release/$binary" "/opt/movie-platform/build/$binary"
