@@ -2,7 +2,8 @@
 # Benchmarks: builds in release mode, starts the platform on loopback (ports 28080-28082) against
 # the local PostgreSQL and RabbitMQ, and measures each scenario next to its limit in the same run:
 #   1. GET /api/movies (20 movies) through the gateway vs straight to inventory (wrk, 64 conn.),
-#      and through a bare actix-web + reqwest proxy (the cost of the hop alone);
+#      through a bare actix-web + reqwest proxy (the cost of the hop alone), and with the
+#      gateway on a core of its own (as the three-VM deployment gives it a machine);
 #   2. POST /api/billing (broker-confirmed) vs a raw confirmed lapin publisher into the same
 #      queue (billing draining it during both), 64 in flight;
 #   3. billing draining a 10,000-order backlog vs raw inserts in the same batches, and one row
@@ -48,7 +49,18 @@ BILLING=127.0.0.1:28082
 BARE_PROXY=127.0.0.1:28083
 # (It may have exited already: the trap must still go on to stop the services.)
 stop_bare_proxy() { [ ! -f "$RUN/bare-proxy.pid" ] || { kill "$(cat "$RUN/bare-proxy.pid")" 2>/dev/null || true; rm -f "$RUN/bare-proxy.pid"; }; }
-trap 'stop_bare_proxy; stop_services "$RUN"' EXIT
+# pin CPUS PID...: every thread of each process may run on CPUS only (taskset, util-linux).
+pin() {
+    local cpus="$1" pid
+    shift
+    for pid in "$@"; do taskset -a -p -c "$cpus" "$pid" >/dev/null 2>&1 || true; done
+}
+# Back to every CPU: the services, and PostgreSQL (its backends too), which is not ours to keep
+# pinned.
+unpin() {
+    pin "0-$(($(nproc) - 1))" $(cat "$RUN"/*.pid 2>/dev/null) $(pgrep -u postgres)
+}
+trap 'unpin; stop_bare_proxy; stop_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
 # wait_for SECONDS STEP WHAT COMMAND...: runs COMMAND every STEP seconds until it succeeds;
@@ -140,9 +152,11 @@ cpu_record() {
 wrk_run() {
     local name="$1" client
     shift
+    local load=(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
+    # WRK_CPUS: the CPUs wrk may run on (all when unset).
+    [ -z "${WRK_CPUS:-}" ] || load=(taskset -c "$WRK_CPUS" "${load[@]}")
     cpu_snapshot "$OUT/cpu.before"
-    client="$(bash -c 'wrk "$@"; times' wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1 \
-        | tee "$OUT/$name.wrk" | tail -n 1)"
+    client="$(bash -c '"$@"; times' load "${load[@]}" 2>&1 | tee "$OUT/$name.wrk" | tail -n 1)"
     cpu_snapshot "$OUT/cpu.after"
     cpu_record "${name%-*}" "$OUT/cpu.before" "$OUT/cpu.after" \
         "$(awk '/requests in/ { print $1 }' "$OUT/$name.wrk")" "$client"
@@ -181,6 +195,24 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 stop_bare_proxy
 
+# 1b. The three-VM deployment gives the gateway a machine of its own, so its CPU does not come
+# out of inventory's. The nearest this one box gets: inventory and PostgreSQL on one core, the
+# gateway and wrk on the other (wrk runs on that core for the direct runs too).
+declare -a own_gw_rps_runs own_gw_p99_runs own_inv_rps_runs own_inv_p99_runs
+own_bad=0
+if (($(nproc) >= 2)); then
+    log "1b. the same with the gateway on a core of its own (inventory and PostgreSQL on the other)"
+    pin 1 "$(cat "$RUN/inventory-app.pid")" $(pgrep -u postgres)
+    pin 0 "$(cat "$RUN/api-gateway.pid")"
+    for round in $(seq 1 "$ROUNDS"); do
+        read -r rps _ p99 bad < <(WRK_CPUS=0 wrk_run "gateway-own-core-get-$round" "http://$GATEWAY/api/movies")
+        own_gw_rps_runs+=("$rps") own_gw_p99_runs+=("$p99") own_bad=$((own_bad + bad))
+        read -r rps _ p99 bad < <(WRK_CPUS=0 wrk_run "inventory-own-core-get-$round" "http://$INVENTORY/api/movies")
+        own_inv_rps_runs+=("$rps") own_inv_p99_runs+=("$p99") own_bad=$((own_bad + bad))
+    done
+    unpin
+fi
+
 log "2. POST /api/billing vs a raw confirmed publisher into the same queue ($CONNECTIONS in flight, $ROUNDS rounds)"
 cat >"$OUT/order.lua" <<'LUA'
 wrk.method = "POST"
@@ -214,6 +246,7 @@ ratios_by_round() {
     for i in "${!ours[@]}"; do printf '%s ' "$(ratio "${ours[$i]}" "${limit[$i]}")"; done
 }
 get_ratios="$(ratios_by_round gw_rps_runs inv_rps_runs)"
+own_core_ratios="$(ratios_by_round own_gw_rps_runs own_inv_rps_runs)"
 bare_ratios="$(ratios_by_round gw_rps_runs bare_rps_runs)"
 post_ratios="$(ratios_by_round post_rps_runs raw_pub_rps_runs)"
 {
@@ -222,12 +255,17 @@ post_ratios="$(ratios_by_round post_rps_runs raw_pub_rps_runs)"
     echo "GET inventory requests/s by round: $(rounds_of "${inv_rps_runs[@]}")"
     echo "GET gateway / inventory by round: $get_ratios"
     echo "GET gateway / bare proxy by round: $bare_ratios"
+    echo "GET, gateway on its own core, requests/s by round: $(rounds_of "${own_gw_rps_runs[@]}")"
+    echo "GET, inventory direct with the same cores, requests/s by round: $(rounds_of "${own_inv_rps_runs[@]}")"
+    echo "GET, gateway on its own core / inventory by round: $own_core_ratios"
     echo "POST gateway orders/s by round: $(rounds_of "${post_rps_runs[@]}")"
     echo "raw publisher messages/s by round: $(rounds_of "${raw_pub_rps_runs[@]}")"
     echo "POST gateway / raw publisher by round: $post_ratios"
 } >"$OUT/rounds.txt"
 gw_rps="$(median "${gw_rps_runs[@]}")" gw_p50="$(median "${gw_p50_runs[@]}")" gw_p99="$(median "${gw_p99_runs[@]}")"
 bare_rps="$(median "${bare_rps_runs[@]}")" bare_p50="$(median "${bare_p50_runs[@]}")" bare_p99="$(median "${bare_p99_runs[@]}")"
+own_gw_rps="$(median "${own_gw_rps_runs[@]}")" own_gw_p99="$(median "${own_gw_p99_runs[@]}")"
+own_inv_rps="$(median "${own_inv_rps_runs[@]}")" own_inv_p99="$(median "${own_inv_p99_runs[@]}")"
 inv_rps="$(median "${inv_rps_runs[@]}")" inv_p50="$(median "${inv_p50_runs[@]}")" inv_p99="$(median "${inv_p99_runs[@]}")"
 post_rps="$(median "${post_rps_runs[@]}")" post_p50="$(median "${post_p50_runs[@]}")" post_p99="$(median "${post_p99_runs[@]}")"
 raw_pub_rps="$(median "${raw_pub_rps_runs[@]}")" raw_pub_p50="$(median "${raw_pub_p50_runs[@]}")" raw_pub_p99="$(median "${raw_pub_p99_runs[@]}")"
@@ -292,13 +330,14 @@ cpu_row() {
     echo "| GET /api/movies (20 movies), requests/s | gateway $gw_rps | inventory direct $inv_rps | $(median $get_ratios) |"
     echo "| GET /api/movies p50 / p99 latency, ms | $gw_p50 / $gw_p99 | $inv_p50 / $inv_p99 | |"
     echo "| (the same through a bare actix-web + reqwest proxy: one hop, no gateway logic) | gateway $gw_rps | bare proxy $bare_rps ($bare_p50 / $bare_p99 ms) | $(median $bare_ratios) |"
+    echo "| (the same with the gateway on a core of its own, inventory and PostgreSQL on the other; p99 in ms) | gateway ${own_gw_rps:--} (p99 ${own_gw_p99:--}) | inventory direct ${own_inv_rps:--} (p99 ${own_inv_p99:--}) | $(median $own_core_ratios) |"
     echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(median $post_ratios) |"
     echo "| POST /api/billing p50 / p99 latency, ms | $post_p50 / $post_p99 | $raw_pub_p50 / $raw_pub_p99 | |"
     echo "| drain of 10,000 orders, orders/s (first commit to last) | billing $drain_rps | raw inserts, 200/commit $raw_batch_rps | $(ratio "$drain_rps" "$raw_batch_rps") |"
     echo "| (the same drain from process start to last row, $drain_ms ms) | billing $drain_wall_rps | | |"
     echo "| (the broker alone: consume, prefetch 500, ack per 200) | | raw consumer $raw_consume_rps | $(ratio "$drain_rps" "$raw_consume_rps") |"
     echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
-    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad, bare proxy $bare_bad | |"
+    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad, bare proxy $bare_bad, own-core runs $own_bad | |"
     echo
     echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
     echo "|---|---|---|---|"
@@ -330,4 +369,9 @@ done
 for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher; do
     grep -q "^$label " "$OUT/cpu.txt" || die "no CPU accounting for $label"
 done
-((gw_bad + bare_bad + inv_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
+if (($(nproc) >= 2)); then
+    for figure in own_gw_rps own_inv_rps; do
+        [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
+    done
+fi
+((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
