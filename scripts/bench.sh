@@ -147,19 +147,30 @@ cpu_record() {
         }' "$before" "$after" >>"$OUT/cpu.txt"
 }
 
+# measured_run OUTPUT COMMAND...: runs a load generator, its output (then bash's `times`) in
+# OUTPUT, between two CPU snapshots; cpu_record turns them into figures.
+measured_run() {
+    local output="$1"
+    shift
+    cpu_snapshot "$OUT/cpu.before"
+    bash -c '"$@"; times' load "$@" >"$output" 2>&1
+    cpu_snapshot "$OUT/cpu.after"
+}
+# cpu_record_run LABEL OUTPUT REQUESTS: the CPU accounting of the last measured_run.
+cpu_record_run() {
+    cpu_record "$1" "$OUT/cpu.before" "$OUT/cpu.after" "$3" "$(tail -n 1 "$2")"
+}
+
 # wrk_run NAME ARGS...: runs wrk, keeps its report and its CPU accounting (cpu.txt, labelled
 # NAME without the round number), prints "requests/s p50_ms p99_ms".
 wrk_run() {
-    local name="$1" client
+    local name="$1"
     shift
     local load=(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
     # WRK_CPUS: the CPUs wrk may run on (all when unset).
     [ -z "${WRK_CPUS:-}" ] || load=(taskset -c "$WRK_CPUS" "${load[@]}")
-    cpu_snapshot "$OUT/cpu.before"
-    client="$(bash -c '"$@"; times' load "${load[@]}" 2>&1 | tee "$OUT/$name.wrk" | tail -n 1)"
-    cpu_snapshot "$OUT/cpu.after"
-    cpu_record "${name%-*}" "$OUT/cpu.before" "$OUT/cpu.after" \
-        "$(awk '/requests in/ { print $1 }' "$OUT/$name.wrk")" "$client"
+    measured_run "$OUT/$name.wrk" "${load[@]}"
+    cpu_record_run "${name%-*}" "$OUT/$name.wrk" "$(awk '/requests in/ { print $1 }' "$OUT/$name.wrk")"
     awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
@@ -227,11 +238,10 @@ for round in $(seq 1 "$ROUNDS"); do
     post_rps_runs+=("$rps") post_p50_runs+=("$p50") post_p99_runs+=("$p99") post_bad=$((post_bad + bad))
     # About as many messages as the gateway took in, so both runs last about as long.
     messages="$(awk -v r="$rps" -v s="$(seconds "$DURATION")" 'BEGIN { printf "%d", r * s }')"
-    cpu_snapshot "$OUT/cpu.before"
-    raw_publish="$(bash -c '"$@"; times' publish "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" \
-        "$messages" "$CONNECTIONS")"
-    cpu_snapshot "$OUT/cpu.after"
-    cpu_record raw-publisher "$OUT/cpu.before" "$OUT/cpu.after" "$messages" "$(tail -n 1 <<<"$raw_publish")"
+    measured_run "$OUT/raw-publisher-$round.out" "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" \
+        "$messages" "$CONNECTIONS"
+    cpu_record_run raw-publisher "$OUT/raw-publisher-$round.out" "$messages"
+    raw_publish="$(cat "$OUT/raw-publisher-$round.out")"
     raw_pub_rps_runs+=("$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_publish")")
     raw_pub_p50_runs+=("$(sed -nE 's/.*p50_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")")
     raw_pub_p99_runs+=("$(sed -nE 's/.*p99_ms=([0-9.]+).*/\1/p' <<<"$raw_publish")")
@@ -363,15 +373,15 @@ cpu_row() {
 
 # A missing or zero figure means a scenario did not run as intended; answers other than 2xx
 # mean the platform failed under load. Either fails the run (after the table, to read why).
-for figure in gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps; do
-    [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
-done
+require_figures() {
+    local figure
+    for figure in "$@"; do
+        [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
+    done
+}
+require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps
+(($(nproc) < 2)) || require_figures own_gw_rps own_inv_rps
 for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher; do
     grep -q "^$label " "$OUT/cpu.txt" || die "no CPU accounting for $label"
 done
-if (($(nproc) >= 2)); then
-    for figure in own_gw_rps own_inv_rps; do
-        [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
-    done
-fi
 ((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
