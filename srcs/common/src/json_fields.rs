@@ -1,31 +1,86 @@
 //! Field-by-field reading of a JSON object, so that a request with several bad fields is answered
-//! with every field's message at once, and so that numbers keep their exact text (money is never
-//! parsed through a float).
+//! with every field's message at once, so that numbers keep their exact text (money is never
+//! parsed through a float), and so that a member sent twice is refused rather than one of its
+//! values silently winning.
 
 use std::collections::BTreeMap;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::problem::{FieldError, Problem};
 
-/// A JSON object whose member values are kept as raw JSON text.
-pub type RawObject = BTreeMap<String, Box<RawValue>>;
+/// A JSON object whose member values are kept as raw JSON text. Members whose name appears more
+/// than once are remembered, not overwritten: [`FieldReader`] refuses them.
+#[derive(Debug, Default)]
+pub struct RawObject {
+    members: BTreeMap<String, Box<RawValue>>,
+    repeated: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut object = RawObject::default();
+                while let Some((name, value)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if object.members.contains_key(&name) {
+                        if !object.repeated.contains(&name) {
+                            object.repeated.push(name);
+                        }
+                    } else {
+                        object.members.insert(name, value);
+                    }
+                }
+                Ok(object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
 
 /// Reads known fields out of a [`RawObject`], collecting one message per bad field.
 pub struct FieldReader {
-    fields: RawObject,
+    fields: BTreeMap<String, Box<RawValue>>,
+    /// Members sent more than once: already reported, never read.
+    repeated: Vec<String>,
     errors: Vec<FieldError>,
 }
 
 impl FieldReader {
-    /// Any member not in `allowed` is reported as an unknown field.
-    pub fn new(fields: RawObject, allowed: &[&str]) -> Self {
-        let errors = fields
+    /// Any member not in `allowed` is reported as an unknown field, and any member sent more
+    /// than once as ambiguous (its value is then not read at all).
+    pub fn new(object: RawObject, allowed: &[&str]) -> Self {
+        let RawObject {
+            mut members,
+            repeated,
+        } = object;
+        let mut errors: Vec<FieldError> = members
             .keys()
             .filter(|name| !allowed.contains(&name.as_str()))
             .map(|name| FieldError::new(name.clone(), "unknown field"))
             .collect();
-        Self { fields, errors }
+        for name in &repeated {
+            members.remove(name);
+            errors.push(FieldError::new(
+                name.clone(),
+                "appears more than once; send each field once",
+            ));
+        }
+        Self {
+            fields: members,
+            repeated,
+            errors,
+        }
     }
 
     /// A field that must be present and not null.
@@ -34,6 +89,9 @@ impl FieldReader {
         name: &str,
         parse: impl FnOnce(&RawValue) -> Result<T, String>,
     ) -> Option<T> {
+        if self.repeated.iter().any(|r| r == name) {
+            return None;
+        }
         match self.fields.get(name) {
             None => self.fail(name, "is required"),
             Some(raw) if raw.get() == "null" => self.fail(name, "is required"),
@@ -50,6 +108,9 @@ impl FieldReader {
         name: &str,
         parse: impl FnOnce(&RawValue) -> Result<T, String>,
     ) -> Option<Option<T>> {
+        if self.repeated.iter().any(|r| r == name) {
+            return None;
+        }
         match self.fields.get(name) {
             None => Some(None),
             Some(raw) if raw.get() == "null" => Some(None),
@@ -192,6 +253,20 @@ mod tests {
         assert_eq!(problem.errors[0].message, "unknown field");
         assert_eq!(problem.errors[1].message, "must be a string, not a number");
         assert_eq!(problem.errors[2].message, "is required");
+    }
+
+    #[test]
+    fn a_member_sent_twice_is_refused_whichever_value_came_last() {
+        let mut reader = FieldReader::new(
+            object(r#"{"a": "1", "a": "999999", "b": "x", "a": "2"}"#),
+            &["a", "b"],
+        );
+        assert!(reader.required("a", string).is_none());
+        assert_eq!(reader.required("b", string), Some("x".to_owned()));
+        let problem = reader.finish().unwrap_err();
+        assert_eq!(problem.errors.len(), 1, "{problem:?}");
+        assert_eq!(problem.errors[0].field, "a");
+        assert!(problem.errors[0].message.contains("more than once"));
     }
 
     #[test]

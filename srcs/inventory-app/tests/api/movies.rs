@@ -297,3 +297,64 @@ async fn request_ids_are_echoed_or_generated() {
     assert_ne!(generated, "has space");
     assert_eq!(generated.len(), 36, "a UUID is generated");
 }
+
+#[tokio::test]
+async fn writes_without_the_admin_token_are_refused_even_from_inside_the_firewall() {
+    let app = spawn_app().await;
+    let movie = app.create_movie("Kept").await;
+    let path = format!("/api/movies/{}", movie["id"]);
+    let anonymous = reqwest::Client::new();
+    let wrong = format!("Bearer {}x", test_support::ADMIN_TOKEN);
+    for authorization in [None, Some(wrong.as_str()), Some("Basic YWRtaW46YWRtaW4=")] {
+        let with = |request: reqwest::RequestBuilder| match authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        };
+        let attempts = [
+            with(anonymous.post(app.url("/api/movies"))).json(&json!({"title": "Intruder"})),
+            with(anonymous.put(app.url(&path))).json(&json!({"title": "Defaced"})),
+            with(anonymous.delete(app.url(&path))),
+            with(anonymous.delete(app.url("/api/movies"))),
+        ];
+        for attempt in attempts {
+            let response = attempt.send().await.unwrap();
+            assert!(response.headers().contains_key("www-authenticate"));
+            assert_problem(response, 401).await;
+        }
+    }
+    let kept: Value = app.get(&path).await.json().await.unwrap();
+    assert_eq!(kept, movie, "nothing changed");
+    let list: Value = app.get("/api/movies").await.json().await.unwrap();
+    assert_eq!(list["movies"].as_array().unwrap().len(), 1);
+    // The scheme name is case-insensitive (RFC 9110).
+    let lower = anonymous
+        .delete(app.url(&path))
+        .header(
+            "authorization",
+            format!("bearer {}", test_support::ADMIN_TOKEN),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 204);
+}
+
+#[tokio::test]
+async fn a_field_sent_twice_is_refused_naming_it() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(app.url("/api/movies"))
+        .header("content-type", "application/json")
+        .body(r#"{"title": "Short", "runtime_minutes": 90, "runtime_minutes": 1440}"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(
+        problem["errors"][0]["field"], "runtime_minutes",
+        "{problem}"
+    );
+    let list: Value = app.get("/api/movies").await.json().await.unwrap();
+    assert_eq!(list["movies"], json!([]), "nothing stored");
+}
