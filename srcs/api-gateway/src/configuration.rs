@@ -5,7 +5,7 @@ use common::{
     config::{self, ConfigError},
 };
 
-use crate::auth::AdminToken;
+use common::auth::AdminToken;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -25,10 +25,18 @@ use crate::{
 const BREAKER_THRESHOLD: u32 = 5;
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
 
-/// Request headers passed on to inventory.
-const FORWARDED_REQUEST_HEADERS: [&str; 3] = ["content-type", "accept", "traceparent"];
+/// Request headers passed on to inventory (`authorization`: inventory checks the admin token of
+/// a write again).
+const FORWARDED_REQUEST_HEADERS: [&str; 4] =
+    ["content-type", "accept", "traceparent", "authorization"];
 /// Response headers passed back to the client.
-const FORWARDED_RESPONSE_HEADERS: [&str; 4] = ["content-type", "location", "retry-after", "allow"];
+const FORWARDED_RESPONSE_HEADERS: [&str; 5] = [
+    "content-type",
+    "location",
+    "retry-after",
+    "allow",
+    "www-authenticate",
+];
 /// The largest answer is a 500-movie page; anything far beyond that is a fault.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 

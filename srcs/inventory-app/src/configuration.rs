@@ -1,6 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use common::{
+    auth::AdminToken,
     config::{self, ConfigError},
     db::DatabaseSettings,
 };
@@ -12,6 +13,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `SHUTDOWN_TIMEOUT_MS`: how long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `ADMIN_TOKEN`: the gateway's, required on writes (the gateway passes the client's on).
+    pub admin_token: AdminToken,
 }
 
 impl Settings {
@@ -23,6 +26,7 @@ impl Settings {
             )?,
             database: DatabaseSettings::from_env()?,
             shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            admin_token: config::required("ADMIN_TOKEN")?,
         })
     }
 }

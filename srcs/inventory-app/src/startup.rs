@@ -61,9 +61,11 @@ fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Res
     let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
     let metrics = web::Data::new(metrics);
     let pool = web::Data::new(pool);
+    let admin_token = web::Data::new(settings.admin_token.clone());
     let server = HttpServer::new(move || {
         shared_http::app()
             .app_data(pool.clone())
+            .app_data(admin_token.clone())
             .app_data(metrics.clone())
             .app_data(pool_gauges.clone())
             .configure(routes::configure)

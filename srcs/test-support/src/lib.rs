@@ -11,6 +11,9 @@ pub use proxy::TcpProxy;
 
 use std::time::Duration;
 
+/// The admin token of every service a test starts (`ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
 /// Polls `condition` every 50 ms until it holds, panicking with `what` after `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
 where

@@ -40,6 +40,7 @@ pub async fn spawn_inventory() -> SocketAddr {
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         database: DatabaseSettings::with_url(&db.url).unwrap(),
         shutdown_timeout: Duration::from_secs(1),
+        admin_token: ADMIN_TOKEN.parse().unwrap(),
     };
     let app = inventory_app::startup::Application::build(settings)
         .await
@@ -68,8 +69,7 @@ pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueu
     }
 }
 
-/// The admin token of the test gateways.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+pub use test_support::ADMIN_TOKEN;
 
 /// The gateway in front of a fresh inventory and a fresh queue, connected to the broker.
 pub async fn spawn_gateway() -> TestGateway {

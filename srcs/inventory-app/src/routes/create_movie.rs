@@ -1,11 +1,12 @@
 use actix_web::{http::header, web, HttpResponse};
-use common::json_fields::RawObject;
+use common::{auth::Admin, json_fields::RawObject};
 use deadpool_postgres::Pool;
 
 use crate::{domain::MovieDraft, error::InventoryError, store};
 
 /// `POST /api/movies`: 201 with the stored movie and its `Location`.
 pub async fn create_movie(
+    _: Admin,
     pool: web::Data<Pool>,
     body: web::Json<RawObject>,
 ) -> Result<HttpResponse, InventoryError> {

@@ -1,5 +1,5 @@
 use actix_web::{web, HttpResponse};
-use common::json_fields::RawObject;
+use common::{auth::Admin, json_fields::RawObject};
 use deadpool_postgres::Pool;
 
 use crate::{
@@ -10,6 +10,7 @@ use crate::{
 
 /// `PUT /api/movies/{id}`: replaces every field (an omitted optional field is cleared).
 pub async fn replace_movie(
+    _: Admin,
     pool: web::Data<Pool>,
     id: web::Path<String>,
     body: web::Json<RawObject>,

@@ -3,11 +3,12 @@ use std::time::Duration;
 use common::db::{build_pool, DatabaseSettings};
 use inventory_app::{configuration::Settings, startup::Application, store};
 use serde_json::{json, Value};
-use test_support::TestDatabase;
+use test_support::{TestDatabase, ADMIN_TOKEN};
 
 pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
+    /// Sends the admin token with every request, as the gateway passes it on for writes.
     pub http: reqwest::Client,
 }
 
@@ -31,6 +32,7 @@ pub async fn spawn_app() -> TestApp {
         bind_addr: "127.0.0.1:0".parse().unwrap(),
         database,
         shutdown_timeout: Duration::from_secs(1),
+        admin_token: ADMIN_TOKEN.parse().unwrap(),
     };
     let app = Application::build(settings)
         .await
@@ -42,6 +44,14 @@ pub async fn spawn_app() -> TestApp {
         db,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
             .build()
             .unwrap(),
     }
