@@ -84,7 +84,15 @@ impl Application {
             () = shutdown => {
                 log::info!("shutting down: finishing the orders already delivered");
                 token.cancel();
-                consumer.await;
+                let limit = self.settings.shutdown_timeout;
+                if tokio::time::timeout(limit, consumer).await.is_err() {
+                    // Dropping the consumer drops its connection: the broker puts every
+                    // unacknowledged delivery back in the queue, and billing is idempotent.
+                    log::warn!(
+                        "the consumer did not finish within {limit:?}; stopping anyway, its \
+                         unacknowledged orders go back to the queue"
+                    );
+                }
             }
         }
         shared_http::stop_without_cutting_off(&server).await;
@@ -115,6 +123,7 @@ fn serve(
     .disable_signals()
     .workers(1)
     .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
+    .keep_alive(shared_http::KEEP_ALIVE)
     .shutdown_timeout(5)
     .listen(listener)?
     .run();

@@ -13,8 +13,8 @@ use actix_web::{
 use crate::problem::{Problem, PROBLEM_JSON};
 
 /// The application every service starts from: one request log line, metrics, the request id,
-/// problem+json for every error, body limits, and a 404 problem for unknown routes. Services add
-/// their state and routes.
+/// problem+json for every error, limits on the request's head, body size and body time, and a
+/// 404 problem for unknown routes. Services add their state and routes.
 pub fn app() -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -25,6 +25,7 @@ pub fn app() -> App<
     >,
 > {
     App::new()
+        .wrap(from_fn(crate::request_limits::middleware))
         .wrap(problem_error_handlers())
         .wrap(from_fn(crate::request_id::middleware))
         .wrap(from_fn(crate::metrics::middleware))
