@@ -6,8 +6,15 @@ mod health;
 mod movies;
 mod order_status;
 
-use actix_web::{http::Method, middleware::from_fn, web, Route};
+use actix_web::{
+    http::Method,
+    middleware::{from_fn, Condition},
+    web, Resource, Route,
+};
 use common::http::method_not_allowed;
+
+/// Paths never rate-limited: probes and scrapers call them on a schedule.
+const NOT_RATE_LIMITED: [&str; 3] = ["/health", "/ready", "/metrics"];
 
 /// `METHOD "path" => handler`, as (path, method, route) rows.
 macro_rules! routes {
@@ -64,12 +71,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let resource = routes
             .into_iter()
             .fold(web::resource(path), |resource, route| resource.route(route))
-            .default_service(method_not_allowed(&methods))
-            // Inside the app's request id, logging and metrics, so refusals show there too.
-            .wrap(from_fn(crate::rate_limit::middleware));
-        cfg.service(resource);
+            .default_service(method_not_allowed(&methods));
+        cfg.service(rate_limited(resource, path));
     }
     // Swagger UI: the documentation itself, not part of the API it documents.
-    cfg.route("/docs", web::get().to(docs::docs_redirect))
-        .route("/docs/{file:.*}", web::get().to(docs::swagger_ui));
+    for (path, route) in [
+        ("/docs", web::get().to(docs::docs_redirect)),
+        ("/docs/{file:.*}", web::get().to(docs::swagger_ui)),
+    ] {
+        cfg.service(rate_limited(web::resource(path).route(route), path));
+    }
+}
+
+/// The resource, limited per client unless it is an operations endpoint. The limit is attached
+/// to the route the router matched, never decided from the path as the client spelled it. It
+/// runs inside the app's request id, logging and metrics, so refusals show there too.
+fn rate_limited(
+    resource: Resource,
+    path: &str,
+) -> Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    resource.wrap(Condition::new(
+        !NOT_RATE_LIMITED.contains(&path),
+        from_fn(crate::rate_limit::middleware),
+    ))
 }
