@@ -23,6 +23,9 @@ pub struct Settings {
     pub batch_linger: Duration,
     /// `AMQP_CONNECT_TIMEOUT_MS`.
     pub connect_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`: the longest a stop may take, whatever state the consumer is in;
+    /// orders not acknowledged by then go back to the queue.
+    pub shutdown_timeout: Duration,
 }
 
 impl Settings {
@@ -49,6 +52,7 @@ impl Settings {
             batch_size,
             batch_linger: config::millis_or_default("BILLING_BATCH_LINGER_MS", 5)?,
             connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
         })
     }
 }

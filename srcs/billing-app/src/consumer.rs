@@ -7,6 +7,11 @@
 //!   to the dead-letter queue; the reason is logged;
 //! - database unavailable: held unacknowledged while the write is retried with backoff; on
 //!   shutdown or a lost channel it returns to the queue for later.
+//!
+//! On shutdown the consumer is cancelled at once (readiness then says "not consuming"), the
+//! deliveries already sent are billed until none has arrived for [`DRAIN_IDLE`], and every call
+//! to the broker on the way out has a deadline: a stop never waits on a broker that does not
+//! answer. The caller bounds the whole stop as well (`SHUTDOWN_TIMEOUT_MS`).
 
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use common::{
     amqp::{self, request_id_of},
     backoff::Backoff,
     db,
-    order::{OrderMessage, ORDER_MESSAGE_TYPE},
+    order::{is_known_message_type, OrderMessage},
     telemetry::error_chain,
 };
 use deadpool_postgres::Pool;
@@ -34,6 +39,12 @@ use crate::{
     metrics::ConsumerMetrics,
     store::{self, OrderToBill},
 };
+
+/// After the consumer is cancelled on shutdown, the deliveries the broker had already sent are
+/// still billed; once none has arrived for this long, there are no more.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+/// The longest the way out waits for the broker to answer a cancel or a close.
+const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -81,22 +92,12 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
-    let connection =
-        amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
-    let channel = connection.create_channel().await?;
-    settings.queue.declare(&channel).await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
-    let tag = amqp::consumer_tag("billing");
-    let mut consumer = channel
-        .basic_consume(
-            settings.queue.name().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // A stop while connecting gives up the half-made connection (nothing was delivered yet).
+    let (connection, channel, tag, mut consumer) = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(()),
+        started = start_consuming(settings) => started?,
+    };
     backoff.reset();
     metrics.set_consuming(true);
     let _sampler = BacklogSampler::start(&channel, settings.queue.name(), metrics);
@@ -105,13 +106,25 @@ async fn session(
     let mut draining = false;
     loop {
         let next = if draining {
-            consumer.next().await
+            match tokio::time::timeout(DRAIN_IDLE, consumer.next()).await {
+                Ok(next) => next,
+                // Nothing more was on its way.
+                Err(_) => break,
+            }
         } else {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
+                    metrics.set_consuming(false);
                     // No new deliveries; those already sent still arrive and are finished.
-                    channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await?;
+                    let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+                    match tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, cancel).await {
+                        Ok(cancelled) => cancelled?,
+                        Err(_) => {
+                            log::warn!("the broker did not confirm the consumer's cancel; closing");
+                            break;
+                        }
+                    }
                     draining = true;
                     continue;
                 }
@@ -134,10 +147,42 @@ async fn session(
     Ok(())
 }
 
+/// Connects, declares the topology and starts a consumer.
+async fn start_consuming(
+    settings: &Settings,
+) -> Result<(Connection, Channel, String, Consumer), SessionError> {
+    let connection =
+        amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
+    let channel = connection.create_channel().await?;
+    settings.queue.declare(&channel).await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = amqp::consumer_tag("billing");
+    let consumer = channel
+        .basic_consume(
+            settings.queue.name().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((connection, channel, tag, consumer))
+}
+
 async fn close(connection: &Connection, channel: &Channel) {
-    // Unacknowledged deliveries (if any) go back to the queue when the channel closes.
-    let _ = channel.close(200, "shutting down".into()).await;
-    let _ = connection.close(200, "shutting down".into()).await;
+    // Unacknowledged deliveries (if any) go back to the queue when the channel closes, or when
+    // the connection is dropped if the broker does not answer the close.
+    let goodbye = async {
+        let _ = channel.close(200, "shutting down".into()).await;
+        let _ = connection.close(200, "shutting down".into()).await;
+    };
+    if tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, goodbye)
+        .await
+        .is_err()
+    {
+        log::warn!("the broker did not answer the close; dropping the connection");
+    }
 }
 
 /// The first delivery plus whatever else arrives within the linger time, up to the batch size.
@@ -168,7 +213,7 @@ enum Outcome {
 /// Why a delivery can never be billed, or the order it carries.
 fn decode(delivery: &Delivery) -> Result<OrderMessage, String> {
     match delivery.properties.kind() {
-        Some(kind) if kind.as_str() != ORDER_MESSAGE_TYPE => {
+        Some(kind) if !is_known_message_type(kind.as_str()) => {
             return Err(format!("unsupported message type {:?}", kind.as_str()));
         }
         _ => {}
@@ -210,7 +255,7 @@ async fn bill_batch(
     };
 
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let inserted = loop {
+    let stored = loop {
         let attempt = async {
             let client = pool.get().await.map_err(WriteError::Pool)?;
             store::insert_orders(&**client, &orders)
@@ -218,7 +263,7 @@ async fn bill_batch(
                 .map_err(WriteError::Database)
         };
         match attempt.await {
-            Ok(inserted) => break inserted,
+            Ok(stored) => break stored,
             Err(e) if e.is_transient() => {
                 let delay = backoff.next_delay();
                 log::warn!(
@@ -250,7 +295,7 @@ async fn bill_batch(
     channel
         .basic_ack(last_tag, BasicAckOptions { multiple: true })
         .await?;
-    record_billed(&orders, inserted, metrics);
+    record_billed(&orders, stored, metrics);
     metrics
         .batch_duration
         .observe(started.elapsed().as_secs_f64());
@@ -278,9 +323,9 @@ async fn bill_one_by_one(
                     .map_err(WriteError::Database)
             };
             match attempt.await {
-                Ok(inserted) => {
+                Ok(stored) => {
                     channel.basic_ack(tag, BasicAckOptions::default()).await?;
-                    record_billed(std::slice::from_ref(&order), inserted, metrics);
+                    record_billed(std::slice::from_ref(&order), stored, metrics);
                     break;
                 }
                 Err(e) if e.is_transient() => {
@@ -330,11 +375,19 @@ async fn dead_letter(
 
 /// Counts and logs orders just stored and acknowledged; one line per order, carrying the
 /// request id, so one grep follows an order from the gateway to here.
-fn record_billed(orders: &[OrderToBill], inserted: u64, metrics: &ConsumerMetrics) {
-    let duplicates = orders.len() as u64 - inserted;
+fn record_billed(orders: &[OrderToBill], stored: store::Stored, metrics: &ConsumerMetrics) {
+    let duplicates = orders.len() as u64 - stored.inserted - stored.conflicts;
     metrics.acked.inc_by(orders.len() as u64);
-    metrics.billed.inc_by(inserted);
+    metrics.billed.inc_by(stored.inserted);
     metrics.duplicates.inc_by(duplicates);
+    metrics.conflicts.inc_by(stored.conflicts);
+    if stored.conflicts > 0 {
+        log::warn!(
+            "{} orders reused an Idempotency-Key already billed with another payload: recorded \
+             as conflicts on their order, not billed",
+            stored.conflicts
+        );
+    }
     for OrderToBill { order, request_id } in orders {
         log::info!(
             "request_id={} order_id={} billed",

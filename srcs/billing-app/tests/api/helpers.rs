@@ -73,6 +73,7 @@ impl TestBed {
             batch_size: 50,
             batch_linger: Duration::from_millis(5),
             connect_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(5),
         }
     }
 
