@@ -18,8 +18,10 @@ pub enum GatewayError {
     },
     #[error("order not queued")]
     Publish(#[from] PublishError),
-    #[error("missing or wrong admin token")]
-    Unauthorized,
+    #[error("the Idempotency-Key's first request is still in progress")]
+    IdempotencyKeyInFlight,
+    #[error("the Idempotency-Key was used for another payload")]
+    IdempotencyKeyReused,
 }
 
 /// How a call to a service behind the gateway failed.
@@ -87,8 +89,6 @@ impl GatewayError {
                         .with_retry_after(2),
                 }
             }
-            Self::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED)
-                .with_detail("Changing the catalogue needs `Authorization: Bearer <admin token>`."),
             // Never "queued" unless the broker confirmed it: the client may retry safely with
             // the same Idempotency-Key.
             Self::Publish(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
@@ -97,6 +97,17 @@ impl GatewayError {
                      with the same Idempotency-Key to be safe.",
                 )
                 .with_retry_after(5),
+            Self::IdempotencyKeyInFlight => Problem::new(StatusCode::CONFLICT)
+                .with_detail(
+                    "A request with this Idempotency-Key is still being processed; retry once it \
+                     has been answered.",
+                )
+                .with_retry_after(1),
+            Self::IdempotencyKeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                .with_detail(
+                    "This Idempotency-Key was already used for an order with a different payload; \
+                     use a new key for a new order.",
+                ),
         }
     }
 }
@@ -112,15 +123,6 @@ impl ResponseError for GatewayError {
             let id = request_id::current().unwrap_or_default();
             log::warn!("request_id={id} {}", error_chain(self));
         }
-        let mut response = problem.to_response();
-        if let Self::Unauthorized = self {
-            response.headers_mut().insert(
-                actix_web::http::header::WWW_AUTHENTICATE,
-                actix_web::http::header::HeaderValue::from_static(
-                    r#"Bearer realm="movie-platform""#,
-                ),
-            );
-        }
-        response
+        problem.to_response()
     }
 }

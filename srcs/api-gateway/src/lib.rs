@@ -5,10 +5,10 @@
 // request, on the error path only.
 #![allow(clippy::result_large_err)]
 
-pub mod auth;
 pub mod circuit_breaker;
 pub mod configuration;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod publisher;
 pub mod rate_limit;

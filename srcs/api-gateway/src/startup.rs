@@ -109,6 +109,7 @@ fn serve(
     settings: &Settings,
 ) -> std::io::Result<Server> {
     let publisher = web::Data::new(publisher);
+    let recent_keys = web::Data::new(crate::idempotency::RecentKeys::default());
     let metrics = web::Data::new(metrics);
     let admin_token = web::Data::new(settings.admin_token.clone());
     let rate_limit = web::Data::new(match settings.rate_limit {
@@ -122,6 +123,7 @@ fn serve(
                 billing: upstreams.billing.for_this_worker(),
             }))
             .app_data(publisher.clone())
+            .app_data(recent_keys.clone())
             .app_data(metrics.clone())
             .app_data(admin_token.clone())
             .app_data(rate_limit.clone())

@@ -15,6 +15,7 @@ pub struct ConsumerMetrics {
     pub dead_lettered: IntCounter,
     pub billed: IntCounter,
     pub duplicates: IntCounter,
+    pub conflicts: IntCounter,
     pub batch_duration: Histogram,
     pub backlog: IntGauge,
     consuming_gauge: IntGauge,
@@ -35,6 +36,10 @@ impl ConsumerMetrics {
             duplicates: metrics.counter(
                 "orders_duplicate_total",
                 "Redelivered or duplicated orders skipped because they were already stored.",
+            ),
+            conflicts: metrics.counter(
+                "orders_idempotency_conflicts_total",
+                "Orders refused because their Idempotency-Key was already billed with another payload.",
             ),
             batch_duration: metrics.histogram(
                 "batch_processing_duration_seconds",

@@ -16,19 +16,33 @@ pub struct OrderToBill {
     pub request_id: Option<String>,
 }
 
+/// What storing a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// New rows.
+    pub inserted: u64,
+    /// Orders whose id was already billed with a different payload (an Idempotency-Key reused
+    /// for another order): recorded in `order_conflicts`, never billed.
+    pub conflicts: u64,
+}
+
 /// Stores the orders in one statement (so one transaction); an order id already stored is
-/// skipped, which makes redelivery harmless. Returns how many rows were new.
+/// skipped, which makes redelivery harmless. An order whose id is already billed with another
+/// payload fingerprint is recorded as a conflict instead. Safe to repeat: a redelivered batch
+/// changes nothing.
 pub async fn insert_orders(
     client: &impl GenericClient,
     orders: &[OrderToBill],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<Stored, tokio_postgres::Error> {
     let mut order_ids: Vec<Uuid> = Vec::with_capacity(orders.len());
     let mut user_ids: Vec<&str> = Vec::with_capacity(orders.len());
     let mut items: Vec<i32> = Vec::with_capacity(orders.len());
     let mut amounts: Vec<Decimal> = Vec::with_capacity(orders.len());
     let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(orders.len());
     let mut request_ids: Vec<Option<&str>> = Vec::with_capacity(orders.len());
+    let mut fingerprints: Vec<Option<&str>> = Vec::with_capacity(orders.len());
     for OrderToBill { order, request_id } in orders {
+        fingerprints.push(order.payload_fingerprint.as_ref().map(|f| f.as_str()));
         order_ids.push(order.order_id);
         user_ids.push(order.user_id.as_str());
         items.push(order.number_of_items.get());
@@ -36,14 +50,59 @@ pub async fn insert_orders(
         received.push(order.received_at);
         request_ids.push(request_id.as_deref());
     }
-    client
-        .execute(
-            "INSERT INTO orders (order_id, user_id, number_of_items, total_amount, received_at, request_id)
-             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::INT4[], $4::NUMERIC[], $5::TIMESTAMPTZ[], $6::TEXT[])
-             ON CONFLICT (order_id) DO NOTHING",
-            &[&order_ids, &user_ids, &items, &amounts, &received, &request_ids],
+    let inserted: std::collections::HashSet<Uuid> = client
+        .query(
+            "INSERT INTO orders (order_id, user_id, number_of_items, total_amount, received_at, request_id, payload_fingerprint)
+             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::INT4[], $4::NUMERIC[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TEXT[])
+             ON CONFLICT (order_id) DO NOTHING
+             RETURNING order_id",
+            &[&order_ids, &user_ids, &items, &amounts, &received, &request_ids, &fingerprints],
         )
-        .await
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Only an order not inserted just now, or sent twice in this batch, can conflict: compare
+    // those with the payload actually billed (usually none, so no second statement).
+    let mut seen = std::collections::HashSet::with_capacity(orders.len());
+    let candidates: Vec<usize> = (0..orders.len())
+        .filter(|&i| {
+            let first_time = seen.insert(order_ids[i]);
+            fingerprints[i].is_some() && (!first_time || !inserted.contains(&order_ids[i]))
+        })
+        .collect();
+    let mut conflicts = 0;
+    if !candidates.is_empty() {
+        let (ids, prints) = (
+            pick(&order_ids, &candidates),
+            pick(&fingerprints, &candidates),
+        );
+        let (times, requests) = (
+            pick(&received, &candidates),
+            pick(&request_ids, &candidates),
+        );
+        conflicts = client
+            .execute(
+                "INSERT INTO order_conflicts (order_id, payload_fingerprint, received_at, request_id)
+                 SELECT c.order_id, c.payload_fingerprint, c.received_at, c.request_id
+                 FROM UNNEST($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TEXT[])
+                      AS c (order_id, payload_fingerprint, received_at, request_id)
+                 JOIN orders o USING (order_id)
+                 WHERE o.payload_fingerprint <> c.payload_fingerprint
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &prints, &times, &requests],
+            )
+            .await?;
+    }
+    Ok(Stored {
+        inserted: inserted.len() as u64,
+        conflicts,
+    })
+}
+
+/// The values at `indices`.
+fn pick<T: Copy>(values: &[T], indices: &[usize]) -> Vec<T> {
+    indices.iter().map(|&i| values[i]).collect()
 }
 
 /// An order as billed, as answered by `GET /api/billing/{order_id}`.
@@ -57,6 +116,18 @@ pub struct BilledOrder {
     pub total_amount: String,
     pub received_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
+    /// Of the payload billed; `null` for orders billed before fingerprints existed.
+    pub payload_fingerprint: Option<String>,
+    /// Later requests that reused the order's Idempotency-Key with another payload: not billed.
+    pub idempotency_conflicts: Vec<IdempotencyConflict>,
+}
+
+/// A request refused because its Idempotency-Key was already used for another payload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IdempotencyConflict {
+    pub payload_fingerprint: String,
+    pub received_at: DateTime<Utc>,
+    pub request_id: Option<String>,
 }
 
 pub async fn find_order(
@@ -65,12 +136,31 @@ pub async fn find_order(
 ) -> Result<Option<BilledOrder>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT user_id, number_of_items, total_amount, received_at, processed_at
+            "SELECT user_id, number_of_items, total_amount, received_at, processed_at, payload_fingerprint
              FROM orders WHERE order_id = $1",
             &[&order_id],
         )
         .await?;
-    Ok(row.map(|row| BilledOrder {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let idempotency_conflicts = client
+        .query(
+            "SELECT payload_fingerprint, received_at, request_id FROM order_conflicts
+             WHERE order_id = $1 ORDER BY recorded_at, payload_fingerprint",
+            &[&order_id],
+        )
+        .await?
+        .iter()
+        .map(|conflict| IdempotencyConflict {
+            payload_fingerprint: conflict.get("payload_fingerprint"),
+            received_at: conflict.get("received_at"),
+            request_id: conflict.get("request_id"),
+        })
+        .collect();
+    Ok(Some(BilledOrder {
+        payload_fingerprint: row.get("payload_fingerprint"),
+        idempotency_conflicts,
         order_id,
         status: "billed",
         user_id: row.get("user_id"),

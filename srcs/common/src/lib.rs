@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod amqp;
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod order;
 pub mod problem;
 pub mod request_id;
+pub mod request_limits;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -13,7 +13,14 @@ use crate::json_fields::{self, FieldReader, RawObject, CHECKED};
 use crate::problem::Problem;
 
 /// AMQP `type` property of an [`OrderMessage`]; bump it with any incompatible change.
-pub const ORDER_MESSAGE_TYPE: &str = "order.created.v1";
+/// v2 added `payload_fingerprint`.
+pub const ORDER_MESSAGE_TYPE: &str = "order.created.v2";
+
+/// The message types billing decodes: v1 messages (no fingerprint) may still be queued from
+/// before an upgrade.
+pub fn is_known_message_type(kind: &str) -> bool {
+    matches!(kind, ORDER_MESSAGE_TYPE | "order.created.v1")
+}
 
 /// Who ordered: a non-empty string of at most 64 characters (a JSON positive integer is accepted
 /// and kept as its decimal text, as the original system sent both).
@@ -192,6 +199,54 @@ pub fn new_order_id(user_id: &UserId, key: Option<&IdempotencyKey>) -> Uuid {
     }
 }
 
+/// What identifies an order's content, whatever its JSON spelling (`"45.0"` and `45` are the
+/// same order): `sha256:` and the hex SHA-256 of its normalised fields. An Idempotency-Key sent
+/// again with another fingerprint is a different order under a reused key, and is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PayloadFingerprint(String);
+
+impl PayloadFingerprint {
+    const PREFIX: &'static str = "sha256:";
+
+    pub fn of(order: &OrderRequest) -> Self {
+        use sha2::{Digest, Sha256};
+        let normalised = format!(
+            "{}\n{}\n{}",
+            order.user_id.as_str(),
+            order.number_of_items.get(),
+            order.total_amount.get()
+        );
+        let digest = Sha256::digest(normalised.as_bytes());
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        Self(format!("{}{hex}", Self::PREFIX))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PayloadFingerprint {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let well_formed = text.strip_prefix(Self::PREFIX).is_some_and(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if well_formed {
+            Ok(Self(text))
+        } else {
+            Err("a payload fingerprint is \"sha256:\" and 64 lowercase hex digits".to_owned())
+        }
+    }
+}
+
+impl From<PayloadFingerprint> for String {
+    fn from(fingerprint: PayloadFingerprint) -> String {
+        fingerprint.0
+    }
+}
+
 /// A validated `POST /api/billing` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
@@ -233,11 +288,16 @@ pub struct OrderMessage {
     pub total_amount: Amount,
     /// When the gateway accepted the order.
     pub received_at: DateTime<Utc>,
+    /// The request's [`PayloadFingerprint`] (absent in v1 messages): when an Idempotency-Key is
+    /// reused with another payload, billing records the second payload as a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_fingerprint: Option<PayloadFingerprint>,
 }
 
 impl OrderMessage {
     pub fn new(order_id: Uuid, request: OrderRequest, received_at: DateTime<Utc>) -> Self {
         Self {
+            payload_fingerprint: Some(PayloadFingerprint::of(&request)),
             order_id,
             user_id: request.user_id,
             number_of_items: request.number_of_items,
@@ -422,6 +482,32 @@ mod tests {
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_order_not_its_spelling() {
+        let fingerprint = |json: &str| PayloadFingerprint::of(&order(json).unwrap());
+        let a =
+            fingerprint(r#"{"user_id": "88", "number_of_items": "2", "total_amount": "45.00"}"#);
+        let b = fingerprint(r#"{"total_amount": 45, "number_of_items": 2, "user_id": 88}"#);
+        let c = fingerprint(r#"{"user_id": "88", "number_of_items": 2, "total_amount": "45.01"}"#);
+        let d = fingerprint(r#"{"user_id": "8", "number_of_items": 82, "total_amount": "45.00"}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d, "fields cannot run into each other");
+        assert_eq!(PayloadFingerprint::try_from(String::from(a.clone())), Ok(a));
+        assert!(PayloadFingerprint::try_from("sha256:xyz".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_v1_message_without_a_fingerprint_still_decodes() {
+        let v1 = br#"{"order_id": "6f1c3b7e-8a54-4d0b-9e2f-51a7c4d802be", "user_id": "88",
+            "number_of_items": 2, "total_amount": "45.00", "received_at": "2026-01-01T00:00:00Z"}"#;
+        let message = OrderMessage::from_json_bytes(v1).unwrap();
+        assert_eq!(message.payload_fingerprint, None);
+        assert!(is_known_message_type("order.created.v1"));
+        assert!(is_known_message_type(ORDER_MESSAGE_TYPE));
+        assert!(!is_known_message_type("order.created.v3"));
     }
 
     #[test]

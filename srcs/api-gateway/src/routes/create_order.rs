@@ -2,27 +2,47 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use common::{
     json_fields::RawObject,
-    order::{new_order_id, IdempotencyKey, OrderMessage, OrderRequest},
+    order::{new_order_id, IdempotencyKey, OrderMessage, OrderRequest, PayloadFingerprint},
     problem::{FieldError, Problem},
     request_id::RequestId,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{error::GatewayError, publisher::OrderPublisher};
+use crate::{
+    error::GatewayError,
+    idempotency::{Claim, RecentKeys},
+    publisher::OrderPublisher,
+};
 
 /// `POST /api/billing`: validates the order, publishes it persistently and answers 202 only
-/// once the broker has confirmed it.
+/// once the broker has confirmed it. With an Idempotency-Key, a retry is answered like the
+/// first request, and a key reused for another payload is refused (see `idempotency`).
 pub async fn create_order(
     req: HttpRequest,
     body: web::Json<RawObject>,
     publisher: web::Data<OrderPublisher>,
+    recent_keys: web::Data<RecentKeys>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
     let key = idempotency_key(&req)?;
     let order = OrderRequest::from_json(body.into_inner())?;
     let order_id = new_order_id(&order.user_id, key.as_ref());
     let message = OrderMessage::new(order_id, order, Utc::now());
+    let fingerprint = message
+        .payload_fingerprint
+        .clone()
+        .expect("a new message has its fingerprint");
+    let publishing = match key.map(|_| recent_keys.claim(order_id, &fingerprint)) {
+        None => None,
+        Some(Claim::New(publishing)) => Some(publishing),
+        Some(Claim::AlreadyQueued) => {
+            log::info!("request_id={request_id} order_id={order_id} already queued (retry)");
+            return Ok(queued(order_id, fingerprint));
+        }
+        Some(Claim::InFlight) => return Err(GatewayError::IdempotencyKeyInFlight),
+        Some(Claim::Conflict) => return Err(GatewayError::IdempotencyKeyReused),
+    };
     let traceparent = req
         .headers()
         .get("traceparent")
@@ -30,14 +50,23 @@ pub async fn create_order(
     publisher
         .publish(&message, Some(request_id.as_str()), traceparent)
         .await?;
+    if let Some(publishing) = publishing {
+        publishing.queued();
+    }
     log::info!("request_id={request_id} order_id={order_id} queued");
-    Ok(HttpResponse::Accepted()
+    Ok(queued(order_id, fingerprint))
+}
+
+/// The 202 answer.
+fn queued(order_id: Uuid, payload_fingerprint: PayloadFingerprint) -> HttpResponse {
+    HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/billing/{order_id}")))
         .json(OrderQueued {
             message: "Order queued for processing",
             status: "queued",
             order_id,
-        }))
+            payload_fingerprint,
+        })
 }
 
 /// The 202 body.
@@ -46,6 +75,9 @@ struct OrderQueued {
     message: &'static str,
     status: &'static str,
     order_id: Uuid,
+    /// Compare with the order status's: a retry under a key already used elsewhere for another
+    /// payload shows up there as a conflict.
+    payload_fingerprint: PayloadFingerprint,
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {
