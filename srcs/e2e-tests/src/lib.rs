@@ -172,7 +172,7 @@ impl Service {
 }
 
 /// The admin token of the platforms started here.
-pub const ADMIN_TOKEN: &str = "harness-admin-token-0123456789abcdef";
+pub use test_support::ADMIN_TOKEN;
 
 /// The three binaries on loopback, with databases and a queue of their own.
 pub struct Platform {
@@ -214,6 +214,7 @@ impl Platform {
         let inventory_env = vec![
             ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
             ("DATABASE_URL", inventory_db.url.clone()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ];
         let billing_env = vec![
             ("DATABASE_URL", billing_db.url.clone()),
@@ -285,6 +286,24 @@ impl Platform {
         self.wait_ready(&format!("{}/ready", self.gateway_url), &service)
             .await;
         self.gateway = Some(service);
+    }
+
+    /// Stops the gateway and starts it again with `overrides` added to its environment (a new
+    /// process: the idempotency keys it remembered are gone).
+    pub async fn restart_gateway_with(&mut self, overrides: &[(&'static str, &str)]) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await;
+        }
+        for (name, value) in overrides {
+            self.gateway_env.retain(|(existing, _)| existing != name);
+            self.gateway_env.push((name, (*value).to_owned()));
+        }
+        self.start_gateway().await;
+    }
+
+    /// The address billing-app's HTTP listener answers on.
+    pub fn billing_addr(&self) -> std::net::SocketAddr {
+        self.billing_socket.local_addr().unwrap()
     }
 
     fn inventory_port(&self) -> u16 {

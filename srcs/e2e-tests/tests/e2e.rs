@@ -59,7 +59,7 @@ async fn post_order(http: &reqwest::Client, gateway: &str, user: usize, key: &st
     (status, response.json().await.unwrap())
 }
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123";
+use e2e_tests::ADMIN_TOKEN;
 
 #[tokio::test]
 async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
@@ -86,6 +86,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         &[
             ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
             ("DATABASE_URL", inventory_db.url.clone()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ],
     );
     let billing = Service::start("billing-app", &billing_env);

@@ -76,3 +76,48 @@ async fn billing_starts_while_the_broker_is_down_and_consumes_once_it_is_up() {
     bed.wait_for_rows(1).await;
     billing.stop().await;
 }
+
+/// The longest a stop may take in the tests (their `SHUTDOWN_TIMEOUT_MS` is 5 s).
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_stop_while_the_database_is_down_ends_in_bounded_time_and_loses_nothing() {
+    let bed = TestBed::new().await;
+    let billing = bed.start_billing().await;
+    bed.db.take_offline().await;
+    for i in 0..20 {
+        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-held")
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(STOP_WITHIN, billing.stop())
+        .await
+        .expect("stopped while holding orders for a database that is down");
+    assert_eq!(
+        bed.ready_messages(bed.queue.name()).await,
+        20,
+        "the held orders went back to the queue"
+    );
+    bed.db.bring_online().await;
+    let billing = bed.start_billing().await;
+    bed.wait_for_rows(20).await;
+    billing.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_while_reconnecting_to_a_lost_broker_ends_in_bounded_time() {
+    let bed = TestBed::new().await;
+    let proxy = TcpProxy::start(broker_addr()).await;
+    let billing = bed
+        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
+        .await;
+    bed.publish(&order("1", "1", "1.00"), "req-1").await;
+    bed.wait_for_rows(1).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let ready = reqwest::get(billing.url("/ready")).await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while it has no consumer");
+    tokio::time::timeout(STOP_WITHIN, billing.stop())
+        .await
+        .expect("stopped while reconnecting");
+}
