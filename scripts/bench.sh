@@ -89,7 +89,7 @@ start_timed() {
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
 peak_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
 
-inventory_env=(INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB/movie_test_bench_inventory")
+inventory_env=(INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB/movie_test_bench_inventory" ADMIN_TOKEN="$ADMIN_TOKEN")
 billing_env=(BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB/movie_test_bench_billing" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE")
 log "starting the platform"
 ready_inventory="$(start_timed inventory-app "http://$INVENTORY/ready" "${inventory_env[@]}")"

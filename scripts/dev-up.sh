@@ -35,7 +35,8 @@ start() { start_service "$BIN_DIR" "$1" "$LOG_DIR" "$RUN_DIR" "${@:2}"; }
 AMQP_URL="amqp://movie_platform:${AMQP_PASSWORD}@127.0.0.1:5672/movie"
 start inventory-app \
     INVENTORY_BIND_ADDR="$INVENTORY_ADDR" \
-    DATABASE_URL="postgres://inventory:${INVENTORY_DB_PASSWORD}@127.0.0.1:5432/inventory"
+    DATABASE_URL="postgres://inventory:${INVENTORY_DB_PASSWORD}@127.0.0.1:5432/inventory" \
+    ADMIN_TOKEN="$ADMIN_TOKEN"
 start billing-app \
     BILLING_HTTP_ADDR="$BILLING_ADDR" \
     DATABASE_URL="postgres://billing:${BILLING_DB_PASSWORD}@127.0.0.1:5432/billing" \

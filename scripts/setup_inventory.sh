@@ -4,6 +4,8 @@
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
 require_secret INVENTORY_DB_PASSWORD
+# Writes need the admin token here too, so a firewall mistake does not open the catalogue.
+require_secret ADMIN_TOKEN
 
 install_packages postgresql curl ca-certificates openssl
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
@@ -16,6 +18,7 @@ write_env inventory <<ENV
 INVENTORY_BIND_ADDR=$INVENTORY_IP:8081
 DATABASE_URL=postgres://inventory:$INVENTORY_DB_PASSWORD@127.0.0.1:5432/inventory
 DATABASE_MIGRATION_URL=postgres://inventory_owner:$owner_password@127.0.0.1:5432/inventory
+ADMIN_TOKEN=$ADMIN_TOKEN
 RUST_LOG=info
 ENV
 install_unit inventory
