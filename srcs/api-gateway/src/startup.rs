@@ -116,7 +116,7 @@ fn serve(
         Some((per_second, burst)) => RateLimit::new(per_second, burst),
         None => RateLimit::disabled(),
     });
-    let server = HttpServer::new(move || {
+    let server = shared_http::with_client_deadlines(HttpServer::new(move || {
         shared_http::app()
             .app_data(web::Data::new(Upstreams {
                 inventory: upstreams.inventory.for_this_worker(),
@@ -128,9 +128,7 @@ fn serve(
             .app_data(admin_token.clone())
             .app_data(rate_limit.clone())
             .configure(routes::configure)
-    })
-    .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
-    .keep_alive(shared_http::KEEP_ALIVE)
+    }))
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
     .disable_signals()
     .listen(listener)?

@@ -111,19 +111,19 @@ fn serve(
     let metrics = web::Data::new(metrics);
     let consumer = web::Data::new(consumer);
     let pool = web::Data::new(pool);
-    let server = HttpServer::new(move || {
-        shared_http::app()
-            .app_data(pool.clone())
-            .app_data(metrics.clone())
-            .app_data(pool_gauges.clone())
-            .app_data(consumer.clone())
-            .configure(routes::configure)
-    })
-    // The process's shutdown is driven by run_until, which stops this server last.
-    .disable_signals()
-    .workers(1)
-    .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
-    .keep_alive(shared_http::KEEP_ALIVE)
+    let server = shared_http::with_client_deadlines(
+        HttpServer::new(move || {
+            shared_http::app()
+                .app_data(pool.clone())
+                .app_data(metrics.clone())
+                .app_data(pool_gauges.clone())
+                .app_data(consumer.clone())
+                .configure(routes::configure)
+        })
+        // The process's shutdown is driven by run_until, which stops this server last.
+        .disable_signals()
+        .workers(1),
+    )
     .shutdown_timeout(5)
     .listen(listener)?
     .run();

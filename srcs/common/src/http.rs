@@ -1,13 +1,15 @@
 //! The HTTP conventions shared by the services: body limits, extractor errors as problem+json,
 //! problem+json for every bare error response (unknown route, wrong method), request logging.
 
+use actix_http::Request;
+use actix_service::IntoServiceFactory;
 use actix_web::{
     body::MessageBody,
-    dev::{ServiceFactory, ServiceRequest, ServiceResponse},
+    dev::{AppConfig, Response, Service, ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
     http::{header, Method, StatusCode},
     middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger},
-    web, App, HttpRequest, HttpResponse, Route,
+    web, App, HttpRequest, HttpResponse, HttpServer, Route,
 };
 
 use crate::problem::{Problem, PROBLEM_JSON};
@@ -66,6 +68,26 @@ pub async fn stop_without_cutting_off(handle: &actix_web::dev::ServerHandle) {
 
 /// How long a client may take to send a request's head: slow or stalled clients are dropped.
 pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server settings every service's listener shares: the deadlines on reading a request and
+/// on idle connections (see `request_limits` and `connection_watch` for the rest).
+pub fn with_client_deadlines<F, I, S, B>(server: HttpServer<F, I, S, B>) -> HttpServer<F, I, S, B>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    server
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .keep_alive(KEEP_ALIVE)
+        .on_connect(crate::connection_watch::on_connect)
+}
 
 /// How long an idle keep-alive connection stays open.
 pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);

@@ -10,6 +10,7 @@ pub mod amqp;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod connection_watch;
 pub mod db;
 pub mod health;
 pub mod http;

@@ -53,6 +53,10 @@ pub async fn middleware(
             .set_connection_type(ConnectionType::Close);
         return Ok(req.into_response(response).map_into_right_body());
     }
+    // Inside the application until the answer is ready (see `connection_watch`).
+    let _inside = req
+        .conn_data::<crate::connection_watch::Activity>()
+        .map(|activity| activity.enter());
     let body = has_body(req.request()).then(|| {
         let state = Rc::new(Cell::new(BodyState::Arriving));
         let payload = DeadlineBody {

@@ -416,6 +416,7 @@ async fn a_socket_passed_by_systemd_is_served_and_a_different_setting_is_reporte
         &[
             ("INVENTORY_BIND_ADDR", configured.clone()),
             ("DATABASE_URL", db.url.clone()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
         ],
         &kept,
     );

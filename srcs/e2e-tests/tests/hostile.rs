@@ -376,6 +376,13 @@ async fn request_smuggling_and_bad_framing_never_get_a_second_answer() {
         let raw = exchange(&gateway, request.as_bytes(), Duration::from_secs(10)).await;
         let found = answers(&raw.text);
         assert!(!found.is_empty(), "{name}: no answer at all");
+        if name != "a bare LF in the head" {
+            // Ambiguous framing: refused once, and the connection closed, so nothing after it
+            // can be read as a request.
+            assert_eq!(found.len(), 1, "{name}: {}", raw.text);
+            assert_eq!(found[0].status, 400, "{name}: {:?}", found[0]);
+            assert!(raw.closed, "{name}: the connection is closed");
+        }
         for answer in &found {
             assert!(answer.status < 500, "{name}: {answer:?}");
         }
@@ -663,5 +670,53 @@ async fn an_idempotency_key_reused_with_another_payload_is_never_billed() {
     );
     let (_, rows) = platform.billed().await;
     assert_eq!(rows, 1, "one row, never the conflicting amount");
+    platform.stop_all().await;
+}
+
+/// actix-http times only a connection's first request head; the services' own connection
+/// watch closes a kept-alive connection whose next request stalls.
+#[tokio::test]
+async fn a_stalled_second_request_on_a_kept_alive_connection_is_closed_on_every_service() {
+    let platform = Platform::start().await;
+    let probe = |addr: String| async move {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(&get("/health", "")).await.unwrap();
+        let mut buffer = [0u8; 4096];
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+        // Half of a second request's head, then one byte every 4 s: never complete.
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        let closed_after = loop {
+            match tokio::time::timeout(Duration::from_secs(4), stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "{addr}: still open after a minute"
+                    );
+                    if stream.write_all(b"s").await.is_err() {
+                        break started.elapsed();
+                    }
+                }
+            }
+        };
+        let limit = common::connection_watch::IDLE_LIMIT + Duration::from_secs(5);
+        assert!(
+            closed_after < limit,
+            "{addr}: closed after {closed_after:?}"
+        );
+        closed_after
+    };
+    let (gateway, inventory, billing) = tokio::join!(
+        probe(host_of(&platform.gateway_url)),
+        probe(host_of(&platform.inventory_url)),
+        probe(platform.billing_addr().to_string()),
+    );
+    println!("stalled second heads closed after {gateway:?}, {inventory:?}, {billing:?}");
     platform.stop_all().await;
 }

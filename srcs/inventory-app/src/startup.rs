@@ -62,16 +62,14 @@ fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Res
     let metrics = web::Data::new(metrics);
     let pool = web::Data::new(pool);
     let admin_token = web::Data::new(settings.admin_token.clone());
-    let server = HttpServer::new(move || {
+    let server = shared_http::with_client_deadlines(HttpServer::new(move || {
         shared_http::app()
             .app_data(pool.clone())
             .app_data(admin_token.clone())
             .app_data(metrics.clone())
             .app_data(pool_gauges.clone())
             .configure(routes::configure)
-    })
-    .client_request_timeout(shared_http::CLIENT_REQUEST_TIMEOUT)
-    .keep_alive(shared_http::KEEP_ALIVE)
+    }))
     .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
     .disable_signals()
     .listen(listener)?
