@@ -720,3 +720,53 @@ async fn a_stalled_second_request_on_a_kept_alive_connection_is_closed_on_every_
     println!("stalled second heads closed after {gateway:?}, {inventory:?}, {billing:?}");
     platform.stop_all().await;
 }
+
+/// A client that sends requests but never reads the answers (pipelined, with a tiny receive
+/// buffer) cannot hold the connection: once the answers back up, it is shut down.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let platform = Platform::start().await;
+    let addr: std::net::SocketAddr = host_of(&platform.gateway_url).parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = get("/openapi.yaml", "");
+    let started = Instant::now();
+    for _ in 0..200 {
+        // The gateway stops reading too once its answers back up; a full send buffer is fine.
+        if tokio::time::timeout(Duration::from_millis(200), stream.write_all(&request))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    tokio::time::sleep(common::connection_watch::IDLE_LIMIT + Duration::from_secs(3)).await;
+    // Now read everything: the connection must have been ended, long before 200 answers.
+    let mut received = 0usize;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        ended,
+        "still open {:?} after the client stopped reading",
+        started.elapsed()
+    );
+    let answer_size = reqwest::get(format!("{}/openapi.yaml", platform.gateway_url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        received < 200 * answer_size,
+        "the gateway stopped answering, {received} bytes read"
+    );
+    platform.stop_all().await;
+}
