@@ -65,7 +65,7 @@ log "openapi.yaml is a valid OpenAPI document"
 # One worker: parallel workers hit a CPython 3.11.2 bug (Debian 12) in ast.parse from threads
 # ("AST constructor recursion depth mismatch") inside hypothesis.
 log "schemathesis: every operation, fixed seed, 100 cases each, all checks"
-"$VENV/bin/schemathesis" --no-color run openapi.yaml \
+"$VENV/bin/schemathesis" --no-color --config-file tests/conformance/schemathesis.toml run openapi.yaml \
     --url "http://$GATEWAY" \
     --header "Authorization: Bearer $ADMIN_TOKEN" \
     --checks all \

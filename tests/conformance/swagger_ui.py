@@ -28,6 +28,9 @@ def main(base_url: str, screenshot: str) -> int:
         outside = []
         page.on("request", lambda r: None if r.url.startswith(base_url) or r.url.startswith("data:") else outside.append(r.url))
         page.goto(f"{base_url}/docs/", wait_until="networkidle")
+        # The page fetches the spec only once its 1.5 MB script has run, which on a loaded
+        # machine can come after the network has been idle for a while: wait for what it renders.
+        page.locator(".opblock").first.wait_for(timeout=30_000)
 
         listed = set()
         for block in page.locator(".opblock").all():
