@@ -14,6 +14,17 @@ fn amqp_url_via(addr: std::net::SocketAddr) -> String {
     url.replace("127.0.0.1:5672", &addr.to_string())
 }
 
+/// billing-app reaching the broker through a proxy the test can cut, with one order billed.
+async fn billing_through_a_proxy(bed: &TestBed) -> (TcpProxy, crate::helpers::RunningBilling) {
+    let proxy = TcpProxy::start(broker_addr()).await;
+    let billing = bed
+        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
+        .await;
+    bed.publish(&order("1", "1", "1.00"), "req-1").await;
+    bed.wait_for_rows(1).await;
+    (proxy, billing)
+}
+
 #[tokio::test]
 async fn a_database_outage_holds_orders_until_the_database_is_back() {
     let bed = TestBed::new().await;
@@ -42,12 +53,7 @@ async fn a_database_outage_holds_orders_until_the_database_is_back() {
 #[tokio::test]
 async fn a_lost_broker_connection_is_re_established_without_a_restart() {
     let bed = TestBed::new().await;
-    let proxy = TcpProxy::start(broker_addr()).await;
-    let billing = bed
-        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
-        .await;
-    bed.publish(&order("1", "1", "1.00"), "req-1").await;
-    bed.wait_for_rows(1).await;
+    let (proxy, billing) = billing_through_a_proxy(&bed).await;
 
     proxy.cut();
     // Published to the real broker while billing cannot reach it.
@@ -107,12 +113,7 @@ async fn a_stop_while_the_database_is_down_ends_in_bounded_time_and_loses_nothin
 #[tokio::test]
 async fn a_stop_while_reconnecting_to_a_lost_broker_ends_in_bounded_time() {
     let bed = TestBed::new().await;
-    let proxy = TcpProxy::start(broker_addr()).await;
-    let billing = bed
-        .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))
-        .await;
-    bed.publish(&order("1", "1", "1.00"), "req-1").await;
-    bed.wait_for_rows(1).await;
+    let (proxy, billing) = billing_through_a_proxy(&bed).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let ready = reqwest::get(billing.url("/ready")).await.unwrap();
