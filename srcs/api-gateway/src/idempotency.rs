@@ -47,7 +47,11 @@ struct Keys {
 
 struct Remembered {
     fingerprint: PayloadFingerprint,
+    /// `None` while the first request is being published.
     queued_at: Option<Instant>,
+    /// Whether the broker confirmed it; if not (a confirm that timed out), it may or may not be
+    /// queued: another payload is still refused, the same one is published again.
+    confirmed: bool,
 }
 
 impl RecentKeys {
@@ -56,25 +60,33 @@ impl RecentKeys {
         let mut keys = self.0.lock().expect("no panics while holding the lock");
         keys.forget_old(Instant::now());
         match keys.by_order.entry(order_id) {
-            Entry::Occupied(entry) => {
-                let known = entry.get();
+            Entry::Occupied(mut entry) => {
+                let known = entry.get_mut();
                 if known.fingerprint != *fingerprint {
                     Claim::Conflict
                 } else if known.queued_at.is_none() {
                     Claim::InFlight
-                } else {
+                } else if known.confirmed {
                     Claim::AlreadyQueued
+                } else {
+                    known.queued_at = None;
+                    Claim::New(Publishing {
+                        keys: self.clone(),
+                        order_id,
+                        settled: false,
+                    })
                 }
             }
             Entry::Vacant(entry) => {
                 entry.insert(Remembered {
                     fingerprint: fingerprint.clone(),
                     queued_at: None,
+                    confirmed: false,
                 });
                 Claim::New(Publishing {
                     keys: self.clone(),
                     order_id,
-                    queued: false,
+                    settled: false,
                 })
             }
         }
@@ -93,17 +105,26 @@ impl Keys {
     }
 }
 
-/// A key's first request while it is published. Dropped without [`Publishing::queued`] (the
-/// broker did not confirm, the client went away), the key is forgotten so a retry can go ahead.
+/// A key's first request while it is published. Dropped unsettled (the message was certainly
+/// not queued), the key is forgotten so a retry can go ahead.
 pub struct Publishing {
     keys: RecentKeys,
     order_id: Uuid,
-    queued: bool,
+    settled: bool,
 }
 
 impl Publishing {
     /// The broker confirmed the order.
-    pub fn queued(mut self) {
+    pub fn queued(self) {
+        self.settle(true);
+    }
+
+    /// The broker may have queued the order (its confirm did not come in time).
+    pub fn maybe_queued(self) {
+        self.settle(false);
+    }
+
+    fn settle(mut self, confirmed: bool) {
         let mut keys = self
             .keys
             .0
@@ -112,15 +133,16 @@ impl Publishing {
         let now = Instant::now();
         if let Some(known) = keys.by_order.get_mut(&self.order_id) {
             known.queued_at = Some(now);
+            known.confirmed = confirmed;
             keys.queued.push_back((self.order_id, now));
         }
-        self.queued = true;
+        self.settled = true;
     }
 }
 
 impl Drop for Publishing {
     fn drop(&mut self) {
-        if !self.queued {
+        if !self.settled {
             let mut keys = self
                 .keys
                 .0
@@ -162,6 +184,25 @@ mod tests {
         assert!(matches!(
             keys.claim(id, &fingerprint("999999")),
             Claim::Conflict
+        ));
+    }
+
+    #[test]
+    fn a_publish_of_unknown_fate_keeps_the_payload_and_is_sent_again() {
+        let keys = RecentKeys::default();
+        let id = Uuid::new_v4();
+        let Claim::New(publishing) = keys.claim(id, &fingerprint("1")) else {
+            panic!("first claim")
+        };
+        publishing.maybe_queued();
+        assert!(matches!(keys.claim(id, &fingerprint("2")), Claim::Conflict));
+        let Claim::New(again) = keys.claim(id, &fingerprint("1")) else {
+            panic!("the same payload is published again, never answered from memory")
+        };
+        again.queued();
+        assert!(matches!(
+            keys.claim(id, &fingerprint("1")),
+            Claim::AlreadyQueued
         ));
     }
 

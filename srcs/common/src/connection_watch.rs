@@ -25,6 +25,11 @@ use crate::http::{CLIENT_REQUEST_TIMEOUT, KEEP_ALIVE};
 /// The longest a connection may go without a request inside the application.
 pub const IDLE_LIMIT: Duration = KEEP_ALIVE.saturating_add(CLIENT_REQUEST_TIMEOUT);
 
+/// How long a connection answered with `Connection: close` before its request's body ended
+/// gets to take the answer, before it is shut down: actix-http would otherwise wait for the rest
+/// of a chunked body first.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// How often each worker looks at its connections.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -36,6 +41,8 @@ pub(crate) struct Activity(Rc<Watched>);
 struct Watched {
     requests_inside: Cell<u32>,
     idle_since: Cell<Instant>,
+    /// Set when the connection was answered with `Connection: close` mid-body.
+    close_by: Cell<Option<Instant>>,
     fd: RawFd,
     peer: Option<SocketAddr>,
 }
@@ -48,6 +55,12 @@ impl Activity {
             .requests_inside
             .set(watched.requests_inside.get() + 1);
         InsideApp(self.clone())
+    }
+
+    /// The connection was answered with `Connection: close` before its request's body ended:
+    /// shut it down shortly, whatever the rest of the body does.
+    pub(crate) fn close_soon(&self) {
+        self.0.close_by.set(Some(Instant::now() + CLOSE_GRACE));
     }
 }
 
@@ -77,6 +90,7 @@ pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
     let watched = Rc::new(Watched {
         requests_inside: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
+        close_by: Cell::new(None),
         fd: stream.as_raw_fd(),
         peer: stream.peer_addr().ok(),
     });
@@ -100,8 +114,12 @@ async fn watchdog() {
                 let Some(watched) = weak.upgrade() else {
                     return false;
                 };
-                let stalled = watched.requests_inside.get() == 0
-                    && now.duration_since(watched.idle_since.get()) > IDLE_LIMIT;
+                let stalled = (watched.requests_inside.get() == 0
+                    && now.duration_since(watched.idle_since.get()) > IDLE_LIMIT)
+                    || watched
+                        .close_by
+                        .get()
+                        .is_some_and(|close_by| now > close_by);
                 if stalled {
                     shut_down(&watched);
                 }
@@ -124,7 +142,8 @@ fn shut_down(watched: &Watched) {
         .is_some_and(|addr| Some(addr) == watched.peer);
     if same_peer {
         log::info!(
-            "closing a connection from {} that sent no complete request for {IDLE_LIMIT:?}",
+            "closing a connection from {}: no complete request for {IDLE_LIMIT:?}, or answered \
+             with `Connection: close` before its body ended",
             watched
                 .peer
                 .map_or_else(|| "?".to_owned(), |peer| peer.to_string())

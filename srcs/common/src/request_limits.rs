@@ -54,9 +54,17 @@ pub async fn middleware(
         return Ok(req.into_response(response).map_into_right_body());
     }
     // Inside the application until the answer is ready (see `connection_watch`).
-    let _inside = req
+    let activity = req
         .conn_data::<crate::connection_watch::Activity>()
-        .map(|activity| activity.enter());
+        .cloned();
+    let _inside = activity.as_ref().map(|activity| activity.enter());
+    // An answer before the body's end closes the connection; actix-http would first wait for
+    // the rest of a chunked body, so the connection watch makes sure it does not wait long.
+    let close_soon = || {
+        if let Some(activity) = &activity {
+            activity.close_soon();
+        }
+    };
     let body = has_body(req.request()).then(|| {
         let state = Rc::new(Cell::new(BodyState::Arriving));
         let payload = DeadlineBody {
@@ -80,10 +88,12 @@ pub async fn middleware(
             timeout
                 .head_mut()
                 .set_connection_type(ConnectionType::Close);
+            close_soon();
             let (req, _) = response.into_parts();
             Ok(ServiceResponse::new(req, timeout).map_into_right_body())
         }
         Some(BodyState::Arriving) => {
+            close_soon();
             response
                 .response_mut()
                 .head_mut()

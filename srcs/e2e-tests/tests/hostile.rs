@@ -213,7 +213,25 @@ async fn a_stalled_body_gets_408_and_its_connection_closed_on_every_service() {
         )
         .into_bytes()
     };
+    // The same with a chunked body whose first chunk never ends.
+    let stalled_chunked = |path: &str, headers: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n{headers}\
+             Transfer-Encoding: chunked\r\n\r\n40\r\n{{\"title\": "
+        )
+        .into_bytes()
+    };
     for (service, addr, request) in [
+        (
+            "gateway, orders, chunked",
+            host_of(&platform.gateway_url),
+            stalled_chunked("/api/billing", ""),
+        ),
+        (
+            "inventory, chunked",
+            host_of(&platform.inventory_url),
+            stalled_chunked("/api/movies", &authorization),
+        ),
         (
             "gateway, orders",
             host_of(&platform.gateway_url),
@@ -247,18 +265,19 @@ async fn a_stalled_body_gets_408_and_its_connection_closed_on_every_service() {
     }
     // billing's listener reads no body: it answers at once and closes rather than waiting for
     // the rest of one.
-    let raw = exchange(
-        &billing,
-        &stalled("/api/billing/not-a-uuid", ""),
-        Duration::from_secs(15),
-    )
-    .await;
-    assert!(
-        raw.closed && raw.elapsed < Duration::from_secs(9),
-        "billing: {:?}",
-        raw.elapsed
-    );
-    assert_eq!(answers(&raw.text).len(), 1, "billing: {}", raw.text);
+    for request in [
+        stalled("/api/billing/not-a-uuid", ""),
+        stalled_chunked("/api/billing/not-a-uuid", ""),
+        stalled_chunked("/health", ""),
+    ] {
+        let raw = exchange(&billing, &request, Duration::from_secs(15)).await;
+        assert!(
+            raw.closed && raw.elapsed < Duration::from_secs(4),
+            "billing: {:?}",
+            raw.elapsed
+        );
+        assert_eq!(answers(&raw.text).len(), 1, "billing: {}", raw.text);
+    }
     // A head that never ends is cut off too (actix-http's own deadline: a bare 408).
     for addr in [
         host_of(&platform.gateway_url),
@@ -635,6 +654,23 @@ async fn an_idempotency_key_reused_with_another_payload_is_never_billed() {
     assert_eq!((status, &again["order_id"]), (202, &first["order_id"]));
     let (status, problem) = send(platform.gateway_url.clone(), order("999999.00")).await;
     assert_eq!(status, 422, "{problem}");
+    // Two keys in one request: which one is meant would be a guess.
+    let two_keys = post(
+        "/api/billing",
+        "Idempotency-Key: other-key\r\nIdempotency-Key: hostile-key-1\r\nConnection: close\r\n",
+        r#"{"user_id": "idem", "number_of_items": 1, "total_amount": "999999.00"}"#,
+    );
+    let raw = exchange(
+        &host_of(&platform.gateway_url),
+        &two_keys,
+        Duration::from_secs(10),
+    )
+    .await;
+    let problem = answers(&raw.text)[0].assert_problem(400);
+    assert_eq!(
+        problem["errors"][0]["field"], "Idempotency-Key",
+        "{problem}"
+    );
 
     // A gateway that never saw the key (a restart here; another instance alike) cannot know:
     // the conflicting payload is queued, and billing records it instead of billing it.
@@ -767,6 +803,82 @@ async fn a_client_that_stops_reading_is_cut_off() {
     assert!(
         received < 200 * answer_size,
         "the gateway stopped answering, {received} bytes read"
+    );
+    platform.stop_all().await;
+}
+
+/// A client that sends an order with an Idempotency-Key and resets the connection at once may
+/// still have its order published; a second payload under the same key must then never be the
+/// one answered 202 while the first is billed.
+#[tokio::test]
+async fn a_reset_mid_publish_does_not_let_a_second_payload_through_under_the_same_key() {
+    use common::order::{new_order_id, IdempotencyKey, UserId};
+    let platform = Platform::start().await;
+    let gateway = host_of(&platform.gateway_url);
+    let order = |key: &str, amount: &str| {
+        let body =
+            format!(r#"{{"user_id": "reset", "number_of_items": 1, "total_amount": "{amount}"}}"#);
+        post(
+            "/api/billing",
+            &format!("Idempotency-Key: {key}\r\nConnection: close\r\n"),
+            &body,
+        )
+    };
+    let mut second_answers = Vec::new();
+    for i in 0..150u64 {
+        let key = format!("reset-{}-{i}", std::process::id());
+        let stream = TcpStream::connect(&gateway).await.unwrap();
+        let mut stream = stream;
+        stream.write_all(&order(&key, "10.00")).await.unwrap();
+        // Reset after 0 to ~2 ms: sometimes before the gateway reads it, sometimes mid-publish.
+        tokio::time::sleep(Duration::from_micros((i % 8) * 250)).await;
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+        let raw = exchange(&gateway, &order(&key, "20.00"), Duration::from_secs(10)).await;
+        second_answers.push((key, answers(&raw.text)[0].status));
+    }
+    // Let billing take everything that was queued.
+    let mut rows = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, now) = platform.billed().await;
+        if now == rows {
+            break;
+        }
+        rows = now;
+    }
+    let client = platform.billing_db.client().await;
+    let user = UserId::parse("reset").unwrap();
+    for (key, status) in &second_answers {
+        let id = new_order_id(&user, Some(&IdempotencyKey::parse(key).unwrap()));
+        let billed: Option<String> = client
+            .query_opt(
+                "SELECT total_amount::text FROM orders WHERE order_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        match status {
+            202 => assert_eq!(
+                billed.as_deref(),
+                Some("20.00"),
+                "{key}: answered 202 for 20.00"
+            ),
+            409 | 422 => assert_ne!(
+                billed.as_deref(),
+                Some("20.00"),
+                "{key}: refused yet billed"
+            ),
+            other => panic!("{key}: {other}"),
+        }
+    }
+    let count = |wanted: u16| second_answers.iter().filter(|(_, s)| *s == wanted).count();
+    println!(
+        "second payloads: {} x 202, {} x 409, {} x 422",
+        count(202),
+        count(409),
+        count(422)
     );
     platform.stop_all().await;
 }

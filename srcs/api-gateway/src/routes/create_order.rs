@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     error::GatewayError,
     idempotency::{Claim, RecentKeys},
-    publisher::OrderPublisher,
+    publisher::{OrderPublisher, PublishError},
 };
 
 /// `POST /api/billing`: validates the order, publishes it persistently and answers 202 only
@@ -47,11 +47,36 @@ pub async fn create_order(
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
-    publisher
-        .publish(&message, Some(request_id.as_str()), traceparent)
-        .await?;
-    if let Some(publishing) = publishing {
-        publishing.queued();
+    match publishing {
+        // A client that goes away mid-publish does not cancel it (the broker may confirm it
+        // all the same), so the key's fate is settled on a task of its own: a later request
+        // with another payload then gets its 422 rather than a second 202.
+        Some(publishing) => {
+            let (publisher, message) = (publisher.get_ref().clone(), message.clone());
+            let (id, traceparent) = (request_id.to_string(), traceparent.map(str::to_owned));
+            tokio::spawn(async move {
+                let result = publisher
+                    .publish(&message, Some(&id), traceparent.as_deref())
+                    .await;
+                match &result {
+                    Ok(()) => publishing.queued(),
+                    // The message may be queued all the same: the key stays this payload's.
+                    Err(PublishError::Timeout(_) | PublishError::Broker(_)) => {
+                        publishing.maybe_queued()
+                    }
+                    // Certainly not queued: the key is free again.
+                    Err(_) => drop(publishing),
+                }
+                result
+            })
+            .await
+            .unwrap_or(Err(PublishError::NotConnected))?
+        }
+        None => {
+            publisher
+                .publish(&message, Some(request_id.as_str()), traceparent)
+                .await?
+        }
     }
     log::info!("request_id={request_id} order_id={order_id} queued");
     Ok(queued(order_id, fingerprint))
@@ -81,9 +106,17 @@ struct OrderQueued {
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {
-    let Some(value) = req.headers().get("idempotency-key") else {
+    let mut values = req.headers().get_all("idempotency-key");
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Which one would be meant is a guess; orders are not guessed at.
+        return Err(Problem::validation(vec![FieldError::new(
+            "Idempotency-Key",
+            "sent more than once; send one",
+        )]));
+    }
     value
         .to_str()
         .map_err(|_| "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned())
