@@ -52,7 +52,7 @@ pub async fn create_order(
         // all the same), so the key's fate is settled on a task of its own: a later request
         // with another payload then gets its 422 rather than a second 202.
         Some(publishing) => {
-            let (publisher, message) = (publisher.get_ref().clone(), message.clone());
+            let publisher = publisher.get_ref().clone();
             let (id, traceparent) = (request_id.to_string(), traceparent.map(str::to_owned));
             tokio::spawn(async move {
                 let result = publisher
