@@ -49,22 +49,25 @@ struct Watched {
 
 impl Activity {
     /// A request of this connection entered the application; dropping the guard marks it left.
-    pub(crate) fn enter(&self) -> InsideApp {
+    pub(crate) fn enter(self) -> InsideApp {
         let watched = &self.0;
         watched
             .requests_inside
             .set(watched.requests_inside.get() + 1);
-        InsideApp(self.clone())
-    }
-
-    /// The connection was answered with `Connection: close` before its request's body ended:
-    /// shut it down shortly, whatever the rest of the body does.
-    pub(crate) fn close_soon(&self) {
-        self.0.close_by.set(Some(Instant::now() + CLOSE_GRACE));
+        InsideApp(self)
     }
 }
 
+/// A request inside the application.
 pub(crate) struct InsideApp(Activity);
+
+impl InsideApp {
+    /// The connection was answered with `Connection: close` before its request's body ended:
+    /// shut it down shortly, whatever the rest of the body does.
+    pub(crate) fn close_soon(&self) {
+        (self.0).0.close_by.set(Some(Instant::now() + CLOSE_GRACE));
+    }
+}
 
 impl Drop for InsideApp {
     fn drop(&mut self) {

@@ -54,15 +54,15 @@ pub async fn middleware(
         return Ok(req.into_response(response).map_into_right_body());
     }
     // Inside the application until the answer is ready (see `connection_watch`).
-    let activity = req
+    let inside = req
         .conn_data::<crate::connection_watch::Activity>()
-        .cloned();
-    let _inside = activity.as_ref().map(|activity| activity.enter());
+        .cloned()
+        .map(crate::connection_watch::Activity::enter);
     // An answer before the body's end closes the connection; actix-http would first wait for
     // the rest of a chunked body, so the connection watch makes sure it does not wait long.
     let close_soon = || {
-        if let Some(activity) = &activity {
-            activity.close_soon();
+        if let Some(inside) = &inside {
+            inside.close_soon();
         }
     };
     let body = has_body(req.request()).then(|| {
