@@ -10,7 +10,7 @@ use std::{
 use prometheus::IntGauge;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Closed,
     Open,
     HalfOpen,
@@ -35,7 +35,7 @@ struct Inner {
     probe_in_flight: bool,
 }
 
-pub struct CircuitBreaker {
+pub(crate) struct CircuitBreaker {
     failure_threshold: u32,
     cool_down: Duration,
     inner: Mutex<Inner>,
@@ -44,14 +44,14 @@ pub struct CircuitBreaker {
 
 /// Permission to make a call; report how it went with [`CircuitBreaker::record`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Permit {
+pub(crate) enum Permit {
     Call,
     /// The one call allowed through a half-open breaker.
     Probe,
 }
 
 impl CircuitBreaker {
-    pub fn new(failure_threshold: u32, cool_down: Duration, gauge: IntGauge) -> Self {
+    pub(crate) fn new(failure_threshold: u32, cool_down: Duration, gauge: IntGauge) -> Self {
         gauge.set(State::Closed.gauge_value());
         Self {
             failure_threshold,
@@ -66,12 +66,13 @@ impl CircuitBreaker {
         }
     }
 
-    pub fn state(&self) -> State {
+    #[cfg(test)]
+    fn state(&self) -> State {
         self.inner.lock().expect("breaker lock").state
     }
 
     /// `None` while the breaker is open (or its one probe is under way): fail fast.
-    pub fn permit(&self) -> Option<Permit> {
+    pub(crate) fn permit(&self) -> Option<Permit> {
         let mut inner = self.inner.lock().expect("breaker lock");
         match inner.state {
             State::Closed => Some(Permit::Call),
@@ -89,7 +90,7 @@ impl CircuitBreaker {
     }
 
     /// Records the outcome of a permitted call.
-    pub fn record(&self, permit: Permit, success: bool) {
+    pub(crate) fn record(&self, permit: Permit, success: bool) {
         let mut inner = self.inner.lock().expect("breaker lock");
         if permit == Permit::Probe {
             inner.probe_in_flight = false;

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use common::{
     amqp::OrderQueue,
-    config::{self, ConfigError},
+    config::{ConfigError, Env},
 };
 
 use common::auth::AdminToken;
@@ -37,44 +37,40 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Every setting, checked; `env` is the process environment in production.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
         let inventory_url: String =
-            config::or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
+            env.or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
         let billing_url: String =
-            config::or_default("BILLING_URL", "http://127.0.0.1:8082".to_owned())?;
-        let queue: String =
-            config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+            env.or_default("BILLING_URL", "http://127.0.0.1:8082".to_owned())?;
+        let queue: String = env.or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         Ok(Self {
-            bind_addr: config::or_default(
-                "GATEWAY_BIND_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 8080)),
-            )?,
+            bind_addr: env
+                .or_default("GATEWAY_BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             inventory_url: parse_base_url(&inventory_url)
                 .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
             billing_url: parse_base_url(&billing_url)
                 .map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
-            upstream_connect_timeout: config::millis_or_default(
-                "UPSTREAM_CONNECT_TIMEOUT_MS",
-                1_000,
-            )?,
-            upstream_timeout: config::millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
-            amqp_url: config::required("AMQP_URL")?,
+            upstream_connect_timeout: env
+                .millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
+            upstream_timeout: env.millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
+            amqp_url: env.required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
-            amqp_connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
-            publish_timeout: config::millis_or_default("PUBLISH_TIMEOUT_MS", 5_000)?,
-            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
-            admin_token: config::required("ADMIN_TOKEN")?,
-            rate_limit: rate_limit_from_env()?,
+            amqp_connect_timeout: env.millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+            publish_timeout: env.millis_or_default("PUBLISH_TIMEOUT_MS", 5_000)?,
+            shutdown_timeout: env.millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            admin_token: env.required("ADMIN_TOKEN")?,
+            rate_limit: rate_limit(env)?,
         })
     }
 }
 
-fn rate_limit_from_env() -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError> {
-    let per_second: u32 = config::or_default("RATE_LIMIT_PER_SECOND", 50)?;
+fn rate_limit(env: &Env) -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError> {
+    let per_second: u32 = env.or_default("RATE_LIMIT_PER_SECOND", 50)?;
     let Some(per_second) = NonZeroU32::new(per_second) else {
         return Ok(None);
     };
-    let burst: u32 = config::or_default("RATE_LIMIT_BURST", per_second.get() * 2)?;
+    let burst: u32 = env.or_default("RATE_LIMIT_BURST", per_second.get() * 2)?;
     let burst = NonZeroU32::new(burst)
         .ok_or_else(|| ConfigError::invalid("RATE_LIMIT_BURST", "must be at least 1"))?;
     Ok(Some((per_second, burst)))

@@ -1,18 +1,21 @@
 //! The one error type of api-gateway, mapped to HTTP in one place.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use common::{problem::Problem, request_id, telemetry::error_chain};
+use actix_web::http::StatusCode;
+use common::problem::Problem;
 
-use crate::publisher::PublishError;
+use crate::{
+    publisher::PublishError,
+    upstream::{UpstreamFailure, UpstreamName},
+};
 
 #[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     /// The request itself is wrong; the problem says how.
     #[error("{0}")]
     BadRequest(Problem),
     #[error("{upstream}: {failure}")]
     Upstream {
-        upstream: &'static str,
+        upstream: UpstreamName,
         #[source]
         failure: UpstreamFailure,
     },
@@ -22,42 +25,6 @@ pub enum GatewayError {
     IdempotencyKeyInFlight,
     #[error("the Idempotency-Key was used for another payload")]
     IdempotencyKeyReused,
-}
-
-/// How a call to a service behind the gateway failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamFailure {
-    #[error("unreachable")]
-    Unreachable(#[source] reqwest::Error),
-    #[error("timed out")]
-    Timeout(#[source] reqwest::Error),
-    #[error("unusable answer")]
-    BadAnswer(#[source] reqwest::Error),
-    #[error("answer larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("circuit open after repeated failures")]
-    CircuitOpen,
-}
-
-impl UpstreamFailure {
-    /// The `kind` label of the upstream error metric.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Unreachable(_) => "unreachable",
-            Self::Timeout(_) => "timeout",
-            Self::BadAnswer(_) | Self::TooLarge(_) => "bad_answer",
-            Self::CircuitOpen => "circuit_open",
-        }
-    }
-}
-
-/// How problems name a service behind the gateway.
-fn service_title(upstream: &str) -> &'static str {
-    match upstream {
-        "inventory" => "catalogue",
-        "billing" => "billing",
-        _ => "upstream",
-    }
 }
 
 impl From<Problem> for GatewayError {
@@ -71,7 +38,7 @@ impl GatewayError {
         match self {
             Self::BadRequest(problem) => problem.clone(),
             Self::Upstream { upstream, failure } => {
-                let service = service_title(upstream);
+                let service = upstream.title();
                 match failure {
                     UpstreamFailure::Unreachable(_) => Problem::new(StatusCode::BAD_GATEWAY)
                         .with_detail(format!("The {service} service is unreachable; try again shortly."))
@@ -112,17 +79,4 @@ impl GatewayError {
     }
 }
 
-impl ResponseError for GatewayError {
-    fn status_code(&self) -> StatusCode {
-        self.problem().status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let problem = self.problem();
-        if problem.status >= 500 {
-            let id = request_id::current().unwrap_or_default();
-            log::warn!("request_id={id} {}", error_chain(self));
-        }
-        problem.to_response()
-    }
-}
+common::answer_errors_as_problems!(GatewayError);

@@ -19,12 +19,12 @@ use common::order::PayloadFingerprint;
 use uuid::Uuid;
 
 /// How long a queued key is remembered.
-pub const REMEMBERED_FOR: Duration = Duration::from_secs(10 * 60);
+pub(crate) const REMEMBERED_FOR: Duration = Duration::from_secs(10 * 60);
 /// The most keys remembered at once (about 200 bytes each); the oldest are forgotten first.
-pub const CAPACITY: usize = 20_000;
+pub(crate) const CAPACITY: usize = 20_000;
 
 /// What to do with a request carrying an Idempotency-Key.
-pub enum Claim {
+pub(crate) enum Claim {
     /// The first request seen for the key: publish it, then [`Publishing::queued`].
     New(Publishing),
     /// The same payload was queued already: answer as the first time.
@@ -36,7 +36,7 @@ pub enum Claim {
 }
 
 #[derive(Clone, Default)]
-pub struct RecentKeys(Arc<Mutex<Keys>>);
+pub(crate) struct RecentKeys(Arc<Mutex<Keys>>);
 
 #[derive(Default)]
 struct Keys {
@@ -56,7 +56,7 @@ struct Remembered {
 
 impl RecentKeys {
     /// Claims `order_id` (derived from the key) for a request with `fingerprint`.
-    pub fn claim(&self, order_id: Uuid, fingerprint: &PayloadFingerprint) -> Claim {
+    pub(crate) fn claim(&self, order_id: Uuid, fingerprint: &PayloadFingerprint) -> Claim {
         let mut keys = self.0.lock().expect("no panics while holding the lock");
         keys.forget_old(Instant::now());
         match keys.by_order.entry(order_id) {
@@ -107,7 +107,7 @@ impl Keys {
 
 /// A key's first request while it is published. Dropped unsettled (the message was certainly
 /// not queued), the key is forgotten so a retry can go ahead.
-pub struct Publishing {
+pub(crate) struct Publishing {
     keys: RecentKeys,
     order_id: Uuid,
     settled: bool,
@@ -115,12 +115,12 @@ pub struct Publishing {
 
 impl Publishing {
     /// The broker confirmed the order.
-    pub fn queued(self) {
+    pub(crate) fn queued(self) {
         self.settle(true);
     }
 
     /// The broker may have queued the order (its confirm did not come in time).
-    pub fn maybe_queued(self) {
+    pub(crate) fn maybe_queued(self) {
         self.settle(false);
     }
 
@@ -155,16 +155,16 @@ impl Drop for Publishing {
 
 #[cfg(test)]
 mod tests {
-    use common::order::OrderRequest;
+    use common::order::{Amount, NumberOfItems, Order, UserId};
 
     use super::*;
 
     fn fingerprint(amount: &str) -> PayloadFingerprint {
-        let json =
-            format!(r#"{{"user_id": "1", "number_of_items": 1, "total_amount": "{amount}"}}"#);
-        PayloadFingerprint::of(
-            &OrderRequest::from_json(serde_json::from_str(&json).unwrap()).unwrap(),
-        )
+        PayloadFingerprint::of(&Order {
+            user_id: UserId::parse("1").unwrap(),
+            number_of_items: NumberOfItems::parse("1").unwrap(),
+            total_amount: Amount::parse(amount).unwrap(),
+        })
     }
 
     #[test]

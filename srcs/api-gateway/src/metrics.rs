@@ -5,15 +5,15 @@ use prometheus::{Histogram, IntCounterVec, IntGauge};
 
 /// Order publishing: attempts by outcome, time to the broker's confirm, connection state.
 #[derive(Clone)]
-pub struct PublishMetrics {
+pub(crate) struct PublishMetrics {
     /// `outcome`: confirmed, nacked, unroutable, timeout, not_connected, error.
-    pub orders: IntCounterVec,
-    pub confirm_duration: Histogram,
-    pub broker_connected: IntGauge,
+    pub(crate) orders: IntCounterVec,
+    pub(crate) confirm_duration: Histogram,
+    pub(crate) broker_connected: IntGauge,
 }
 
 impl PublishMetrics {
-    pub fn new(metrics: &Metrics) -> Self {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
         Self {
             orders: metrics.counter_vec(
                 "orders_published_total",

@@ -16,9 +16,9 @@ use std::{
 };
 
 use common::{
-    amqp::{self, order_properties, OrderQueue},
+    amqp::{self, OrderQueue},
     backoff::Backoff,
-    order::OrderMessage,
+    order::message::OrderEnvelope,
     telemetry::error_chain,
 };
 use futures_util::StreamExt;
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::PublishMetrics;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(crate) enum PublishError {
     #[error("not connected to the broker")]
     NotConnected,
     #[error("the broker did not confirm within {0:?}")]
@@ -47,16 +47,16 @@ pub enum PublishError {
 
 /// Connection settings for the publisher.
 #[derive(Debug, Clone)]
-pub struct PublisherSettings {
-    pub amqp_url: String,
-    pub queue: OrderQueue,
-    pub connect_timeout: Duration,
-    pub publish_timeout: Duration,
+pub(crate) struct PublisherSettings {
+    pub(crate) amqp_url: String,
+    pub(crate) queue: OrderQueue,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) publish_timeout: Duration,
 }
 
 /// Cheap to clone; every clone publishes on the one supervised channel.
 #[derive(Clone)]
-pub struct OrderPublisher {
+pub(crate) struct OrderPublisher {
     channel: watch::Receiver<Option<Channel>>,
     /// Tells the supervisor a publish failed, so it checks the connection (and the topology).
     trouble: mpsc::Sender<()>,
@@ -73,7 +73,7 @@ pub struct OrderPublisher {
 impl OrderPublisher {
     /// Starts the supervisor; the publisher is usable at once (answering `NotConnected` until
     /// the first connection is up).
-    pub fn start(settings: PublisherSettings, metrics: PublishMetrics) -> Self {
+    pub(crate) fn start(settings: PublisherSettings, metrics: PublishMetrics) -> Self {
         let (channel_tx, channel) = watch::channel(None);
         let (trouble, trouble_rx) = mpsc::channel(1);
         let shutdown = CancellationToken::new();
@@ -98,16 +98,19 @@ impl OrderPublisher {
         }
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.channel.borrow().is_some()
     }
 
-    /// Waits until connected, or `timeout`; for start-up and tests.
-    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+    /// Completes once connected (at once if connected now).
+    pub(crate) fn connected(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut channel = self.channel.clone();
-        tokio::time::timeout(timeout, channel.wait_for(Option::is_some))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        async move {
+            // An error means the supervisor is gone (the gateway is stopping): never ready.
+            if channel.wait_for(Option::is_some).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The channel once connected, if the gateway is still starting and has never been
@@ -128,13 +131,8 @@ impl OrderPublisher {
     }
 
     /// Publishes persistently and returns once the broker has confirmed the message.
-    pub async fn publish(
-        &self,
-        order: &OrderMessage,
-        request_id: Option<&str>,
-        traceparent: Option<&str>,
-    ) -> Result<(), PublishError> {
-        let result = self.try_publish(order, request_id, traceparent).await;
+    pub(crate) async fn publish(&self, order: &OrderEnvelope) -> Result<(), PublishError> {
+        let result = self.try_publish(order).await;
         let outcome = match &result {
             Ok(()) => "confirmed",
             Err(PublishError::NotConnected) => "not_connected",
@@ -147,12 +145,7 @@ impl OrderPublisher {
         result
     }
 
-    async fn try_publish(
-        &self,
-        order: &OrderMessage,
-        request_id: Option<&str>,
-        traceparent: Option<&str>,
-    ) -> Result<(), PublishError> {
+    async fn try_publish(&self, order: &OrderEnvelope) -> Result<(), PublishError> {
         let connected = self.channel.borrow().clone();
         let channel = match connected {
             Some(channel) => channel,
@@ -162,6 +155,7 @@ impl OrderPublisher {
                 .ok_or(PublishError::NotConnected)?,
         };
         let timer = self.metrics.confirm_duration.start_timer();
+        let (body, properties) = order.to_amqp();
         let publish = async {
             let confirm = channel
                 .basic_publish(
@@ -171,8 +165,8 @@ impl OrderPublisher {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
-                    &order.to_json_bytes(),
-                    order_properties(order, request_id, traceparent),
+                    &body,
+                    properties,
                 )
                 .await?;
             confirm.await
@@ -197,7 +191,7 @@ impl OrderPublisher {
     }
 
     /// Stops the supervisor and closes the connection.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.shutdown.cancel();
     }
 }

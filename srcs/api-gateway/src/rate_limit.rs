@@ -23,18 +23,18 @@ use governor::{
 };
 
 #[derive(Clone)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// `None`: rate limiting is off.
     limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
 }
 
 impl RateLimit {
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self { limiter: None }
     }
 
     /// `per_second` requests per second per address, with bursts of up to `burst`.
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+    pub(crate) fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
         let limiter = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_second).allow_burst(burst),
         ));
@@ -82,7 +82,7 @@ fn client_key(client: IpAddr) -> IpAddr {
 /// actix-web middleware (use with `middleware::from_fn`) for the routes that are limited; the
 /// limiter is app data. The client is the TCP peer: headers such as `X-Forwarded-For` are the
 /// client's to choose, so they never decide.
-pub async fn middleware(
+pub(crate) async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {

@@ -1,37 +1,21 @@
-use std::net::TcpListener;
+//! Building the gateway and running it (see `common::lifecycle`).
+
+use std::{future::Future, net::TcpListener};
 
 use actix_web::{dev::Server, web, HttpServer};
-use common::{http as shared_http, metrics::Metrics};
+use common::{http as shared_http, lifecycle::Service, metrics::Metrics};
 
 use crate::{
     configuration::Settings,
+    idempotency::RecentKeys,
     metrics::PublishMetrics,
     publisher::{OrderPublisher, PublisherSettings},
     rate_limit::RateLimit,
     routes,
-    upstream::{Upstream, UpstreamMetrics, UpstreamTarget},
+    upstream::{UpstreamMetrics, UpstreamName, UpstreamTarget, UpstreamTargets},
 };
 
-/// The services behind the gateway, as one actix worker reaches them.
-pub struct Upstreams {
-    pub inventory: Upstream,
-    pub billing: Upstream,
-}
-
-/// The services behind the gateway, shared by the workers.
-struct UpstreamTargets {
-    inventory: UpstreamTarget,
-    billing: UpstreamTarget,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-}
+pub use common::http::BindError as StartupError;
 
 pub struct Application {
     port: u16,
@@ -39,10 +23,18 @@ pub struct Application {
     publisher: OrderPublisher,
 }
 
-impl Application {
+impl Service for Application {
+    const NAME: &'static str = "api-gateway";
+    type Settings = Settings;
+    type StartupError = StartupError;
+
+    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
+        Settings::read(&common::config::Env::process())
+    }
+
     /// Binds the listener and starts the broker connection's supervisor. Neither inventory nor
     /// the broker needs to be up yet: requests that need them get 502/503 until they are.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Metrics::new("gateway");
         let publisher = OrderPublisher::start(
             PublisherSettings {
@@ -64,18 +56,11 @@ impl Application {
             )
         };
         let upstreams = UpstreamTargets {
-            inventory: upstream("inventory", &settings.inventory_url),
-            billing: upstream("billing", &settings.billing_url),
+            inventory: upstream(UpstreamName::Inventory, &settings.inventory_url),
+            billing: upstream(UpstreamName::Billing, &settings.billing_url),
         };
-        let bind_error = |source| StartupError::Bind {
-            addr: settings.bind_addr,
-            source,
-        };
-        let listener = common::listener::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)
-            .map_err(bind_error)?;
+        let (listener, addr) = shared_http::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")?;
+        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)?;
         log::info!("api-gateway listening on {addr}");
         Ok(Self {
             port: addr.port(),
@@ -84,18 +69,26 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
+    fn port(&self) -> u16 {
         self.port
     }
 
-    pub fn publisher(&self) -> &OrderPublisher {
-        &self.publisher
+    /// Ready once the broker connection is up (orders can be queued).
+    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
+        let connected = self.publisher.connected();
+        async move {
+            connected.await;
+            "serving; connected to the broker"
+        }
     }
 
-    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then closes the broker
+    /// Serves until `shutdown`, lets in-flight requests finish, then closes the broker
     /// connection.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = shared_http::serve_until_signal(self.server).await;
+    async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let result = shared_http::serve_until(self.server, shutdown).await;
         self.publisher.close();
         result
     }
@@ -107,31 +100,24 @@ fn serve(
     publisher: OrderPublisher,
     metrics: Metrics,
     settings: &Settings,
-) -> std::io::Result<Server> {
+) -> Result<Server, StartupError> {
     let publisher = web::Data::new(publisher);
-    let recent_keys = web::Data::new(crate::idempotency::RecentKeys::default());
+    let recent_keys = web::Data::new(RecentKeys::default());
     let metrics = web::Data::new(metrics);
     let admin_token = web::Data::new(settings.admin_token.clone());
     let rate_limit = web::Data::new(match settings.rate_limit {
         Some((per_second, burst)) => RateLimit::new(per_second, burst),
         None => RateLimit::disabled(),
     });
-    let server = shared_http::with_client_deadlines(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         shared_http::app()
-            .app_data(web::Data::new(Upstreams {
-                inventory: upstreams.inventory.for_this_worker(),
-                billing: upstreams.billing.for_this_worker(),
-            }))
+            .app_data(web::Data::new(upstreams.for_this_worker()))
             .app_data(publisher.clone())
             .app_data(recent_keys.clone())
             .app_data(metrics.clone())
             .app_data(admin_token.clone())
             .app_data(rate_limit.clone())
             .configure(routes::configure)
-    }))
-    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    });
+    shared_http::start(server, listener, settings.shutdown_timeout)
 }

@@ -15,10 +15,7 @@ use common::{
 };
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
-use crate::{
-    circuit_breaker::CircuitBreaker,
-    error::{GatewayError, UpstreamFailure},
-};
+use crate::{circuit_breaker::CircuitBreaker, error::GatewayError};
 
 /// Consecutive failures that open an upstream's circuit, and how long it stays open before a
 /// probe.
@@ -40,16 +37,97 @@ const FORWARDED_RESPONSE_HEADERS: [&str; 5] = [
 /// The largest answer is a 500-movie page; anything far beyond that is a fault.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
+/// A service behind the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamName {
+    Inventory,
+    Billing,
+}
+
+impl UpstreamName {
+    /// Its `upstream` label in metrics and its name in logs.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Inventory => "inventory",
+            Self::Billing => "billing",
+        }
+    }
+
+    /// How problems name it to API clients.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Self::Inventory => "catalogue",
+            Self::Billing => "billing",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How a call to a service behind the gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamFailure {
+    #[error("unreachable")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("timed out")]
+    Timeout(#[source] reqwest::Error),
+    #[error("unusable answer")]
+    BadAnswer(#[source] reqwest::Error),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("circuit open after repeated failures")]
+    CircuitOpen,
+}
+
+impl UpstreamFailure {
+    /// The `kind` label of the upstream error metric.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::BadAnswer(_) | Self::TooLarge(_) => "bad_answer",
+            Self::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+/// The services behind the gateway, as one actix worker reaches them.
+pub(crate) struct Upstreams {
+    pub(crate) inventory: Upstream,
+    pub(crate) billing: Upstream,
+}
+
+/// The services behind the gateway, shared by the workers.
+#[derive(Clone)]
+pub(crate) struct UpstreamTargets {
+    pub(crate) inventory: UpstreamTarget,
+    pub(crate) billing: UpstreamTarget,
+}
+
+impl UpstreamTargets {
+    /// This worker's [`Upstreams`].
+    pub(crate) fn for_this_worker(&self) -> Upstreams {
+        Upstreams {
+            inventory: self.inventory.for_this_worker(),
+            billing: self.billing.for_this_worker(),
+        }
+    }
+}
+
 /// Upstream call metrics, shared by every upstream (labelled by its name).
 #[derive(Clone)]
-pub struct UpstreamMetrics {
-    pub duration: HistogramVec,
-    pub errors: IntCounterVec,
-    pub breaker_state: IntGaugeVec,
+pub(crate) struct UpstreamMetrics {
+    duration: HistogramVec,
+    errors: IntCounterVec,
+    breaker_state: IntGaugeVec,
 }
 
 impl UpstreamMetrics {
-    pub fn new(metrics: &common::metrics::Metrics) -> Self {
+    pub(crate) fn new(metrics: &common::metrics::Metrics) -> Self {
         Self {
             duration: metrics.histogram_vec(
                 "upstream_request_duration_seconds",
@@ -78,9 +156,8 @@ impl UpstreamMetrics {
 /// What every worker's copy of an upstream shares: where it is, its timeouts, its metrics and
 /// its circuit breaker. Requests go through an [`Upstream`] made from it per actix worker.
 #[derive(Clone)]
-pub struct UpstreamTarget {
-    /// `inventory` or `billing`: in metrics, logs and problems.
-    name: &'static str,
+pub(crate) struct UpstreamTarget {
+    name: UpstreamName,
     base_url: String,
     connect_timeout: Duration,
     request_timeout: Duration,
@@ -89,8 +166,8 @@ pub struct UpstreamTarget {
 }
 
 impl UpstreamTarget {
-    pub fn new(
-        name: &'static str,
+    pub(crate) fn new(
+        name: UpstreamName,
         base_url: String,
         connect_timeout: Duration,
         request_timeout: Duration,
@@ -99,7 +176,7 @@ impl UpstreamTarget {
         let breaker = CircuitBreaker::new(
             BREAKER_THRESHOLD,
             BREAKER_COOL_DOWN,
-            metrics.breaker_state.with_label_values(&[name]),
+            metrics.breaker_state.with_label_values(&[name.label()]),
         );
         Self {
             name,
@@ -115,7 +192,7 @@ impl UpstreamTarget {
     /// single-threaded runtime, and a connection's task lives on the runtime that opened it:
     /// with a pool per worker, no request waits on another worker's thread, and a worker that
     /// stops first at shutdown takes only its own connections with it.
-    pub fn for_this_worker(&self) -> Upstream {
+    fn for_this_worker(&self) -> Upstream {
         Upstream {
             http: http_client(self.connect_timeout, self.request_timeout, usize::MAX),
             fresh_connection_http: http_client(self.connect_timeout, self.request_timeout, 0),
@@ -125,7 +202,7 @@ impl UpstreamTarget {
 }
 
 /// One actix worker's way to an upstream (see [`UpstreamTarget::for_this_worker`]).
-pub struct Upstream {
+pub(crate) struct Upstream {
     target: UpstreamTarget,
     http: reqwest::Client,
     /// For the one retry: a new connection, since the pooled ones may all be closing.
@@ -135,7 +212,7 @@ pub struct Upstream {
 impl Upstream {
     /// Sends the client's request on (same method, path and query) and answers with the
     /// upstream's answer.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         req: &HttpRequest,
         body: Bytes,
@@ -145,7 +222,7 @@ impl Upstream {
             self.target
                 .metrics
                 .errors
-                .with_label_values(&[self.target.name, "circuit_open"])
+                .with_label_values(&[self.target.name.label(), "circuit_open"])
                 .inc();
             return Err(GatewayError::Upstream {
                 upstream: self.target.name,
@@ -156,7 +233,7 @@ impl Upstream {
             .target
             .metrics
             .duration
-            .with_label_values(&[self.target.name])
+            .with_label_values(&[self.target.name.label()])
             .start_timer();
         let result = self.try_forward(req, body, request_id).await;
         timer.observe_duration();
@@ -166,14 +243,14 @@ impl Upstream {
             self.target
                 .metrics
                 .errors
-                .with_label_values(&[self.target.name, failure.kind()])
+                .with_label_values(&[self.target.name.label(), failure.kind()])
                 .inc();
         }
         result
     }
 
     /// Whether the upstream's `/health` answers 200 within `timeout`.
-    pub async fn is_up(&self, timeout: Duration) -> bool {
+    pub(crate) async fn is_up(&self, timeout: Duration) -> bool {
         let probe = self
             .http
             .get(format!("{}/health", self.target.base_url))

@@ -17,9 +17,10 @@
 use std::time::{Duration, Instant};
 
 use common::{
-    amqp::{order_properties, OrderQueue},
-    db::{build_pool, DatabaseSettings},
-    order::{Amount, NumberOfItems, OrderMessage, OrderRequest, UserId},
+    amqp::OrderQueue,
+    config::Env,
+    database::{build_pool, DatabaseSettings},
+    order::message::OrderEnvelope,
 };
 use futures_util::{stream, StreamExt};
 use lapin::{
@@ -30,13 +31,13 @@ use lapin::{
     types::FieldTable,
 };
 
-fn order() -> OrderMessage {
-    let request = OrderRequest {
-        user_id: UserId::parse("bench").unwrap(),
-        number_of_items: NumberOfItems::parse("2").unwrap(),
-        total_amount: Amount::parse("45.00").unwrap(),
-    };
-    OrderMessage::new(uuid::Uuid::new_v4(), request, chrono::Utc::now())
+/// The order every benchmark sends, as the gateway publishes it.
+fn order() -> OrderEnvelope {
+    OrderEnvelope {
+        message: test_support::order_message("bench", "2", "45.00"),
+        request_id: None,
+        traceparent: None,
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -67,7 +68,7 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
         .map(|_| {
             let (channel, queue) = (channel.clone(), queue.clone());
             async move {
-                let message = order();
+                let (body, properties) = order().to_amqp();
                 let sent = Instant::now();
                 let confirm = channel
                     .basic_publish(
@@ -77,8 +78,8 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
                             mandatory: true,
                             ..Default::default()
                         },
-                        &message.to_json_bytes(),
-                        order_properties(&message, None, None),
+                        &body,
+                        properties,
                     )
                     .await
                     .expect("publish")
@@ -143,7 +144,8 @@ async fn consume(url: &str, queue: &str, count: usize, prefetch: u16, batch: usi
 }
 
 async fn insert(url: &str, count: usize, batch: usize) {
-    let settings = DatabaseSettings::with_url(url).expect("database URL");
+    let settings =
+        DatabaseSettings::read(&Env::given([("DATABASE_URL", url)])).expect("database URL");
     let pool = build_pool(&settings, "bench");
     billing_app::store::migrate(&pool).await.expect("migrate");
     let client = pool.get().await.expect("connection");
@@ -151,12 +153,7 @@ async fn insert(url: &str, count: usize, batch: usize) {
     let mut done = 0;
     while done < count {
         let size = batch.min(count - done);
-        let orders: Vec<_> = (0..size)
-            .map(|_| billing_app::store::OrderToBill {
-                order: order(),
-                request_id: None,
-            })
-            .collect();
+        let orders: Vec<_> = (0..size).map(|_| order()).collect();
         billing_app::store::insert_orders(&**client, &orders)
             .await
             .expect("insert");

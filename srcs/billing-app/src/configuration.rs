@@ -2,8 +2,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{
     amqp::OrderQueue,
-    config::{self, ConfigError},
-    db::DatabaseSettings,
+    config::{ConfigError, Env},
+    database::DatabaseSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -29,11 +29,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let queue: String =
-            config::or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
-        let batch_size = config::count_or_default("BILLING_BATCH_SIZE", 200, 1..=5_000)?;
-        let prefetch = config::count_or_default("BILLING_PREFETCH", 500, 1..=65_535)?;
+    /// Every setting, checked; `env` is the process environment in production.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        let queue: String = env.or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        let batch_size = env.count_or_default("BILLING_BATCH_SIZE", 200, 1..=5_000)?;
+        let prefetch = env.count_or_default("BILLING_PREFETCH", 500, 1..=65_535)?;
         if prefetch < batch_size {
             return Err(ConfigError::invalid(
                 "BILLING_PREFETCH",
@@ -41,18 +41,18 @@ impl Settings {
             ));
         }
         Ok(Self {
-            http_bind_addr: config::or_default(
+            http_bind_addr: env.or_default(
                 "BILLING_HTTP_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8082)),
             )?,
-            database: DatabaseSettings::from_env()?,
-            amqp_url: config::required("AMQP_URL")?,
+            database: DatabaseSettings::read(env)?,
+            amqp_url: env.required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
             prefetch: prefetch as u16,
             batch_size,
-            batch_linger: config::millis_or_default("BILLING_BATCH_LINGER_MS", 5)?,
-            connect_timeout: config::millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
-            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            batch_linger: env.millis_or_default("BILLING_BATCH_LINGER_MS", 5)?,
+            connect_timeout: env.millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+            shutdown_timeout: env.millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
         })
     }
 }

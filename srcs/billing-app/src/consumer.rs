@@ -16,11 +16,8 @@
 use std::time::Duration;
 
 use common::{
-    amqp::{self, request_id_of},
-    backoff::Backoff,
-    db,
-    order::{is_known_message_type, OrderMessage},
-    telemetry::error_chain,
+    amqp, backoff::Backoff, database::Failure, order::message::OrderEnvelope,
+    request_id::RequestId, telemetry::error_chain,
 };
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
@@ -32,12 +29,14 @@ use lapin::{
     types::FieldTable,
     Channel, Connection, Consumer,
 };
+use prometheus::IntGauge;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     configuration::Settings,
     metrics::ConsumerMetrics,
-    store::{self, OrderToBill},
+    store::{self, StoreError},
 };
 
 /// After the consumer is cancelled on shutdown, the deliveries the broker had already sent are
@@ -45,6 +44,41 @@ use crate::{
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// The longest the way out waits for the broker to answer a cancel or a close.
 const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the consumer is consuming right now: for readiness (`/ready`, and READY=1 to
+/// systemd) and the `consumer_connected` gauge.
+#[derive(Clone)]
+pub(crate) struct ConsumerStatus {
+    consuming: std::sync::Arc<watch::Sender<bool>>,
+    gauge: IntGauge,
+}
+
+impl ConsumerStatus {
+    pub(crate) fn new(metrics: &common::metrics::Metrics) -> Self {
+        Self {
+            consuming: std::sync::Arc::new(watch::Sender::new(false)),
+            gauge: metrics.gauge("consumer_connected", "1 while consuming from the broker."),
+        }
+    }
+
+    fn set(&self, consuming: bool) {
+        self.consuming.send_replace(consuming);
+        self.gauge.set(i64::from(consuming));
+    }
+
+    pub(crate) fn is_consuming(&self) -> bool {
+        *self.consuming.borrow()
+    }
+
+    /// Completes once consuming (at once if consuming now).
+    pub(crate) fn started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut consuming = self.consuming.subscribe();
+        async move {
+            // The sender lives as long as the application: an error cannot happen while waiting.
+            let _ = consuming.wait_for(|consuming| *consuming).await;
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -57,16 +91,17 @@ enum SessionError {
 }
 
 /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is lost.
-pub async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     pool: &Pool,
     metrics: &ConsumerMetrics,
+    status: &ConsumerStatus,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
-        let result = session(settings, pool, metrics, &shutdown, &mut backoff).await;
-        metrics.set_consuming(false);
+        let result = session(settings, pool, metrics, status, &shutdown, &mut backoff).await;
+        status.set(false);
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -89,6 +124,7 @@ async fn session(
     settings: &Settings,
     pool: &Pool,
     metrics: &ConsumerMetrics,
+    status: &ConsumerStatus,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
@@ -99,7 +135,7 @@ async fn session(
         started = start_consuming(settings) => started?,
     };
     backoff.reset();
-    metrics.set_consuming(true);
+    status.set(true);
     let _sampler = BacklogSampler::start(&channel, settings.queue.name(), metrics);
     log::info!("consuming orders from queue {}", settings.queue.name());
 
@@ -115,7 +151,7 @@ async fn session(
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    metrics.set_consuming(false);
+                    status.set(false);
                     // No new deliveries; those already sent still arrive and are finished.
                     let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
                     match tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, cancel).await {
@@ -139,7 +175,13 @@ async fn session(
         };
         let batch = fill_batch(first?, &mut consumer, settings).await?;
         metrics.received.inc_by(batch.len() as u64);
-        if let Outcome::Abandoned = bill_batch(&channel, pool, batch, metrics, shutdown).await? {
+        let billing = Billing {
+            channel: &channel,
+            pool,
+            metrics,
+            shutdown,
+        };
+        if let Outcome::Abandoned = billing.bill_batch(batch).await? {
             break;
         }
     }
@@ -210,172 +252,166 @@ enum Outcome {
     Abandoned,
 }
 
-/// Why a delivery can never be billed, or the order it carries.
-fn decode(delivery: &Delivery) -> Result<OrderMessage, String> {
-    match delivery.properties.kind() {
-        Some(kind) if !is_known_message_type(kind.as_str()) => {
-            return Err(format!("unsupported message type {:?}", kind.as_str()));
-        }
-        _ => {}
-    }
-    OrderMessage::from_json_bytes(&delivery.data)
+/// What storing orders came to.
+enum Attempt {
+    Stored(store::Stored),
+    /// The database refuses the data itself; retrying cannot help.
+    Refused(StoreError),
+    /// Shutdown came while the database was unavailable.
+    Abandoned,
 }
 
-async fn bill_batch(
-    channel: &Channel,
-    pool: &Pool,
-    batch: Vec<Delivery>,
-    metrics: &ConsumerMetrics,
-    shutdown: &CancellationToken,
-) -> Result<Outcome, lapin::Error> {
-    let started = std::time::Instant::now();
-    let mut orders = Vec::with_capacity(batch.len());
-    let mut tags = Vec::with_capacity(batch.len());
-    for delivery in &batch {
-        let request_id = request_id_of(&delivery.properties);
-        match decode(delivery) {
-            Ok(order) => {
-                tags.push(delivery.delivery_tag);
-                orders.push(OrderToBill { order, request_id });
-            }
-            Err(reason) => {
-                dead_letter(
-                    channel,
-                    delivery.delivery_tag,
-                    request_id.as_deref(),
-                    &reason,
-                    metrics,
-                )
-                .await?
-            }
-        }
-    }
-    let Some(&last_tag) = tags.last() else {
-        return Ok(Outcome::Billed);
-    };
+/// What billing a batch needs: the channel its deliveries came on, the database, the counters,
+/// and the stop signal that ends any wait for the database.
+struct Billing<'a> {
+    channel: &'a Channel,
+    pool: &'a Pool,
+    metrics: &'a ConsumerMetrics,
+    shutdown: &'a CancellationToken,
+}
 
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let stored = loop {
-        let attempt = async {
-            let client = pool.get().await.map_err(WriteError::Pool)?;
-            store::insert_orders(&**client, &orders)
-                .await
-                .map_err(WriteError::Database)
-        };
-        match attempt.await {
-            Ok(stored) => break stored,
-            Err(e) if e.is_transient() => {
-                let delay = backoff.next_delay();
-                log::warn!(
-                    "cannot store {} orders ({}); holding them unacknowledged, retrying in {delay:?}",
-                    orders.len(),
-                    error_chain(&e)
-                );
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shutdown.cancelled() => {
-                        metrics.requeued.inc_by(orders.len() as u64);
-                        return Ok(Outcome::Abandoned);
-                    }
+impl Billing<'_> {
+    async fn bill_batch(&self, batch: Vec<Delivery>) -> Result<Outcome, lapin::Error> {
+        let started = std::time::Instant::now();
+        let mut orders = Vec::with_capacity(batch.len());
+        let mut tags = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match OrderEnvelope::from_amqp(&delivery.properties, &delivery.data) {
+                Ok(order) => {
+                    tags.push(delivery.delivery_tag);
+                    orders.push(order);
+                }
+                Err(reason) => {
+                    let request_id = delivery
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .and_then(|id| RequestId::parse(id.as_str()))
+                        .map_or("-".to_owned(), |id| id.to_string());
+                    self.dead_letter(delivery.delivery_tag, &request_id, &reason)
+                        .await?
                 }
             }
-            Err(e) => {
-                // The database refuses the data itself: find the culprit(s) one by one.
+        }
+        let Some(&last_tag) = tags.last() else {
+            return Ok(Outcome::Billed);
+        };
+        match self.store(&orders).await {
+            Attempt::Stored(stored) => {
+                // Acknowledge everything up to the last tag: every earlier delivery on this
+                // channel is either in this batch or was settled before it.
+                self.channel
+                    .basic_ack(last_tag, BasicAckOptions { multiple: true })
+                    .await?;
+                record_billed(&orders, stored, self.metrics);
+                self.metrics
+                    .batch_duration
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Outcome::Billed)
+            }
+            Attempt::Abandoned => Ok(Outcome::Abandoned),
+            Attempt::Refused(e) => {
+                // Find the culprit(s) one by one.
                 log::error!(
                     "batch of {} orders refused ({}); storing them one by one",
                     orders.len(),
                     error_chain(&e)
                 );
-                return bill_one_by_one(channel, pool, orders, tags, metrics, shutdown).await;
+                self.bill_one_by_one(orders, tags).await
             }
         }
-    };
-    // Acknowledge everything up to the last tag: every earlier delivery on this channel is
-    // either in this batch or was settled before it.
-    channel
-        .basic_ack(last_tag, BasicAckOptions { multiple: true })
-        .await?;
-    record_billed(&orders, stored, metrics);
-    metrics
-        .batch_duration
-        .observe(started.elapsed().as_secs_f64());
-    Ok(Outcome::Billed)
-}
+    }
 
-/// Fallback for a batch the database refused: each order alone; the ones it refuses again are
-/// dead-lettered.
-async fn bill_one_by_one(
-    channel: &Channel,
-    pool: &Pool,
-    orders: Vec<OrderToBill>,
-    tags: Vec<u64>,
-    metrics: &ConsumerMetrics,
-    shutdown: &CancellationToken,
-) -> Result<Outcome, lapin::Error> {
-    let remaining = orders.len();
-    for (done, (order, tag)) in orders.into_iter().zip(tags).enumerate() {
+    /// Fallback for a batch the database refused: each order alone; the ones it refuses again
+    /// are dead-lettered.
+    async fn bill_one_by_one(
+        &self,
+        orders: Vec<OrderEnvelope>,
+        tags: Vec<u64>,
+    ) -> Result<Outcome, lapin::Error> {
+        for (order, tag) in orders.into_iter().zip(tags) {
+            let order = std::slice::from_ref(&order);
+            match self.store(order).await {
+                Attempt::Stored(stored) => {
+                    self.channel
+                        .basic_ack(tag, BasicAckOptions::default())
+                        .await?;
+                    record_billed(order, stored, self.metrics);
+                }
+                // The rest of the batch stays unacknowledged too.
+                Attempt::Abandoned => return Ok(Outcome::Abandoned),
+                Attempt::Refused(e) => {
+                    let reason = format!("refused by the database: {}", error_chain(&e));
+                    self.dead_letter(tag, &request_id_text(&order[0]), &reason)
+                        .await?;
+                }
+            }
+        }
+        Ok(Outcome::Billed)
+    }
+
+    /// Stores `orders` in one transaction, holding them unacknowledged and retrying with
+    /// backoff while the database is unavailable, until shutdown.
+    async fn store(&self, orders: &[OrderEnvelope]) -> Attempt {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let attempt = async {
-                let client = pool.get().await.map_err(WriteError::Pool)?;
-                store::insert_orders(&**client, std::slice::from_ref(&order))
-                    .await
-                    .map_err(WriteError::Database)
+                let client = self.pool.get().await?;
+                Ok::<_, StoreError>(store::insert_orders(&**client, orders).await?)
             };
-            match attempt.await {
-                Ok(stored) => {
-                    channel.basic_ack(tag, BasicAckOptions::default()).await?;
-                    record_billed(std::slice::from_ref(&order), stored, metrics);
-                    break;
-                }
-                Err(e) if e.is_transient() => {
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = shutdown.cancelled() => {
-                            metrics.requeued.inc_by((remaining - done) as u64);
-                            return Ok(Outcome::Abandoned);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let reason = format!("refused by the database: {}", error_chain(&e));
-                    dead_letter(channel, tag, order.request_id.as_deref(), &reason, metrics)
-                        .await?;
-                    break;
+            let error = match attempt.await {
+                Ok(stored) => return Attempt::Stored(stored),
+                Err(e) if e.failure() == Failure::Unavailable => e,
+                Err(e) => return Attempt::Refused(e),
+            };
+            let delay = backoff.next_delay();
+            log::warn!(
+                "cannot store {} orders ({}); holding them unacknowledged, retrying in {delay:?}",
+                orders.len(),
+                error_chain(&error)
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shutdown.cancelled() => {
+                    self.metrics.requeued.inc_by(orders.len() as u64);
+                    return Attempt::Abandoned;
                 }
             }
         }
     }
-    Ok(Outcome::Billed)
+
+    async fn dead_letter(
+        &self,
+        tag: u64,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<(), lapin::Error> {
+        log::warn!("request_id={request_id} dead-lettering delivery {tag}: {reason}");
+        self.channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: false,
+                },
+            )
+            .await?;
+        self.metrics.dead_lettered.inc();
+        Ok(())
+    }
 }
 
-async fn dead_letter(
-    channel: &Channel,
-    tag: u64,
-    request_id: Option<&str>,
-    reason: &str,
-    metrics: &ConsumerMetrics,
-) -> Result<(), lapin::Error> {
-    log::warn!(
-        "request_id={} dead-lettering delivery {tag}: {reason}",
-        request_id.unwrap_or("-")
-    );
-    channel
-        .basic_nack(
-            tag,
-            BasicNackOptions {
-                multiple: false,
-                requeue: false,
-            },
-        )
-        .await?;
-    metrics.dead_lettered.inc();
-    Ok(())
+/// The order's request id for a log line, `-` without one.
+fn request_id_text(order: &OrderEnvelope) -> String {
+    order
+        .request_id
+        .as_ref()
+        .map_or("-".to_owned(), |id| id.to_string())
 }
 
 /// Counts and logs orders just stored and acknowledged; one line per order, carrying the
 /// request id, so one grep follows an order from the gateway to here.
-fn record_billed(orders: &[OrderToBill], stored: store::Stored, metrics: &ConsumerMetrics) {
+fn record_billed(orders: &[OrderEnvelope], stored: store::Stored, metrics: &ConsumerMetrics) {
     let duplicates = orders.len() as u64 - stored.inserted - stored.conflicts;
     metrics.acked.inc_by(orders.len() as u64);
     metrics.billed.inc_by(stored.inserted);
@@ -388,11 +424,14 @@ fn record_billed(orders: &[OrderToBill], stored: store::Stored, metrics: &Consum
             stored.conflicts
         );
     }
-    for OrderToBill { order, request_id } in orders {
+    for order in orders {
+        let trace = order.traceparent.as_ref().map_or(String::new(), |context| {
+            format!(" traceparent={}", context.as_str())
+        });
         log::info!(
-            "request_id={} order_id={} billed",
-            request_id.as_deref().unwrap_or("-"),
-            order.order_id
+            "request_id={} order_id={} billed{trace}",
+            request_id_text(order),
+            order.message.order_id
         );
     }
     if duplicates > 0 {
@@ -433,22 +472,5 @@ impl BacklogSampler {
 impl Drop for BacklogSampler {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error("database pool")]
-    Pool(#[source] deadpool_postgres::PoolError),
-    #[error("database")]
-    Database(#[source] tokio_postgres::Error),
-}
-
-impl WriteError {
-    fn is_transient(&self) -> bool {
-        match self {
-            Self::Pool(_) => true,
-            Self::Database(e) => db::is_transient(e),
-        }
     }
 }

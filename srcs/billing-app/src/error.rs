@@ -1,20 +1,31 @@
 //! The one error type of billing-app's HTTP side, mapped to HTTP in one place.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use common::{db, problem::Problem};
-use deadpool_postgres::PoolError;
+use actix_web::http::StatusCode;
+use common::{database::Failure, problem::Problem};
 use uuid::Uuid;
 
+use crate::store::StoreError;
+
 #[derive(Debug, thiserror::Error)]
-pub enum BillingError {
+pub(crate) enum BillingError {
     #[error("order {0} is not billed (yet)")]
     NotFound(Uuid),
     #[error("{0}")]
     BadRequest(Problem),
-    #[error("database pool")]
-    Pool(#[from] PoolError),
-    #[error("database")]
-    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<deadpool_postgres::PoolError> for BillingError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<tokio_postgres::Error> for BillingError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Store(e.into())
+    }
 }
 
 impl BillingError {
@@ -24,20 +35,16 @@ impl BillingError {
                 "Order {id} is not billed: it is still queued, or it does not exist."
             )),
             Self::BadRequest(problem) => problem.clone(),
-            Self::Pool(_) => db::failure_problem(None, "billing"),
-            Self::Database(e) => db::failure_problem(Some(e), "billing"),
+            // Reading an order breaks no constraint: anything but unavailability is a fault.
+            Self::Store(e) => match e.failure() {
+                Failure::Unavailable => Problem::unavailable(
+                    "The billing database is unavailable; try again shortly.",
+                    2,
+                ),
+                Failure::Constraint | Failure::Fault => Problem::internal(),
+            },
         }
     }
 }
 
-impl ResponseError for BillingError {
-    fn status_code(&self) -> StatusCode {
-        self.problem().status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let problem = self.problem();
-        db::log_failure(problem.status, self);
-        problem.to_response()
-    }
-}
+common::answer_errors_as_problems!(BillingError);

@@ -1,10 +1,15 @@
 //! billing-app: takes orders off the queue and bills each exactly once in its own database;
 //! a small HTTP listener answers health, readiness, metrics and order status.
+//!
+//! - `startup`: builds the application and runs it (the lifecycle every service shares).
+//! - `consumer`: the order consumer (reconnects, batches, acknowledges after the commit).
+//! - `store`: the SQL, and the embedded migrations.
+//! - `routes`: the table of routes, one module per endpoint; `error`: the one error type.
 
 pub mod configuration;
-pub mod consumer;
-pub mod error;
-pub mod metrics;
-pub mod routes;
+mod consumer;
+mod error;
+mod metrics;
+mod routes;
 pub mod startup;
 pub mod store;

@@ -1,29 +1,22 @@
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
-};
-
 use common::metrics::Metrics;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
-/// What the consumer counts, and whether it is consuming right now (for readiness).
+/// What the consumer counts.
 #[derive(Clone)]
-pub struct ConsumerMetrics {
-    pub received: IntCounter,
-    pub acked: IntCounter,
-    pub requeued: IntCounter,
-    pub dead_lettered: IntCounter,
-    pub billed: IntCounter,
-    pub duplicates: IntCounter,
-    pub conflicts: IntCounter,
-    pub batch_duration: Histogram,
-    pub backlog: IntGauge,
-    consuming_gauge: IntGauge,
-    consuming: Arc<AtomicBool>,
+pub(crate) struct ConsumerMetrics {
+    pub(crate) received: IntCounter,
+    pub(crate) acked: IntCounter,
+    pub(crate) requeued: IntCounter,
+    pub(crate) dead_lettered: IntCounter,
+    pub(crate) billed: IntCounter,
+    pub(crate) duplicates: IntCounter,
+    pub(crate) conflicts: IntCounter,
+    pub(crate) batch_duration: Histogram,
+    pub(crate) backlog: IntGauge,
 }
 
 impl ConsumerMetrics {
-    pub fn new(metrics: &Metrics) -> Self {
+    pub(crate) fn new(metrics: &Metrics) -> Self {
         Self {
             received: metrics.counter("messages_received_total", "Order messages delivered to billing."),
             acked: metrics.counter("messages_acked_total", "Order messages acknowledged after their order was stored."),
@@ -46,17 +39,6 @@ impl ConsumerMetrics {
                 "Time to store and acknowledge one batch of orders.",
             ),
             backlog: metrics.gauge("queue_backlog_messages", "Messages ready in the order queue (sampled)."),
-            consuming_gauge: metrics.gauge("consumer_connected", "1 while consuming from the broker."),
-            consuming: Arc::new(AtomicBool::new(false)),
         }
-    }
-
-    pub fn set_consuming(&self, consuming: bool) {
-        self.consuming.store(consuming, Ordering::SeqCst);
-        self.consuming_gauge.set(i64::from(consuming));
-    }
-
-    pub fn is_consuming(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst)
     }
 }

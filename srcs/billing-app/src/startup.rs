@@ -1,131 +1,143 @@
-use std::{future::Future, net::TcpListener};
+//! Building billing-app and running it (see `common::lifecycle`).
+
+use std::future::Future;
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
+    database::{self, PoolGauges},
     http as shared_http,
-    metrics::{Metrics, PoolGauges},
+    lifecycle::Service,
+    metrics::Metrics,
 };
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{configuration::Settings, consumer, metrics::ConsumerMetrics, routes, store};
+use crate::{
+    configuration::Settings,
+    consumer::{self, ConsumerStatus},
+    metrics::ConsumerMetrics,
+    routes, store,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Bind(#[from] shared_http::BindError),
     #[error("database migration failed: {0}")]
-    Migration(#[from] common::db::MigrationError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Migration(#[from] database::MigrationError),
 }
 
 pub struct Application {
     settings: Settings,
     pool: Pool,
     consumer_metrics: ConsumerMetrics,
+    consumer_status: ConsumerStatus,
     server: Server,
     port: u16,
 }
 
-impl Application {
+impl Service for Application {
+    const NAME: &'static str = "billing-app";
+    type Settings = Settings;
+    type StartupError = StartupError;
+
+    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
+        Settings::read(&common::config::Env::process())
+    }
+
     /// Migrates the database (waiting for it while it is unreachable) and binds the HTTP
     /// listener; `run_until` starts consuming.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = common::db::build_pool(&settings.database, "billing-app");
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = database::build_pool(&settings.database, "billing-app");
         store::migrate_when_reachable(&settings.database, &pool).await?;
+        let (listener, addr) = shared_http::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")?;
         let metrics = Metrics::new("billing");
         let consumer_metrics = ConsumerMetrics::new(&metrics);
-        let bind_error = |source| StartupError::Bind {
-            addr: settings.http_bind_addr,
-            source,
-        };
-        let listener = common::listener::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let port = addr.port();
-        let server =
-            serve(listener, pool.clone(), metrics, consumer_metrics.clone()).map_err(bind_error)?;
+        let consumer_status = ConsumerStatus::new(&metrics);
+        let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
+        let metrics = web::Data::new(metrics);
+        let status = web::Data::new(consumer_status.clone());
+        let pool_data = web::Data::new(pool.clone());
+        let server = HttpServer::new(move || {
+            shared_http::app()
+                .app_data(pool_data.clone())
+                .app_data(metrics.clone())
+                .app_data(pool_gauges.clone())
+                .app_data(status.clone())
+                .configure(routes::configure)
+        })
+        .workers(1);
+        let server = shared_http::start(server, listener, settings.shutdown_timeout)?;
         log::info!("billing-app listening on {addr}");
         Ok(Self {
             settings,
             pool,
             consumer_metrics,
+            consumer_status,
             server,
-            port,
+            port: addr.port(),
         })
     }
 
-    pub fn port(&self) -> u16 {
+    fn port(&self) -> u16 {
         self.port
     }
 
-    /// Whether (and what) the consumer is doing, for readiness outside HTTP.
-    pub fn consumer_status(&self) -> ConsumerMetrics {
-        self.consumer_metrics.clone()
+    /// Migrated and listening; ready once consuming from the broker.
+    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
+        let started = self.consumer_status.started();
+        async move {
+            started.await;
+            "consuming orders"
+        }
     }
 
     /// Consumes orders until `shutdown` completes, then stops taking new ones, finishes the
-    /// ones already delivered, stops the HTTP listener and returns.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let server = self.server.handle();
-        tokio::spawn(self.server);
-        let token = CancellationToken::new();
-        let consumer = consumer::run(
-            &self.settings,
-            &self.pool,
-            &self.consumer_metrics,
-            token.clone(),
-        );
-        tokio::pin!(consumer);
-        tokio::select! {
-            () = &mut consumer => {}
-            () = shutdown => {
-                log::info!("shutting down: finishing the orders already delivered");
-                token.cancel();
-                let limit = self.settings.shutdown_timeout;
-                if tokio::time::timeout(limit, consumer).await.is_err() {
-                    // Dropping the consumer drops its connection: the broker puts every
-                    // unacknowledged delivery back in the queue, and billing is idempotent.
-                    log::warn!(
-                        "the consumer did not finish within {limit:?}; stopping anyway, its \
-                         unacknowledged orders go back to the queue"
-                    );
+    /// ones already delivered (for at most `SHUTDOWN_TIMEOUT_MS`), stops the HTTP listener and
+    /// returns.
+    async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            settings,
+            pool,
+            consumer_metrics,
+            consumer_status,
+            server,
+            ..
+        } = self;
+        let consuming = async {
+            let token = CancellationToken::new();
+            let consumer = consumer::run(
+                &settings,
+                &pool,
+                &consumer_metrics,
+                &consumer_status,
+                token.clone(),
+            );
+            tokio::pin!(consumer);
+            tokio::select! {
+                () = &mut consumer => {}
+                () = shutdown => {
+                    log::info!("shutting down: finishing the orders already delivered");
+                    token.cancel();
+                    let limit = settings.shutdown_timeout;
+                    if tokio::time::timeout(limit, consumer).await.is_err() {
+                        // Dropping the consumer drops its connection: the broker puts every
+                        // unacknowledged delivery back in the queue, and billing is idempotent.
+                        log::warn!(
+                            "the consumer did not finish within {limit:?}; stopping anyway, its \
+                             unacknowledged orders go back to the queue"
+                        );
+                    }
                 }
             }
-        }
-        shared_http::stop_without_cutting_off(&server).await;
-        self.pool.close();
+        };
+        // The HTTP listener (readiness, metrics, order status) stops last.
+        let result = shared_http::serve_until(server, consuming).await;
+        pool.close();
         log::info!("billing-app stopped");
+        result
     }
-}
-
-fn serve(
-    listener: TcpListener,
-    pool: Pool,
-    metrics: Metrics,
-    consumer: ConsumerMetrics,
-) -> std::io::Result<Server> {
-    let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
-    let metrics = web::Data::new(metrics);
-    let consumer = web::Data::new(consumer);
-    let pool = web::Data::new(pool);
-    let server = shared_http::with_client_deadlines(
-        HttpServer::new(move || {
-            shared_http::app()
-                .app_data(pool.clone())
-                .app_data(metrics.clone())
-                .app_data(pool_gauges.clone())
-                .app_data(consumer.clone())
-                .configure(routes::configure)
-        })
-        // The process's shutdown is driven by run_until, which stops this server last.
-        .disable_signals()
-        .workers(1),
-    )
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok(server)
 }

@@ -1,7 +1,8 @@
 //! The orders table.
 
 use chrono::{DateTime, Utc};
-use common::order::OrderMessage;
+use common::database::Failure;
+use common::order::message::OrderEnvelope;
 use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -9,21 +10,32 @@ use uuid::Uuid;
 // Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
 common::embedded_schema!(0x1A7E_0002);
 
-/// An order to bill and the request that created it.
-#[derive(Debug, Clone)]
-pub struct OrderToBill {
-    pub order: OrderMessage,
-    pub request_id: Option<String>,
+/// Why orders could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("database pool")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+impl StoreError {
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            Self::Pool(_) => Failure::of(None),
+            Self::Database(e) => Failure::of(Some(e)),
+        }
+    }
 }
 
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
     /// New rows.
-    pub inserted: u64,
+    pub(crate) inserted: u64,
     /// Orders whose id was already billed with a different payload (an Idempotency-Key reused
     /// for another order): recorded in `order_conflicts`, never billed.
-    pub conflicts: u64,
+    pub(crate) conflicts: u64,
 }
 
 /// Stores the orders in one statement (so one transaction); an order id already stored is
@@ -32,7 +44,7 @@ pub struct Stored {
 /// changes nothing.
 pub async fn insert_orders(
     client: &impl GenericClient,
-    orders: &[OrderToBill],
+    orders: &[OrderEnvelope],
 ) -> Result<Stored, tokio_postgres::Error> {
     let mut order_ids: Vec<Uuid> = Vec::with_capacity(orders.len());
     let mut user_ids: Vec<&str> = Vec::with_capacity(orders.len());
@@ -41,14 +53,19 @@ pub async fn insert_orders(
     let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(orders.len());
     let mut request_ids: Vec<Option<&str>> = Vec::with_capacity(orders.len());
     let mut fingerprints: Vec<Option<&str>> = Vec::with_capacity(orders.len());
-    for OrderToBill { order, request_id } in orders {
+    for OrderEnvelope {
+        message: order,
+        request_id,
+        ..
+    } in orders
+    {
         fingerprints.push(order.payload_fingerprint.as_ref().map(|f| f.as_str()));
         order_ids.push(order.order_id);
         user_ids.push(order.user_id.as_str());
         items.push(order.number_of_items.get());
         amounts.push(order.total_amount.get());
         received.push(order.received_at);
-        request_ids.push(request_id.as_deref());
+        request_ids.push(request_id.as_ref().map(|id| id.as_str()));
     }
     let inserted: std::collections::HashSet<Uuid> = client
         .query(
@@ -107,30 +124,30 @@ fn pick<T: Copy>(values: &[T], indices: &[usize]) -> Vec<T> {
 
 /// An order as billed, as answered by `GET /api/billing/{order_id}`.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BilledOrder {
-    pub order_id: Uuid,
-    pub status: &'static str,
-    pub user_id: String,
-    pub number_of_items: i32,
+pub(crate) struct BilledOrder {
+    order_id: Uuid,
+    status: &'static str,
+    user_id: String,
+    number_of_items: i32,
     /// Exact decimal, as a string ("45.00").
-    pub total_amount: String,
-    pub received_at: DateTime<Utc>,
-    pub processed_at: DateTime<Utc>,
+    total_amount: String,
+    received_at: DateTime<Utc>,
+    processed_at: DateTime<Utc>,
     /// Of the payload billed; `null` for orders billed before fingerprints existed.
-    pub payload_fingerprint: Option<String>,
+    payload_fingerprint: Option<String>,
     /// Later requests that reused the order's Idempotency-Key with another payload: not billed.
-    pub idempotency_conflicts: Vec<IdempotencyConflict>,
+    idempotency_conflicts: Vec<IdempotencyConflict>,
 }
 
 /// A request refused because its Idempotency-Key was already used for another payload.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct IdempotencyConflict {
-    pub payload_fingerprint: String,
-    pub received_at: DateTime<Utc>,
-    pub request_id: Option<String>,
+pub(crate) struct IdempotencyConflict {
+    payload_fingerprint: String,
+    received_at: DateTime<Utc>,
+    request_id: Option<String>,
 }
 
-pub async fn find_order(
+pub(crate) async fn find_order(
     client: &impl GenericClient,
     order_id: Uuid,
 ) -> Result<Option<BilledOrder>, tokio_postgres::Error> {

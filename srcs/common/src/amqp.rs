@@ -7,20 +7,13 @@ use std::time::Duration;
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    Channel, Connection, ConnectionProperties, ExchangeKind,
 };
 use uuid::Uuid;
-
-use crate::order::{OrderMessage, ORDER_MESSAGE_TYPE};
 
 /// How often a message may be delivered before the broker dead-letters it: a message that
 /// crashes the consumer every time ends in the dead-letter queue instead of looping forever.
 pub const DELIVERY_LIMIT: i64 = 20;
-
-/// AMQP header carrying the request id of the HTTP request that created a message.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// AMQP header carrying the W3C trace context of that request, when it had one.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
@@ -136,41 +129,6 @@ impl OrderQueue {
             .await?;
         Ok(())
     }
-}
-
-/// Properties of a published order: persistent, typed, identified, traceable.
-pub fn order_properties(
-    order: &OrderMessage,
-    request_id: Option<&str>,
-    traceparent: Option<&str>,
-) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    let mut properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
-        .with_type(ORDER_MESSAGE_TYPE.into())
-        .with_message_id(order.order_id.to_string().as_str().into())
-        .with_timestamp(order.received_at.timestamp().max(0) as u64)
-        .with_app_id("api-gateway".into());
-    if let Some(id) = request_id {
-        properties = properties.with_correlation_id(id.into());
-        headers.insert(REQUEST_ID_HEADER.into(), AMQPValue::LongString(id.into()));
-    }
-    if let Some(context) = traceparent {
-        headers.insert(
-            TRACEPARENT_HEADER.into(),
-            AMQPValue::LongString(context.into()),
-        );
-    }
-    properties.with_headers(headers)
-}
-
-/// The request id a message carries, if any.
-pub fn request_id_of(properties: &BasicProperties) -> Option<String> {
-    properties
-        .correlation_id()
-        .as_ref()
-        .map(|id| id.as_str().to_owned())
 }
 
 /// A consumer tag that tells which process holds a delivery.

@@ -3,7 +3,7 @@
 //! Every service validates its whole configuration at start and stops with one line naming the
 //! variable at fault, rather than failing later on first use.
 
-use std::{fmt::Display, str::FromStr, time::Duration};
+use std::{collections::HashMap, fmt::Display, str::FromStr, time::Duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -28,14 +28,95 @@ pub fn load_dotenv() {
     let _ = dotenvy::dotenv();
 }
 
-fn raw(name: &str) -> Result<Option<String>, ConfigError> {
-    match std::env::var(name) {
-        Ok(value) if value.trim().is_empty() => Ok(None),
-        Ok(value) => Ok(Some(value)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(ConfigError::invalid(name, "not valid UTF-8"))
+/// Where settings are read from: the process environment, or a given list of variables (tests
+/// derive their settings from the real configuration this way, with a few overrides).
+pub struct Env {
+    /// `None`: the process environment.
+    given: Option<HashMap<String, String>>,
+}
+
+impl Env {
+    pub fn process() -> Self {
+        Self { given: None }
+    }
+
+    /// Only these variables; nothing is read from the process environment.
+    pub fn given<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self {
+            given: Some(
+                vars.into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
         }
+    }
+
+    fn raw(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        let value = match &self.given {
+            Some(vars) => vars.get(name).cloned(),
+            None => match std::env::var(name) {
+                Ok(value) => Some(value),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(ConfigError::invalid(name, "not valid UTF-8"))
+                }
+            },
+        };
+        Ok(value.filter(|value| !value.trim().is_empty()))
+    }
+
+    /// A variable that must be set.
+    pub fn required<T>(&self, name: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let value = self.raw(name)?.ok_or_else(|| ConfigError::Missing {
+            name: name.to_owned(),
+        })?;
+        parse(name, &value)
+    }
+
+    /// A variable with a default used when it is unset or empty.
+    pub fn or_default<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(name)? {
+            Some(value) => parse(name, &value),
+            None => Ok(default),
+        }
+    }
+
+    /// A duration given in whole milliseconds; zero is refused because every timeout here must
+    /// bite.
+    pub fn millis_or_default(&self, name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.or_default(name, default_ms)?;
+        if ms == 0 {
+            return Err(ConfigError::invalid(
+                name,
+                "must be at least 1 (milliseconds)",
+            ));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// A count that must lie in `range`.
+    pub fn count_or_default(
+        &self,
+        name: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        let value: usize = self.or_default(name, default)?;
+        if !range.contains(&value) {
+            return Err(ConfigError::invalid(
+                name,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ));
+        }
+        Ok(value)
     }
 }
 
@@ -50,105 +131,61 @@ where
         .map_err(|e| ConfigError::invalid(name, e))
 }
 
-/// A variable that must be set.
-pub fn required<T>(name: &str) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    let value = raw(name)?.ok_or_else(|| ConfigError::Missing {
-        name: name.to_owned(),
-    })?;
-    parse(name, &value)
-}
-
-/// A variable with a default used when it is unset or empty.
-pub fn or_default<T>(name: &str, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    match raw(name)? {
-        Some(value) => parse(name, &value),
-        None => Ok(default),
-    }
-}
-
-/// A duration given in whole milliseconds; zero is refused because every timeout here must bite.
-pub fn millis_or_default(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-    let ms: u64 = or_default(name, default_ms)?;
-    if ms == 0 {
-        return Err(ConfigError::invalid(
-            name,
-            "must be at least 1 (milliseconds)",
-        ));
-    }
-    Ok(Duration::from_millis(ms))
-}
-
-/// A count that must lie in `range`.
-pub fn count_or_default(
-    name: &str,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, ConfigError> {
-    let value: usize = or_default(name, default)?;
-    if !range.contains(&value) {
-        return Err(ConfigError::invalid(
-            name,
-            format!("must be between {} and {}", range.start(), range.end()),
-        ));
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // Each test uses its own variable names: tests in one binary share the process environment.
+    fn env(vars: &[(&str, &str)]) -> Env {
+        Env::given(vars.iter().copied())
+    }
+
     #[test]
     fn missing_required_variable_is_named() {
-        let err = required::<u16>("MOVIE_TEST_CONFIG_MISSING").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("MOVIE_TEST_CONFIG_MISSING is not set"),
-            "{err}"
-        );
+        let err = env(&[]).required::<u16>("SOME_PORT").unwrap_err();
+        assert!(err.to_string().contains("SOME_PORT is not set"), "{err}");
     }
 
     #[test]
     fn malformed_variable_is_named_with_the_reason() {
-        std::env::set_var("MOVIE_TEST_CONFIG_BAD_PORT", "eighty");
-        let err = required::<u16>("MOVIE_TEST_CONFIG_BAD_PORT").unwrap_err();
+        let err = env(&[("SOME_PORT", "eighty")])
+            .required::<u16>("SOME_PORT")
+            .unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("MOVIE_TEST_CONFIG_BAD_PORT is invalid"),
-            "{text}"
-        );
+        assert!(text.contains("SOME_PORT is invalid"), "{text}");
         assert!(text.contains("invalid digit"), "{text}");
     }
 
     #[test]
     fn empty_variable_falls_back_to_default() {
-        std::env::set_var("MOVIE_TEST_CONFIG_EMPTY", "  ");
-        assert_eq!(or_default("MOVIE_TEST_CONFIG_EMPTY", 7u32).unwrap(), 7);
+        let env = env(&[("EMPTY", "  ")]);
+        assert_eq!(env.or_default("EMPTY", 7u32).unwrap(), 7);
     }
 
     #[test]
     fn zero_timeout_is_refused() {
-        std::env::set_var("MOVIE_TEST_CONFIG_ZERO_MS", "0");
-        assert!(millis_or_default("MOVIE_TEST_CONFIG_ZERO_MS", 5).is_err());
-        std::env::set_var("MOVIE_TEST_CONFIG_MS", "250");
+        let env = env(&[("ZERO_MS", "0"), ("SOME_MS", "250")]);
+        assert!(env.millis_or_default("ZERO_MS", 5).is_err());
         assert_eq!(
-            millis_or_default("MOVIE_TEST_CONFIG_MS", 5).unwrap(),
+            env.millis_or_default("SOME_MS", 5).unwrap(),
             Duration::from_millis(250)
         );
     }
 
     #[test]
     fn counts_outside_their_range_are_refused() {
-        std::env::set_var("MOVIE_TEST_CONFIG_COUNT", "0");
-        assert!(count_or_default("MOVIE_TEST_CONFIG_COUNT", 4, 1..=10).is_err());
+        let env = env(&[("COUNT", "0")]);
+        assert!(env.count_or_default("COUNT", 4, 1..=10).is_err());
+    }
+
+    #[test]
+    fn the_process_environment_is_read_when_no_list_is_given() {
+        std::env::set_var("MOVIE_TEST_CONFIG_FROM_PROCESS", "42");
+        let value: u32 = Env::process()
+            .required("MOVIE_TEST_CONFIG_FROM_PROCESS")
+            .unwrap();
+        assert_eq!(value, 42);
+        assert!(Env::given([("X", "1")])
+            .required::<u32>("MOVIE_TEST_CONFIG_FROM_PROCESS")
+            .is_err());
     }
 }

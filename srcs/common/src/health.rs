@@ -23,12 +23,3 @@ pub fn readiness(checks: &[(&str, bool)]) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
-
-/// Whether the database answers `SELECT 1` within `timeout`.
-pub async fn database_is_up(pool: &deadpool_postgres::Pool, timeout: std::time::Duration) -> bool {
-    let check = async {
-        let client = pool.get().await.ok()?;
-        client.simple_query("SELECT 1").await.ok()
-    };
-    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(_)))
-}

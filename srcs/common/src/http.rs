@@ -1,11 +1,16 @@
 //! The HTTP conventions shared by the services: body limits, extractor errors as problem+json,
 //! problem+json for every bare error response (unknown route, wrong method), request logging.
 
+use std::{
+    net::{SocketAddr, TcpListener},
+    time::Duration,
+};
+
 use actix_http::Request;
 use actix_service::IntoServiceFactory;
 use actix_web::{
     body::MessageBody,
-    dev::{AppConfig, Response, Service, ServiceFactory, ServiceRequest, ServiceResponse},
+    dev::{AppConfig, Response, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
     http::{header, Method, StatusCode},
     middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger},
@@ -41,37 +46,68 @@ pub fn app() -> App<
 
 /// After a stop signal, how long connections accepted just before it get to send their request
 /// before the server drains (and closes every connection without a request in progress).
-pub const ACCEPTED_CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+pub const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_millis(300);
 
-/// Runs `server` (built with `disable_signals()`) until SIGTERM/SIGINT, then stops it without
-/// cutting a client off: first it stops accepting (new connections wait in the listening
-/// socket's backlog, for the next process when systemd keeps the socket), then it gives the
-/// connections it just accepted time to send their request, then it finishes every request in
-/// progress and closes.
-pub async fn serve_until_signal(server: actix_web::dev::Server) -> std::io::Result<()> {
+/// Runs `server` (built with `disable_signals()`) until `shutdown` completes, then stops it
+/// without cutting a client off (see [`stop_without_cutting_off`]).
+pub async fn serve_until(
+    server: actix_web::dev::Server,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     let handle = server.handle();
-    tokio::spawn(async move {
-        crate::shutdown::signal().await;
-        crate::service::notify_stopping();
-        stop_without_cutting_off(&handle).await;
-    });
-    server.await
+    // The server runs only while polled, and must keep running while it is being stopped.
+    let mut running = tokio::spawn(server);
+    let joined = |joined: Result<std::io::Result<()>, tokio::task::JoinError>| {
+        joined.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    tokio::select! {
+        finished = &mut running => return joined(finished),
+        () = shutdown => {}
+    }
+    stop_without_cutting_off(&handle).await;
+    joined(running.await)
 }
 
-/// Stops a server the way [`serve_until_signal`] does on a signal: stop accepting, give the
-/// connections just accepted [`ACCEPTED_CONNECTION_GRACE`], then finish what is in progress.
-pub async fn stop_without_cutting_off(handle: &actix_web::dev::ServerHandle) {
+/// Stops a server without cutting a client off: first it stops accepting (new connections wait
+/// in the listening socket's backlog, for the next process when systemd keeps the socket), then
+/// it gives the connections it just accepted [`ACCEPTED_CONNECTION_GRACE`] to send their
+/// request, then it finishes every request in progress and closes.
+async fn stop_without_cutting_off(handle: &actix_web::dev::ServerHandle) {
     handle.pause().await;
     tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
     handle.stop(true).await;
 }
 
 /// How long a client may take to send a request's head: slow or stalled clients are dropped.
-pub const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The server settings every service's listener shares: the deadlines on reading a request and
-/// on idle connections (see `request_limits` and `connection_watch` for the rest).
-pub fn with_client_deadlines<F, I, S, B>(server: HttpServer<F, I, S, B>) -> HttpServer<F, I, S, B>
+/// Why a service could not take its listening socket.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+/// The service's listening socket (the one systemd kept from an earlier start, else a new one
+/// on `addr`, see `systemd::socket_handover`) and the address it listens on. `setting` names
+/// the variable that configures `addr`.
+pub fn listen(addr: SocketAddr, setting: &str) -> Result<(TcpListener, SocketAddr), BindError> {
+    let bind_error = |source| BindError { addr, source };
+    let listener = crate::systemd::socket_handover::listen(addr, setting).map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// Starts `server` on `listener` with what every service's server shares: the deadlines on
+/// reading a request and on idle connections (see `request_limits` and `connection_watch` for
+/// the rest), no signal handling of its own (the lifecycle stops it, see [`serve_until`]), and
+/// `shutdown_timeout` for the requests in progress at a stop.
+pub fn start<F, I, S, B>(
+    server: HttpServer<F, I, S, B>,
+    listener: TcpListener,
+    shutdown_timeout: Duration,
+) -> Result<Server, BindError>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
@@ -83,14 +119,22 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    server
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let server = server
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
         .keep_alive(KEEP_ALIVE)
         .on_connect(crate::connection_watch::on_connect)
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+        .listen(listener)
+        .map_err(|source| BindError { addr, source })?;
+    Ok(server.run())
 }
 
 /// How long an idle keep-alive connection stays open.
-pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Largest request body any service accepts: a movie with a 5,000-character description fits many times.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -3,7 +3,7 @@
 //! parsed through a float), and so that a member sent twice is refused rather than one of its
 //! values silently winning.
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map::Entry, BTreeMap};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -32,12 +32,15 @@ impl<'de> Deserialize<'de> for RawObject {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
                 let mut object = RawObject::default();
                 while let Some((name, value)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if object.members.contains_key(&name) {
-                        if !object.repeated.contains(&name) {
-                            object.repeated.push(name);
+                    match object.members.entry(name) {
+                        Entry::Vacant(member) => {
+                            member.insert(value);
                         }
-                    } else {
-                        object.members.insert(name, value);
+                        Entry::Occupied(member) => {
+                            if !object.repeated.contains(member.key()) {
+                                object.repeated.push(member.key().clone());
+                            }
+                        }
                     }
                 }
                 Ok(object)

@@ -147,47 +147,8 @@ pub async fn middleware(
     Ok(response)
 }
 
-/// Gauges of a database pool, refreshed at every scrape.
-#[derive(Clone)]
-pub struct PoolGauges {
-    size: IntGauge,
-    available: IntGauge,
-    waiting: IntGauge,
-}
-
-impl PoolGauges {
-    pub fn new(metrics: &Metrics) -> Self {
-        Self {
-            size: metrics.gauge(
-                "db_pool_connections",
-                "Connections open in the database pool.",
-            ),
-            available: metrics.gauge(
-                "db_pool_available",
-                "Idle connections in the database pool.",
-            ),
-            waiting: metrics.gauge(
-                "db_pool_waiting",
-                "Requests waiting for a database connection.",
-            ),
-        }
-    }
-
-    pub fn refresh(&self, pool: &deadpool_postgres::Pool) {
-        let status = pool.status();
-        self.size.set(status.size as i64);
-        self.available.set(status.available as i64);
-        self.waiting.set(status.waiting as i64);
-    }
-}
-
-/// `GET /metrics` of a service with a database pool: refreshes the pool gauges, then renders.
-pub async fn scrape_with_pool(
-    metrics: web::Data<Metrics>,
-    pool_gauges: web::Data<PoolGauges>,
-    pool: web::Data<deadpool_postgres::Pool>,
-) -> HttpResponse {
-    pool_gauges.refresh(&pool);
+/// `GET /metrics` of a service whose metrics are all in its registry.
+pub async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
     exposition(&metrics)
 }
 

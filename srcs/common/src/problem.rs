@@ -69,6 +69,19 @@ impl Problem {
         problem
     }
 
+    /// 503 with `Retry-After`: a dependency is down; the client may retry shortly.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail(detail)
+            .with_retry_after(retry_after_secs)
+    }
+
+    /// 500 without the internals (they are logged).
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("An unexpected error occurred; it has been logged.")
+    }
+
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
@@ -91,6 +104,37 @@ impl Problem {
         }
         response.json(self)
     }
+}
+
+/// Logs a refused request in full (the client got a problem without the internals): server
+/// faults at error level, unavailability, upstream failures and conflicts as warnings.
+pub fn log_refusal(status: u16, err: &(dyn std::error::Error + 'static)) {
+    let id = request_id::current().unwrap_or_default();
+    let chain = crate::telemetry::error_chain(err);
+    match status {
+        500 => log::error!("request_id={id} internal error: {chain}"),
+        409 | 501.. => log::warn!("request_id={id} {chain}"),
+        _ => {}
+    }
+}
+
+/// Implements `ResponseError` for a service's one error type from its `fn problem(&self) ->
+/// Problem`: the mapping to HTTP stays in one `match`, and every service logs and answers alike.
+#[macro_export]
+macro_rules! answer_errors_as_problems {
+    ($error:ty) => {
+        impl actix_web::ResponseError for $error {
+            fn status_code(&self) -> actix_web::http::StatusCode {
+                self.problem().status_code()
+            }
+
+            fn error_response(&self) -> actix_web::HttpResponse {
+                let problem = self.problem();
+                $crate::problem::log_refusal(problem.status, self);
+                problem.to_response()
+            }
+        }
+    };
 }
 
 impl std::fmt::Display for Problem {

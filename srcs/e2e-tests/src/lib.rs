@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use test_support::ServiceEnv;
 use tokio::process::{Child, Command};
 
 /// Where `cargo build` put the service binaries: next to this test's own `deps/` folder.
@@ -48,10 +49,6 @@ pub fn held_socket() -> TcpListener {
 }
 
 impl Service {
-    pub fn start(name: &'static str, env: &[(&str, String)]) -> Self {
-        Self::spawn(name, env, None)
-    }
-
     /// Starts the service the way systemd does with a stored socket: `socket` as descriptor 3,
     /// `LISTEN_FDS=1` and `LISTEN_PID` naming the service's own process.
     pub fn start_with_socket(
@@ -97,7 +94,7 @@ impl Service {
         if let Some(fd) = socket {
             command
                 .env("LISTEN_FDS", "1")
-                .env("LISTEN_FDNAMES", common::listener::FD_NAME);
+                .env("LISTEN_FDNAMES", common::systemd::socket_handover::FD_NAME);
             // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and
             // exec.
             unsafe {
@@ -182,12 +179,12 @@ pub struct Platform {
     pub billing_db: test_support::TestDatabase,
     pub queue: common::amqp::OrderQueue,
     pub http: reqwest::Client,
-    inventory_env: Vec<(&'static str, String)>,
-    billing_env: Vec<(&'static str, String)>,
-    gateway_env: Vec<(&'static str, String)>,
+    inventory_env: ServiceEnv,
+    billing_env: ServiceEnv,
+    gateway_env: ServiceEnv,
     /// `None` once closed ([`Platform::close_inventory_socket`]), as `systemctl stop` closes it.
     inventory_socket: Option<TcpListener>,
-    billing_socket: TcpListener,
+    billing_socket: Option<TcpListener>,
     gateway_socket: TcpListener,
     pub inventory: Option<Service>,
     pub billing: Option<Service>,
@@ -195,8 +192,8 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Starts inventory, billing and the gateway (rate limit off: tests send bursts from one
-    /// address) and waits until each is ready.
+    /// Starts inventory, billing and the gateway with the test configuration of
+    /// `test_support::ServiceEnv` and waits until each is ready.
     pub async fn start() -> Self {
         let no_migration = |_url: String| async {};
         let inventory_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
@@ -204,39 +201,23 @@ impl Platform {
         let queue = test_support::unique_queue();
         let (inventory_socket, billing_socket, gateway_socket) =
             (held_socket(), held_socket(), held_socket());
-        let port = |socket: &TcpListener| socket.local_addr().unwrap().port();
-        let (inventory_port, gateway_port, billing_port) = (
-            port(&inventory_socket),
-            port(&gateway_socket),
-            port(&billing_socket),
+        let address = |socket: &TcpListener| socket.local_addr().unwrap();
+        let (inventory_addr, gateway_addr, billing_addr) = (
+            address(&inventory_socket),
+            address(&gateway_socket),
+            address(&billing_socket),
         );
-        let amqp = test_support::test_amqp_url();
-        let inventory_env = vec![
-            ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
-            ("DATABASE_URL", inventory_db.url.clone()),
-            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-        ];
-        let billing_env = vec![
-            ("DATABASE_URL", billing_db.url.clone()),
-            ("AMQP_URL", amqp.clone()),
-            ("BILLING_QUEUE", queue.name().to_owned()),
-            ("BILLING_HTTP_ADDR", format!("127.0.0.1:{billing_port}")),
-        ];
-        let gateway_env = vec![
-            ("GATEWAY_BIND_ADDR", format!("127.0.0.1:{gateway_port}")),
-            (
-                "INVENTORY_URL",
-                format!("http://127.0.0.1:{inventory_port}"),
-            ),
-            ("BILLING_URL", format!("http://127.0.0.1:{billing_port}")),
-            ("AMQP_URL", amqp),
-            ("BILLING_QUEUE", queue.name().to_owned()),
-            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
-        ];
+        let inventory_url = format!("http://{inventory_addr}");
+        let inventory_env = ServiceEnv::inventory(&inventory_db.url)
+            .with("INVENTORY_BIND_ADDR", inventory_addr.to_string());
+        let billing_env = ServiceEnv::billing(&billing_db.url, &queue)
+            .with("BILLING_HTTP_ADDR", billing_addr.to_string());
+        let gateway_env =
+            ServiceEnv::gateway(&inventory_url, &format!("http://{billing_addr}"), &queue)
+                .with("GATEWAY_BIND_ADDR", gateway_addr.to_string());
         let mut platform = Self {
-            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
-            inventory_url: format!("http://127.0.0.1:{inventory_port}"),
+            gateway_url: format!("http://{gateway_addr}"),
+            inventory_url,
             inventory_db,
             billing_db,
             queue,
@@ -248,7 +229,7 @@ impl Platform {
             billing_env,
             gateway_env,
             inventory_socket: Some(inventory_socket),
-            billing_socket,
+            billing_socket: Some(billing_socket),
             gateway_socket,
             inventory: None,
             billing: None,
@@ -261,28 +242,30 @@ impl Platform {
     }
 
     pub async fn start_inventory(&mut self) {
-        let port = self.inventory_port();
-        let socket = self
-            .inventory_socket
-            .get_or_insert_with(|| TcpListener::bind(("127.0.0.1", port)).unwrap());
-        let service = Service::start_with_socket("inventory-app", &self.inventory_env, socket);
-        self.wait_ready(&format!("{}/ready", self.inventory_url), &service)
+        let addr = self.inventory_url.trim_start_matches("http://").to_owned();
+        let socket = held_again(&mut self.inventory_socket, &addr);
+        let service =
+            Service::start_with_socket("inventory-app", self.inventory_env.vars(), socket);
+        self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
         self.inventory = Some(service);
     }
 
     pub async fn start_billing(&mut self) {
-        let service =
-            Service::start_with_socket("billing-app", &self.billing_env, &self.billing_socket);
-        let addr = self.billing_socket.local_addr().unwrap();
+        let addr = self.billing_addr().to_string();
+        let socket = held_again(&mut self.billing_socket, &addr);
+        let service = Service::start_with_socket("billing-app", self.billing_env.vars(), socket);
         self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
         self.billing = Some(service);
     }
 
     pub async fn start_gateway(&mut self) {
-        let service =
-            Service::start_with_socket("api-gateway", &self.gateway_env, &self.gateway_socket);
+        let service = Service::start_with_socket(
+            "api-gateway",
+            self.gateway_env.vars(),
+            &self.gateway_socket,
+        );
         self.wait_ready(&format!("{}/ready", self.gateway_url), &service)
             .await;
         self.gateway = Some(service);
@@ -295,20 +278,19 @@ impl Platform {
             gateway.stop().await;
         }
         for (name, value) in overrides {
-            self.gateway_env.retain(|(existing, _)| existing != name);
-            self.gateway_env.push((name, (*value).to_owned()));
+            self.gateway_env = self.gateway_env.clone().with(name, *value);
         }
         self.start_gateway().await;
     }
 
     /// The address billing-app's HTTP listener answers on.
     pub fn billing_addr(&self) -> std::net::SocketAddr {
-        self.billing_socket.local_addr().unwrap()
-    }
-
-    fn inventory_port(&self) -> u16 {
-        let url = self.inventory_url.parse::<reqwest::Url>().unwrap();
-        url.port().unwrap()
+        self.billing_env
+            .vars()
+            .iter()
+            .find(|(name, _)| *name == "BILLING_HTTP_ADDR")
+            .and_then(|(_, addr)| addr.parse().ok())
+            .expect("billing has a fixed address")
     }
 
     /// Closes the listening socket held for inventory (as `systemctl stop inventory` empties
@@ -316,6 +298,11 @@ impl Platform {
     /// of waiting for a restart. The next [`Platform::start_inventory`] binds it again.
     pub fn close_inventory_socket(&mut self) {
         self.inventory_socket = None;
+    }
+
+    /// The same for billing-app's listener.
+    pub fn close_billing_socket(&mut self) {
+        self.billing_socket = None;
     }
 
     async fn wait_ready(&self, url: &str, service: &Service) {
@@ -334,17 +321,28 @@ impl Platform {
         );
     }
 
-    /// `POST /api/billing` with an idempotency key: the status and the order id (if 202).
-    pub async fn post_order(&self, key: &str) -> Result<(u16, Option<String>), reqwest::Error> {
+    /// `POST /api/billing` for `user` with an idempotency key: the status and the body.
+    pub async fn order(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
         let response = self
             .http
             .post(format!("{}/api/billing", self.gateway_url))
             .header("idempotency-key", key)
-            .json(&serde_json::json!({"user_id": "load", "number_of_items": 1, "total_amount": "9.99"}))
+            .json(
+                &serde_json::json!({"user_id": user, "number_of_items": 1, "total_amount": "9.99"}),
+            )
             .send()
             .await?;
         let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        Ok((status, response.json().await.unwrap_or_default()))
+    }
+
+    /// [`Platform::order`] for a load test's user: the status and the order id (if 202).
+    pub async fn post_order(&self, key: &str) -> Result<(u16, Option<String>), reqwest::Error> {
+        let (status, body) = self.order("load", key).await?;
         Ok((status, body["order_id"].as_str().map(str::to_owned)))
     }
 
@@ -387,6 +385,11 @@ impl Platform {
             service.stop().await;
         }
     }
+}
+
+/// The socket held for a service, bound again on `addr` if it was closed.
+fn held_again<'a>(socket: &'a mut Option<TcpListener>, addr: &str) -> &'a TcpListener {
+    socket.get_or_insert_with(|| TcpListener::bind(addr).unwrap())
 }
 
 /// Appends a scenario's figures to the fault suite report (printed by scripts/test.sh) and to

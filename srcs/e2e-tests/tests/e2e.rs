@@ -3,109 +3,16 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use e2e_tests::{bin_dir, free_port, Service};
-
+use e2e_tests::{bin_dir, free_port, Platform, Service, ADMIN_TOKEN};
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
-use test_support::{eventually, test_amqp_url, unique_queue, TestDatabase};
+use test_support::{eventually, ServiceEnv, TestDatabase};
 use tokio::process::Command;
-
-async fn wait_healthy(http: &reqwest::Client, base: &str, service: &Service) {
-    let url = format!("{base}/health");
-    for _ in 0..200 {
-        if let Ok(response) = http.get(&url).send().await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{} did not become healthy; log:\n{}",
-        service.name,
-        service.log_text()
-    );
-}
-
-async fn wait_consuming(billing: &Service) {
-    eventually(Duration::from_secs(20), "billing consumes", || async {
-        billing.log_text().contains("consuming orders from queue")
-    })
-    .await;
-}
-
-async fn billed_order_ids(db: &TestDatabase) -> HashSet<String> {
-    let client = db.client().await;
-    client
-        .query("SELECT order_id::text FROM orders", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
-}
-
-async fn post_order(http: &reqwest::Client, gateway: &str, user: usize, key: &str) -> (u16, Value) {
-    let response = http
-        .post(format!("{gateway}/api/billing"))
-        .header("idempotency-key", key)
-        .json(
-            &json!({"user_id": user.to_string(), "number_of_items": "2", "total_amount": "45.00"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-use e2e_tests::ADMIN_TOKEN;
 
 #[tokio::test]
 async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
-    let no_migration = |_url: String| async {};
-    let inventory_db = TestDatabase::create("e2e", "empty", no_migration).await;
-    let billing_db = TestDatabase::create("e2e", "empty", no_migration).await;
-    let queue = unique_queue();
-    let (inventory_port, gateway_port, billing_port) = (free_port(), free_port(), free_port());
-    let inventory_url = format!("http://127.0.0.1:{inventory_port}");
-    let gateway = format!("http://127.0.0.1:{gateway_port}");
-    let billing_env = vec![
-        ("DATABASE_URL", billing_db.url.clone()),
-        ("AMQP_URL", test_amqp_url()),
-        ("BILLING_QUEUE", queue.name().to_owned()),
-        ("BILLING_HTTP_ADDR", format!("127.0.0.1:{billing_port}")),
-    ];
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-
-    let inventory = Service::start(
-        "inventory-app",
-        &[
-            ("INVENTORY_BIND_ADDR", format!("127.0.0.1:{inventory_port}")),
-            ("DATABASE_URL", inventory_db.url.clone()),
-            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-        ],
-    );
-    let billing = Service::start("billing-app", &billing_env);
-    let api_gateway = Service::start(
-        "api-gateway",
-        &[
-            ("GATEWAY_BIND_ADDR", format!("127.0.0.1:{gateway_port}")),
-            ("INVENTORY_URL", inventory_url.clone()),
-            ("BILLING_URL", format!("http://127.0.0.1:{billing_port}")),
-            ("AMQP_URL", test_amqp_url()),
-            ("BILLING_QUEUE", queue.name().to_owned()),
-            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-            // 500 orders in a few seconds from one address: above the default limit.
-            ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
-        ],
-    );
-    wait_healthy(&http, &inventory_url, &inventory).await;
-    wait_healthy(&http, &gateway, &api_gateway).await;
-    wait_consuming(&billing).await;
+    let mut platform = Platform::start().await;
+    let (http, gateway) = (platform.http.clone(), platform.gateway_url.clone());
 
     // The catalogue through the gateway.
     let response = http
@@ -166,23 +73,31 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     // Orders while billing runs.
     let mut expected = HashSet::new();
     for i in 0..5 {
-        let (status, body) = post_order(&http, &gateway, i, &format!("live-{i}")).await;
+        let (status, body) = platform
+            .order(&i.to_string(), &format!("live-{i}"))
+            .await
+            .unwrap();
         assert_eq!(status, 202, "{body}");
         expected.insert(body["order_id"].as_str().unwrap().to_owned());
     }
     eventually(
         Duration::from_secs(20),
         "the first orders are billed",
-        || async { billed_order_ids(&billing_db).await == expected },
+        || async { platform.billed().await.0 == expected },
     )
     .await;
 
     // Billing stopped: the gateway keeps accepting orders.
-    billing.stop().await;
+    platform.billing.take().unwrap().stop().await;
     let answers: Vec<(u16, Value)> = stream::iter(0..500)
         .map(|i| {
-            let (http, gateway) = (&http, &gateway);
-            async move { post_order(http, gateway, i, &format!("backlog-{i}")).await }
+            let platform = &platform;
+            async move {
+                platform
+                    .order(&i.to_string(), &format!("backlog-{i}"))
+                    .await
+                    .unwrap()
+            }
         })
         .buffer_unordered(16)
         .collect()
@@ -196,47 +111,46 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     assert_eq!(backlog.len(), 500, "500 distinct orders");
     // A client retrying with the same keys gets the same orders back.
     for i in 0..20 {
-        let (status, body) = post_order(&http, &gateway, i, &format!("backlog-{i}")).await;
+        let (status, body) = platform
+            .order(&i.to_string(), &format!("backlog-{i}"))
+            .await
+            .unwrap();
         assert_eq!(status, 202);
         assert!(
             backlog.contains(body["order_id"].as_str().unwrap()),
             "replayed key, same order id"
         );
     }
-    let (_, replayed_live) = post_order(&http, &gateway, 0, "live-0").await;
+    let (_, replayed_live) = platform.order("0", "live-0").await.unwrap();
     assert!(expected.contains(replayed_live["order_id"].as_str().unwrap()));
     assert_eq!(
-        billed_order_ids(&billing_db).await.len(),
+        platform.billed().await.0.len(),
         5,
         "nothing billed while billing is stopped"
     );
 
     // Billing started again drains the backlog: every order exactly once, nothing new from replays.
-    let billing = Service::start("billing-app", &billing_env);
+    platform.start_billing().await;
     expected.extend(backlog);
     eventually(
         Duration::from_secs(60),
         "the backlog is drained",
-        || async { billed_order_ids(&billing_db).await.len() >= expected.len() },
+        || async { platform.billed().await.0.len() >= expected.len() },
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let billed = billed_order_ids(&billing_db).await;
+    let (billed, rows) = platform.billed().await;
     assert_eq!(
         billed, expected,
         "exactly the acknowledged orders were billed"
     );
-    let client = billing_db.client().await;
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
     assert_eq!(rows, 505, "one row per order, no duplicates");
 
     // Order status through the gateway: 404 while queued, 200 once billed.
-    billing.stop().await;
-    let (status, queued) = post_order(&http, &gateway, 1, "status-check").await;
+    platform.billing.take().unwrap().stop().await;
+    // Stopped, not restarting: its socket is closed, as `systemctl stop` closes it.
+    platform.close_billing_socket();
+    let (status, queued) = platform.order("1", "status-check").await.unwrap();
     assert_eq!(status, 202);
     let status_url = format!(
         "{gateway}/api/billing/{}",
@@ -247,7 +161,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         502,
         "billing-app is down"
     );
-    let billing = Service::start("billing-app", &billing_env);
+    platform.start_billing().await;
     eventually(Duration::from_secs(30), "the order is billed", || async {
         http.get(&status_url).send().await.unwrap().status() == 200
     })
@@ -294,16 +208,22 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         Duration::from_secs(20),
         "the traced order is billed",
         || async {
+            let billing = platform.billing.as_ref().unwrap();
             billing
                 .log_text()
                 .contains(&format!("request_id={order_trace} "))
         },
     )
     .await;
+    let (api_gateway, inventory, billing) = (
+        platform.gateway.as_ref().unwrap(),
+        platform.inventory.as_ref().unwrap(),
+        platform.billing.as_ref().unwrap(),
+    );
     for (service, id) in [
-        (&api_gateway, &movie_trace),
-        (&inventory, &movie_trace),
-        (&api_gateway, &order_trace),
+        (api_gateway, &movie_trace),
+        (inventory, &movie_trace),
+        (api_gateway, &order_trace),
     ] {
         assert!(
             service.log_text().contains(&format!("request_id={id} ")),
@@ -320,7 +240,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     assert!(billed_line.contains("billed"), "{billed_line}");
 
     // The admin token and the database passwords never reach a log.
-    for service in [&api_gateway, &billing, &inventory] {
+    for service in [api_gateway, billing, inventory] {
         let log = service.log_text();
         assert!(
             !log.contains(ADMIN_TOKEN),
@@ -334,9 +254,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         );
     }
 
-    api_gateway.stop().await;
-    billing.stop().await;
-    inventory.stop().await;
+    platform.stop_all().await;
 }
 
 /// Runs a service binary with only `env` and returns its exit code and stderr.
@@ -411,20 +329,21 @@ async fn a_socket_passed_by_systemd_is_served_and_a_different_setting_is_reporte
     let kept = e2e_tests::held_socket();
     let kept_addr = kept.local_addr().unwrap();
     let configured = format!("127.0.0.1:{}", free_port());
-    let inventory = Service::start_with_socket(
-        "inventory-app",
-        &[
-            ("INVENTORY_BIND_ADDR", configured.clone()),
-            ("DATABASE_URL", db.url.clone()),
-            ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
-        ],
-        &kept,
-    );
+    let env = ServiceEnv::inventory(&db.url).with("INVENTORY_BIND_ADDR", configured.clone());
+    let inventory = Service::start_with_socket("inventory-app", env.vars(), &kept);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    wait_healthy(&http, &format!("http://{kept_addr}"), &inventory).await;
+    eventually(
+        Duration::from_secs(20),
+        "inventory answers on the kept socket",
+        || async {
+            let health = http.get(format!("http://{kept_addr}/health")).send().await;
+            health.is_ok_and(|response| response.status() == 200)
+        },
+    )
+    .await;
     let log = inventory.log_text();
     assert!(
         log.contains(&format!(

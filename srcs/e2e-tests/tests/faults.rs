@@ -416,7 +416,7 @@ async fn s5_inventory_down_the_circuit_opens_and_closes() {
 
 #[tokio::test]
 async fn s6_poison_messages_go_to_the_dead_letter_queue_without_holding_up_good_ones() {
-    use common::{amqp::order_properties, order::*};
+    use common::order::message::OrderEnvelope;
     use lapin::{options::BasicPublishOptions, BasicProperties};
     let _serial = SERIAL.lock().await;
     let mut platform = Platform::start().await;
@@ -435,14 +435,14 @@ async fn s6_poison_messages_go_to_the_dead_letter_queue_without_holding_up_good_
         let (body, properties) = if i % 10 == 9 {
             (poison[i % 4].to_vec(), json.clone())
         } else {
-            let request = OrderRequest {
-                user_id: UserId::parse("poison-test").unwrap(),
-                number_of_items: NumberOfItems::parse("1").unwrap(),
-                total_amount: Amount::parse("1.00").unwrap(),
+            let message = test_support::order_message("poison-test", "1", "1.00");
+            good.insert(message.order_id.to_string());
+            let envelope = OrderEnvelope {
+                message,
+                request_id: None,
+                traceparent: None,
             };
-            let order = OrderMessage::new(Uuid::new_v4(), request, chrono_now());
-            good.insert(order.order_id.to_string());
-            (order.to_json_bytes(), order_properties(&order, None, None))
+            envelope.to_amqp()
         };
         let confirm = channel
             .basic_publish(
@@ -478,10 +478,6 @@ async fn s6_poison_messages_go_to_the_dead_letter_queue_without_holding_up_good_
     );
     assert_billed_once_all_acknowledged(&platform, "s6 poison", &good, drain).await;
     platform.stop_all().await;
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 /// What clients saw while a service was restarted under their load.

@@ -586,10 +586,9 @@ async fn catalogue_writes_cannot_be_reached_around_the_admin_token() {
         (
             "method override",
             &gateway,
-            format!(
-                "DELETE /api/movies HTTP/1.1\r\nHost: test\r\nX-HTTP-Method-Override: GET\r\n\r\n"
-            )
-            .into_bytes(),
+            "DELETE /api/movies HTTP/1.1\r\nHost: test\r\nX-HTTP-Method-Override: GET\r\n\r\n"
+                .to_owned()
+                .into_bytes(),
         ),
         (
             "inventory directly",
@@ -812,7 +811,8 @@ async fn a_client_that_stops_reading_is_cut_off() {
 /// one answered 202 while the first is billed.
 #[tokio::test]
 async fn a_reset_mid_publish_does_not_let_a_second_payload_through_under_the_same_key() {
-    use common::order::{new_order_id, IdempotencyKey, UserId};
+    use api_gateway::domain::{new_order_id, IdempotencyKey};
+    use common::order::UserId;
     let platform = Platform::start().await;
     let gateway = host_of(&platform.gateway_url);
     let order = |key: &str, amount: &str| {

@@ -2,8 +2,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{
     auth::AdminToken,
-    config::{self, ConfigError},
-    db::DatabaseSettings,
+    config::{ConfigError, Env},
+    database::DatabaseSettings,
 };
 
 #[derive(Debug, Clone)]
@@ -18,15 +18,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Every setting, checked; `env` is the process environment in production.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            bind_addr: config::or_default(
+            bind_addr: env.or_default(
                 "INVENTORY_BIND_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8081)),
             )?,
-            database: DatabaseSettings::from_env()?,
-            shutdown_timeout: config::millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
-            admin_token: config::required("ADMIN_TOKEN")?,
+            database: DatabaseSettings::read(env)?,
+            shutdown_timeout: env.millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
+            admin_token: env.required("ADMIN_TOKEN")?,
         })
     }
 }

@@ -1,13 +1,13 @@
 //! The one error type of inventory-app, mapped to HTTP in one place.
 
-use actix_web::{http::StatusCode, HttpResponse, ResponseError};
-use common::{db, problem::Problem};
+use actix_web::http::StatusCode;
+use common::{database::Failure, problem::Problem};
 use deadpool_postgres::PoolError;
 
 use crate::domain::MovieId;
 
 #[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
+pub(crate) enum InventoryError {
     #[error("no movie with id {0}")]
     NotFound(MovieId),
     /// The request itself is wrong; the problem says how.
@@ -27,25 +27,25 @@ impl From<Problem> for InventoryError {
 
 impl InventoryError {
     fn problem(&self) -> Problem {
-        match self {
+        let database_failure = match self {
             Self::NotFound(id) => {
-                Problem::new(StatusCode::NOT_FOUND).with_detail(format!("No movie with id {id}."))
+                return Problem::new(StatusCode::NOT_FOUND)
+                    .with_detail(format!("No movie with id {id}."))
             }
-            Self::BadRequest(problem) => problem.clone(),
-            Self::Pool(_) => db::failure_problem(None, "catalogue"),
-            Self::Database(e) => db::failure_problem(Some(e), "catalogue"),
+            Self::BadRequest(problem) => return problem.clone(),
+            Self::Pool(_) => Failure::of(None),
+            Self::Database(e) => Failure::of(Some(e)),
+        };
+        match database_failure {
+            Failure::Unavailable => Problem::unavailable(
+                "The catalogue database is unavailable; try again shortly.",
+                2,
+            ),
+            Failure::Constraint => Problem::new(StatusCode::CONFLICT)
+                .with_detail("The change conflicts with the stored data."),
+            Failure::Fault => Problem::internal(),
         }
     }
 }
 
-impl ResponseError for InventoryError {
-    fn status_code(&self) -> StatusCode {
-        self.problem().status_code()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let problem = self.problem();
-        db::log_failure(problem.status, self);
-        problem.to_response()
-    }
-}
+common::answer_errors_as_problems!(InventoryError);

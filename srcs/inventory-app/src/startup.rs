@@ -1,23 +1,23 @@
-use std::net::TcpListener;
+//! Building inventory-app and running it (see `common::lifecycle`).
+
+use std::future::Future;
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
+    database::{self, PoolGauges},
     http as shared_http,
-    metrics::{Metrics, PoolGauges},
+    lifecycle::Service,
+    metrics::Metrics,
 };
-use deadpool_postgres::Pool;
 
 use crate::{configuration::Settings, routes, store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] shared_http::BindError),
     #[error("database migration failed: {0}")]
-    Migration(#[from] common::db::MigrationError),
+    Migration(#[from] database::MigrationError),
 }
 
 pub struct Application {
@@ -25,20 +25,35 @@ pub struct Application {
     server: Server,
 }
 
-impl Application {
+impl Service for Application {
+    const NAME: &'static str = "inventory-app";
+    type Settings = Settings;
+    type StartupError = StartupError;
+
+    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
+        Settings::read(&common::config::Env::process())
+    }
+
     /// Migrates the database (waiting for it while it is unreachable), binds the listener and
-    /// builds the server; `run_until_stopped` serves until SIGTERM/SIGINT.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = common::db::build_pool(&settings.database, "inventory-app");
+    /// builds the server.
+    async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = database::build_pool(&settings.database, "inventory-app");
         store::migrate_when_reachable(&settings.database, &pool).await?;
-        let bind_error = |source| StartupError::Bind {
-            addr: settings.bind_addr,
-            source,
-        };
-        let listener = common::listener::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let server = serve(listener, pool, &settings).map_err(bind_error)?;
+        let (listener, addr) = shared_http::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")?;
+        let metrics = Metrics::new("inventory");
+        let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
+        let metrics = web::Data::new(metrics);
+        let pool = web::Data::new(pool);
+        let admin_token = web::Data::new(settings.admin_token.clone());
+        let server = HttpServer::new(move || {
+            shared_http::app()
+                .app_data(pool.clone())
+                .app_data(admin_token.clone())
+                .app_data(metrics.clone())
+                .app_data(pool_gauges.clone())
+                .configure(routes::configure)
+        });
+        let server = shared_http::start(server, listener, settings.shutdown_timeout)?;
         log::info!("inventory-app listening on {addr}");
         Ok(Self {
             port: addr.port(),
@@ -46,33 +61,20 @@ impl Application {
         })
     }
 
-    pub fn port(&self) -> u16 {
+    fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, then finishes the requests in progress.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        shared_http::serve_until_signal(self.server).await
+    /// Migrated and listening: ready to serve.
+    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
+        std::future::ready("serving the catalogue")
     }
-}
 
-fn serve(listener: TcpListener, pool: Pool, settings: &Settings) -> std::io::Result<Server> {
-    let metrics = Metrics::new("inventory");
-    let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
-    let metrics = web::Data::new(metrics);
-    let pool = web::Data::new(pool);
-    let admin_token = web::Data::new(settings.admin_token.clone());
-    let server = shared_http::with_client_deadlines(HttpServer::new(move || {
-        shared_http::app()
-            .app_data(pool.clone())
-            .app_data(admin_token.clone())
-            .app_data(metrics.clone())
-            .app_data(pool_gauges.clone())
-            .configure(routes::configure)
-    }))
-    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    /// Serves until `shutdown`, then finishes the requests in progress.
+    async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        shared_http::serve_until(self.server, shutdown).await
+    }
 }

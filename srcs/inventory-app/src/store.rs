@@ -39,7 +39,7 @@ fn contains_pattern(text: &str) -> String {
 /// One page in id order, plus whether more follow. The statement names only the filters the
 /// query has (at most four shapes, each prepared once per connection), so PostgreSQL's cached
 /// generic plan never carries an `IS NULL OR` that would keep it off the primary key index.
-pub async fn list(
+pub(crate) async fn list(
     client: &impl GenericClient,
     query: &MovieListQuery,
 ) -> Result<(Vec<Movie>, bool), tokio_postgres::Error> {
@@ -78,7 +78,7 @@ pub async fn list(
     Ok((movies, has_more))
 }
 
-pub async fn get(
+pub(crate) async fn get(
     client: &impl GenericClient,
     id: MovieId,
 ) -> Result<Option<Movie>, tokio_postgres::Error> {
@@ -91,7 +91,7 @@ pub async fn get(
         .map(movie_from_row))
 }
 
-pub async fn insert(
+pub(crate) async fn insert(
     client: &impl GenericClient,
     draft: &MovieDraft,
 ) -> Result<Movie, tokio_postgres::Error> {
@@ -108,7 +108,7 @@ pub async fn insert(
 }
 
 /// Replaces every field of a movie; `None` if there is no such movie.
-pub async fn replace(
+pub(crate) async fn replace(
     client: &impl GenericClient,
     id: MovieId,
     draft: &MovieDraft,
@@ -133,7 +133,7 @@ pub async fn replace(
 }
 
 /// Whether a movie was deleted.
-pub async fn delete(
+pub(crate) async fn delete(
     client: &impl GenericClient,
     id: MovieId,
 ) -> Result<bool, tokio_postgres::Error> {
@@ -144,7 +144,7 @@ pub async fn delete(
 }
 
 /// Deletes every movie; returns how many there were.
-pub async fn delete_all(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
+pub(crate) async fn delete_all(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
     client.execute("DELETE FROM movies", &[]).await
 }
 

@@ -1,6 +1,9 @@
 use std::time::Duration;
 
-use common::amqp::OrderQueue;
+use common::{
+    amqp::OrderQueue,
+    order::{message::OrderMessage, Amount, NumberOfItems, Order, UserId},
+};
 use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
 use uuid::Uuid;
 
@@ -40,4 +43,14 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
         Ok(queue) => queue.message_count(),
         Err(e) => panic!("queue {queue} cannot be inspected: {e}"),
     }
+}
+
+/// A valid order message with a fresh id.
+pub fn order_message(user: &str, items: &str, amount: &str) -> OrderMessage {
+    let order = Order {
+        user_id: UserId::parse(user).unwrap(),
+        number_of_items: NumberOfItems::parse(items).unwrap(),
+        total_amount: Amount::parse(amount).unwrap(),
+    };
+    OrderMessage::new(Uuid::new_v4(), order, chrono::Utc::now())
 }

@@ -1,13 +1,27 @@
 //! Helpers for the integration and end-to-end tests. They use the real PostgreSQL and RabbitMQ
 //! that `scripts/test.sh` starts; when those are missing, tests fail loudly, they never skip.
+//!
+//! - `settings`: each service's test configuration, derived from its real one with a few
+//!   overrides, as environment variables (for binaries) or parsed settings (in process).
+//! - `apps`: a service running in the test's process ([`RunningApp`]), and each service's
+//!   database cloned from a migrated template ([`inventory_database`], [`billing_database`]).
+//! - `database`, `amqp`, `proxy`: per-test databases and queues, a cuttable TCP proxy.
+//! - `http`: what every HTTP test checks the same way ([`assert_problem`]).
+//! - [`order_message`]: the order the queue tests and the benchmark send.
 
 mod amqp;
+mod apps;
 mod database;
+mod http;
 mod proxy;
+mod settings;
 
-pub use amqp::{amqp_channel, queue_depth, test_amqp_url, unique_queue};
+pub use amqp::{amqp_channel, order_message, queue_depth, test_amqp_url, unique_queue};
+pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};
+pub use http::assert_problem;
 pub use proxy::TcpProxy;
+pub use settings::{billing_settings, gateway_settings, inventory_settings, ServiceEnv};
 
 use std::time::Duration;
 
@@ -39,6 +53,11 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Logs of the services a test runs in its process, shown for failing tests.
+fn init_logging() {
+    common::telemetry::init_logging();
 }
 
 fn required_env(name: &str) -> String {

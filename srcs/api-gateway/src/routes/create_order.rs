@@ -2,14 +2,17 @@ use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use common::{
     json_fields::RawObject,
-    order::{new_order_id, IdempotencyKey, OrderMessage, OrderRequest, PayloadFingerprint},
-    problem::{FieldError, Problem},
+    order::{
+        message::{OrderEnvelope, OrderMessage, TraceParent},
+        PayloadFingerprint,
+    },
     request_id::RequestId,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
+    domain::{new_order_id, parse_order, IdempotencyKey},
     error::GatewayError,
     idempotency::{Claim, RecentKeys},
     publisher::{OrderPublisher, PublishError},
@@ -18,21 +21,26 @@ use crate::{
 /// `POST /api/billing`: validates the order, publishes it persistently and answers 202 only
 /// once the broker has confirmed it. With an Idempotency-Key, a retry is answered like the
 /// first request, and a key reused for another payload is refused (see `idempotency`).
-pub async fn create_order(
+pub(crate) async fn create_order(
     req: HttpRequest,
     body: web::Json<RawObject>,
     publisher: web::Data<OrderPublisher>,
     recent_keys: web::Data<RecentKeys>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    let key = idempotency_key(&req)?;
-    let order = OrderRequest::from_json(body.into_inner())?;
+    let key = IdempotencyKey::from_headers(req.headers())?;
+    let order = parse_order(body.into_inner())?;
     let order_id = new_order_id(&order.user_id, key.as_ref());
-    let message = OrderMessage::new(order_id, order, Utc::now());
-    let fingerprint = message
-        .payload_fingerprint
-        .clone()
-        .expect("a new message has its fingerprint");
+    let fingerprint = PayloadFingerprint::of(&order);
+    let envelope = OrderEnvelope {
+        message: OrderMessage::new(order_id, order, Utc::now()),
+        traceparent: req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse),
+        request_id: Some(request_id.clone()),
+    };
     let publishing = match key.map(|_| recent_keys.claim(order_id, &fingerprint)) {
         None => None,
         Some(Claim::New(publishing)) => Some(publishing),
@@ -43,21 +51,14 @@ pub async fn create_order(
         Some(Claim::InFlight) => return Err(GatewayError::IdempotencyKeyInFlight),
         Some(Claim::Conflict) => return Err(GatewayError::IdempotencyKeyReused),
     };
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
     match publishing {
         // A client that goes away mid-publish does not cancel it (the broker may confirm it
         // all the same), so the key's fate is settled on a task of its own: a later request
         // with another payload then gets its 422 rather than a second 202.
         Some(publishing) => {
             let publisher = publisher.get_ref().clone();
-            let (id, traceparent) = (request_id.to_string(), traceparent.map(str::to_owned));
             tokio::spawn(async move {
-                let result = publisher
-                    .publish(&message, Some(&id), traceparent.as_deref())
-                    .await;
+                let result = publisher.publish(&envelope).await;
                 match &result {
                     Ok(()) => publishing.queued(),
                     // The message may be queued all the same: the key stays this payload's.
@@ -72,11 +73,7 @@ pub async fn create_order(
             .await
             .unwrap_or(Err(PublishError::NotConnected))?
         }
-        None => {
-            publisher
-                .publish(&message, Some(request_id.as_str()), traceparent)
-                .await?
-        }
+        None => publisher.publish(&envelope).await?,
     }
     log::info!("request_id={request_id} order_id={order_id} queued");
     Ok(queued(order_id, fingerprint))
@@ -103,24 +100,4 @@ struct OrderQueued {
     /// Compare with the order status's: a retry under a key already used elsewhere for another
     /// payload shows up there as a conflict.
     payload_fingerprint: PayloadFingerprint,
-}
-
-fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, Problem> {
-    let mut values = req.headers().get_all("idempotency-key");
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        // Which one would be meant is a guess; orders are not guessed at.
-        return Err(Problem::validation(vec![FieldError::new(
-            "Idempotency-Key",
-            "sent more than once; send one",
-        )]));
-    }
-    value
-        .to_str()
-        .map_err(|_| "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned())
-        .and_then(IdempotencyKey::parse)
-        .map(Some)
-        .map_err(|message| Problem::validation(vec![FieldError::new("Idempotency-Key", message)]))
 }

@@ -7,7 +7,7 @@ use actix_web::{http::header, web, HttpResponse};
 use common::problem::Problem;
 
 /// The repository's `openapi.yaml`, as built into this binary.
-pub const OPENAPI_YAML: &str = include_str!("../../../../openapi.yaml");
+pub(crate) const OPENAPI_YAML: &str = include_str!("../../../../openapi.yaml");
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
     let spec: serde_json::Value = serde_norway::from_str(OPENAPI_YAML)
@@ -19,27 +19,27 @@ static SWAGGER_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyL
     Arc::new(utoipa_swagger_ui::Config::new(["/openapi.yaml"]).display_request_duration(true))
 });
 
-pub async fn openapi_yaml() -> HttpResponse {
+pub(crate) async fn openapi_yaml() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/yaml")
         .body(OPENAPI_YAML)
 }
 
-pub async fn openapi_json() -> HttpResponse {
+pub(crate) async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI_JSON.as_str())
 }
 
 /// `/docs` → `/docs/`, so Swagger UI's relative asset paths resolve.
-pub async fn docs_redirect() -> HttpResponse {
+pub(crate) async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/docs/"))
         .finish()
 }
 
 /// `/docs/{file}`: Swagger UI's files.
-pub async fn swagger_ui(file: web::Path<String>) -> HttpResponse {
+pub(crate) async fn swagger_ui(file: web::Path<String>) -> HttpResponse {
     match utoipa_swagger_ui::serve(&file, SWAGGER_CONFIG.clone()) {
         Ok(Some(file)) => HttpResponse::Ok()
             .content_type(file.content_type)

@@ -1,15 +1,12 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use common::{
-    health,
-    metrics::{self, Metrics},
-};
+use common::health;
 
-use crate::{publisher::OrderPublisher, startup::Upstreams};
+use crate::{publisher::OrderPublisher, upstream::Upstreams};
 
 /// `GET /ready`: connected to the broker, and inventory answers.
-pub async fn ready(
+pub(crate) async fn ready(
     publisher: web::Data<OrderPublisher>,
     upstreams: web::Data<Upstreams>,
 ) -> HttpResponse {
@@ -18,9 +15,4 @@ pub async fn ready(
         ("broker", publisher.is_connected()),
         ("inventory", inventory),
     ])
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    metrics::exposition(&metrics)
 }

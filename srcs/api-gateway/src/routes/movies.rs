@@ -3,10 +3,10 @@ use common::request_id::RequestId;
 
 use common::auth::Admin;
 
-use crate::{error::GatewayError, startup::Upstreams};
+use crate::{error::GatewayError, upstream::Upstreams};
 
 /// Reads of the catalogue: passed through to inventory-app.
-pub async fn proxy_to_inventory(
+pub(crate) async fn proxy_to_inventory(
     req: HttpRequest,
     body: web::Bytes,
     upstreams: web::Data<Upstreams>,
@@ -17,7 +17,7 @@ pub async fn proxy_to_inventory(
 
 /// Writes to the catalogue: only with the admin token, which is passed on to inventory-app (it
 /// checks it too).
-pub async fn proxy_write_to_inventory(
+pub(crate) async fn proxy_write_to_inventory(
     _: Admin,
     req: HttpRequest,
     body: web::Bytes,

@@ -1,10 +1,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use common::request_id::RequestId;
 
-use crate::{error::GatewayError, startup::Upstreams};
+use crate::{error::GatewayError, upstream::Upstreams};
 
 /// `GET /api/billing/{order_id}`: the order as billed (200) or not yet (404), from billing-app.
-pub async fn order_status(
+pub(crate) async fn order_status(
     req: HttpRequest,
     upstreams: web::Data<Upstreams>,
     request_id: RequestId,

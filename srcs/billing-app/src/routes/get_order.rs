@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::{error::BillingError, store};
 
 /// `GET /api/billing/{order_id}`: the order as billed, or 404 while it is not (yet).
-pub async fn get_order(
+pub(crate) async fn get_order(
     pool: web::Data<Pool>,
     order_id: web::Path<String>,
 ) -> Result<HttpResponse, BillingError> {

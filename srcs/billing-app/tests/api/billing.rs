@@ -1,9 +1,8 @@
-use common::amqp::order_properties;
 use lapin::BasicProperties;
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
-use crate::helpers::{order, TestBed};
+use crate::helpers::{as_published, order, TestBed};
 
 #[tokio::test]
 async fn orders_are_billed_with_every_field_and_acknowledged() {
@@ -92,7 +91,10 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() 
             br#"{"order_id": "0b6b5a57-52c3-4a4b-8a0c-1b8e2f3f4e5e", "user_id": "1", "number_of_items": 1, "total_amount": "-4", "received_at": "2026-01-01T00:00:00Z"}"#.to_vec(),
             json.clone(),
         ),
-        (good.to_json_bytes(), order_properties(&good, None, None).with_type("order.cancelled.v9".into())),
+        {
+            let (body, properties) = as_published(&good, None);
+            (body, properties.with_type("order.cancelled.v9".into()))
+        },
     ];
     for (body, properties) in &poison {
         bed.publish_raw(body, properties.clone()).await;

@@ -1,22 +1,18 @@
 use std::time::Duration;
 
-use billing_app::{configuration::Settings, startup::Application, store};
-use chrono::Utc;
+use billing_app::{configuration::Settings, startup::Application};
 use common::{
-    amqp::{order_properties, OrderQueue},
-    db::{build_pool, DatabaseSettings},
-    order::{Amount, NumberOfItems, OrderMessage, OrderRequest, UserId},
+    amqp::OrderQueue,
+    order::message::{OrderEnvelope, OrderMessage},
+    request_id::RequestId,
 };
 use lapin::{options::BasicPublishOptions, BasicProperties, Channel};
-use test_support::{amqp_channel, eventually, unique_queue, TestDatabase};
-use tokio::{sync::oneshot, task::JoinHandle};
-use uuid::Uuid;
+use test_support::{
+    amqp_channel, billing_database, billing_settings, eventually, unique_queue, RunningApp,
+    TestDatabase,
+};
 
-async fn migrate(url: String) {
-    let pool = build_pool(&DatabaseSettings::with_url(&url).unwrap(), "billing-tests");
-    store::migrate(&pool).await.expect("migrations apply");
-    pool.close();
-}
+pub use test_support::order_message as order;
 
 /// A queue and database of the test's own, and a channel to publish with.
 pub struct TestBed {
@@ -25,32 +21,9 @@ pub struct TestBed {
     pub channel: Channel,
 }
 
-/// A running billing-app; `stop` shuts it down as SIGTERM would.
-pub struct RunningBilling {
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<()>,
-    port: u16,
-}
-
-impl RunningBilling {
-    /// A URL on billing-app's HTTP listener.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.handle)
-            .await
-            .expect("billing-app stops within 20 s")
-            .expect("billing-app task ends cleanly");
-    }
-}
-
 impl TestBed {
     pub async fn new() -> Self {
-        common::telemetry::init_logging();
-        let db = TestDatabase::create("billing", &store::schema_fingerprint(), migrate).await;
+        let db = billing_database().await;
         let queue = unique_queue();
         let channel = amqp_channel().await;
         channel
@@ -61,41 +34,20 @@ impl TestBed {
         Self { db, queue, channel }
     }
 
+    /// billing-app's test settings for this bed, reaching the broker through `amqp_url`.
     pub fn settings(&self, amqp_url: &str) -> Settings {
-        let mut database = DatabaseSettings::with_url(&self.db.url).unwrap();
-        database.pool_timeout = Duration::from_millis(500);
-        Settings {
-            http_bind_addr: "127.0.0.1:0".parse().unwrap(),
-            database,
-            amqp_url: amqp_url.to_owned(),
-            queue: self.queue.clone(),
-            prefetch: 100,
-            batch_size: 50,
-            batch_linger: Duration::from_millis(5),
-            connect_timeout: Duration::from_secs(2),
-            shutdown_timeout: Duration::from_secs(5),
-        }
+        let mut settings = billing_settings(&self.db.url, &self.queue);
+        settings.amqp_url = amqp_url.to_owned();
+        settings
     }
 
-    pub async fn start_billing(&self) -> RunningBilling {
+    pub async fn start_billing(&self) -> RunningApp {
         self.start_billing_with(self.settings(&test_support::test_amqp_url()))
             .await
     }
 
-    pub async fn start_billing_with(&self, settings: Settings) -> RunningBilling {
-        let app = Application::build(settings)
-            .await
-            .expect("billing-app builds");
-        let port = app.port();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        RunningBilling {
-            stop: Some(stop),
-            handle,
-            port,
-        }
+    pub async fn start_billing_with(&self, settings: Settings) -> RunningApp {
+        RunningApp::start::<Application>(settings).await
     }
 
     /// Publishes and waits for the broker's confirmation.
@@ -120,11 +72,8 @@ impl TestBed {
     }
 
     pub async fn publish(&self, order: &OrderMessage, request_id: &str) {
-        self.publish_raw(
-            &order.to_json_bytes(),
-            order_properties(order, Some(request_id), None),
-        )
-        .await;
+        let (body, properties) = as_published(order, Some(request_id));
+        self.publish_raw(&body, properties).await;
     }
 
     pub async fn rows(&self) -> i64 {
@@ -153,12 +102,12 @@ impl TestBed {
     }
 }
 
-/// A valid order with a fresh id.
-pub fn order(user: &str, items: &str, amount: &str) -> OrderMessage {
-    let request = OrderRequest {
-        user_id: UserId::parse(user).unwrap(),
-        number_of_items: NumberOfItems::parse(items).unwrap(),
-        total_amount: Amount::parse(amount).unwrap(),
-    };
-    OrderMessage::new(Uuid::new_v4(), request, Utc::now())
+/// The body and properties the gateway publishes `order` with.
+pub fn as_published(order: &OrderMessage, request_id: Option<&str>) -> (Vec<u8>, BasicProperties) {
+    OrderEnvelope {
+        message: order.clone(),
+        request_id: request_id.map(|id| RequestId::parse(id).expect("a valid request id")),
+        traceparent: None,
+    }
+    .to_amqp()
 }

@@ -15,7 +15,7 @@ fn amqp_url_via(addr: std::net::SocketAddr) -> String {
 }
 
 /// billing-app reaching the broker through a proxy the test can cut, with one order billed.
-async fn billing_through_a_proxy(bed: &TestBed) -> (TcpProxy, crate::helpers::RunningBilling) {
+async fn billing_through_a_proxy(bed: &TestBed) -> (TcpProxy, test_support::RunningApp) {
     let proxy = TcpProxy::start(broker_addr()).await;
     let billing = bed
         .start_billing_with(bed.settings(&amqp_url_via(proxy.addr())))

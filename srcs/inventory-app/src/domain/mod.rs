@@ -4,6 +4,6 @@ mod movie;
 mod movie_id;
 mod movie_list_query;
 
-pub use movie::{Description, Genres, Movie, MovieDraft, ReleaseYear, RuntimeMinutes, Title};
-pub use movie_id::MovieId;
-pub use movie_list_query::MovieListQuery;
+pub(crate) use movie::{Movie, MovieDraft};
+pub(crate) use movie_id::MovieId;
+pub(crate) use movie_list_query::MovieListQuery;

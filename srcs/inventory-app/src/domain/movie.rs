@@ -8,28 +8,28 @@ use serde_json::value::RawValue;
 
 /// At most 200 characters as sent, not blank; kept trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Title(String);
+pub(crate) struct Title(String);
 
 impl Title {
-    pub const MAX_CHARS: usize = 200;
+    pub(crate) const MAX_CHARS: usize = 200;
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         json_fields::trimmed_text(text, Self::MAX_CHARS).map(Self)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// At most 5,000 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Description(String);
+pub(crate) struct Description(String);
 
 impl Description {
-    pub const MAX_CHARS: usize = 5_000;
+    pub(crate) const MAX_CHARS: usize = 5_000;
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
@@ -37,35 +37,35 @@ impl Description {
         Ok(Self(text.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// From 1878 (the first motion picture) to 2100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReleaseYear(i16);
+pub(crate) struct ReleaseYear(i16);
 
 impl ReleaseYear {
-    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+    pub(crate) fn from_json(raw: &RawValue) -> Result<Self, String> {
         json_fields::integer_in(raw, 1878..=2100).map(|y| Self(y as i16))
     }
 
-    pub fn get(self) -> i16 {
+    pub(crate) fn get(self) -> i16 {
         self.0
     }
 }
 
 /// Length in minutes, 1 to 1,440.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RuntimeMinutes(i32);
+pub(crate) struct RuntimeMinutes(i32);
 
 impl RuntimeMinutes {
-    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+    pub(crate) fn from_json(raw: &RawValue) -> Result<Self, String> {
         json_fields::integer_in(raw, 1..=1440).map(|m| Self(m as i32))
     }
 
-    pub fn get(self) -> i32 {
+    pub(crate) fn get(self) -> i32 {
         self.0
     }
 }
@@ -73,13 +73,13 @@ impl RuntimeMinutes {
 /// Up to 10 genres, each at most 50 characters as sent, not blank; kept trimmed, and a genre
 /// repeated (ignoring ASCII case) is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Genres(Vec<String>);
+pub(crate) struct Genres(Vec<String>);
 
 impl Genres {
-    pub const MAX_COUNT: usize = 10;
-    pub const MAX_CHARS: usize = 50;
+    pub(crate) const MAX_COUNT: usize = 10;
+    pub(crate) const MAX_CHARS: usize = 50;
 
-    pub fn from_json(raw: &RawValue) -> Result<Self, String> {
+    pub(crate) fn from_json(raw: &RawValue) -> Result<Self, String> {
         let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get()).map_err(|_| {
             format!(
                 "must be an array of strings, not {}",
@@ -101,23 +101,23 @@ impl Genres {
         Ok(Self(genres))
     }
 
-    pub fn as_slice(&self) -> &[String] {
+    pub(crate) fn as_slice(&self) -> &[String] {
         &self.0
     }
 }
 
 /// A valid movie as a client submits it, for creation or full replacement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MovieDraft {
-    pub title: Title,
-    pub description: Option<Description>,
-    pub release_year: Option<ReleaseYear>,
-    pub genres: Genres,
-    pub runtime_minutes: Option<RuntimeMinutes>,
+pub(crate) struct MovieDraft {
+    pub(crate) title: Title,
+    pub(crate) description: Option<Description>,
+    pub(crate) release_year: Option<ReleaseYear>,
+    pub(crate) genres: Genres,
+    pub(crate) runtime_minutes: Option<RuntimeMinutes>,
 }
 
 impl MovieDraft {
-    pub const FIELDS: [&'static str; 5] = [
+    pub(crate) const FIELDS: [&'static str; 5] = [
         "title",
         "description",
         "release_year",
@@ -126,7 +126,7 @@ impl MovieDraft {
     ];
 
     /// Parses a request body, answering a 400 problem naming every bad field.
-    pub fn from_json(fields: RawObject) -> Result<Self, Problem> {
+    pub(crate) fn from_json(fields: RawObject) -> Result<Self, Problem> {
         let mut reader = FieldReader::new(fields, &Self::FIELDS);
         let title = reader.required("title", |raw| Title::parse(&json_fields::string(raw)?));
         let description = reader.optional("description", |raw| {
@@ -148,15 +148,15 @@ impl MovieDraft {
 
 /// A stored movie, as answered to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Movie {
-    pub id: i64,
-    pub title: String,
-    pub description: Option<String>,
-    pub release_year: Option<i16>,
-    pub genres: Vec<String>,
-    pub runtime_minutes: Option<i32>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+pub(crate) struct Movie {
+    pub(crate) id: i64,
+    pub(crate) title: String,
+    pub(crate) description: Option<String>,
+    pub(crate) release_year: Option<i16>,
+    pub(crate) genres: Vec<String>,
+    pub(crate) runtime_minutes: Option<i32>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@ use common::problem::Problem;
 
 /// A movie's id: a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MovieId(i64);
+pub(crate) struct MovieId(i64);
 
 impl MovieId {
-    pub fn parse(text: &str) -> Result<Self, Problem> {
+    pub(crate) fn parse(text: &str) -> Result<Self, Problem> {
         match text.parse::<i64>() {
             Ok(id)
                 if id > 0
@@ -22,11 +22,7 @@ impl MovieId {
         }
     }
 
-    pub fn from_db(id: i64) -> Self {
-        Self(id)
-    }
-
-    pub fn get(self) -> i64 {
+    pub(crate) fn get(self) -> i64 {
         self.0
     }
 }

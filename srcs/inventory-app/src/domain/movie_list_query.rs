@@ -8,22 +8,22 @@ use common::{
 /// `GET /api/movies` parameters: `limit` (1-500, default 50); `cursor` (start after this id,
 /// stable under concurrent inserts) and/or `offset` (skip this many); `q`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MovieListQuery {
-    pub limit: i64,
-    pub after_id: Option<i64>,
-    pub offset: i64,
+pub(crate) struct MovieListQuery {
+    pub(crate) limit: i64,
+    pub(crate) after_id: Option<i64>,
+    pub(crate) offset: i64,
     /// Case-insensitive substring of the title.
-    pub title_contains: Option<String>,
+    pub(crate) title_contains: Option<String>,
 }
 
 impl MovieListQuery {
-    pub const DEFAULT_LIMIT: i64 = 50;
-    pub const MAX_LIMIT: i64 = 500;
-    pub const MAX_OFFSET: i64 = 1_000_000_000;
+    pub(crate) const DEFAULT_LIMIT: i64 = 50;
+    pub(crate) const MAX_LIMIT: i64 = 500;
+    pub(crate) const MAX_OFFSET: i64 = 1_000_000_000;
     /// Ids have at most 18 digits (as the API documents), far beyond any catalogue.
-    pub const MAX_CURSOR: i64 = 999_999_999_999_999_999;
+    pub(crate) const MAX_CURSOR: i64 = 999_999_999_999_999_999;
 
-    pub fn parse(params: &HashMap<String, String>) -> Result<Self, Problem> {
+    pub(crate) fn parse(params: &HashMap<String, String>) -> Result<Self, Problem> {
         let mut errors = Vec::new();
         let mut number = |name: &str, range| {
             params
@@ -58,7 +58,7 @@ impl MovieListQuery {
     }
 
     /// The link to the page after one whose last movie has id `last_id`.
-    pub fn next_link(&self, last_id: i64) -> String {
+    pub(crate) fn next_link(&self, last_id: i64) -> String {
         let mut link = format!("/api/movies?limit={}&cursor={last_id}", self.limit);
         if let Some(q) = &self.title_contains {
             link.push_str("&q=");

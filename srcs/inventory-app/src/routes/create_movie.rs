@@ -5,7 +5,7 @@ use deadpool_postgres::Pool;
 use crate::{domain::MovieDraft, error::InventoryError, store};
 
 /// `POST /api/movies`: 201 with the stored movie and its `Location`.
-pub async fn create_movie(
+pub(crate) async fn create_movie(
     _: Admin,
     pool: web::Data<Pool>,
     body: web::Json<RawObject>,

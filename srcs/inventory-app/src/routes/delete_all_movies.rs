@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::{error::InventoryError, store};
 
 /// `DELETE /api/movies`: empties the catalogue, as the original system did; says how many went.
-pub async fn delete_all_movies(
+pub(crate) async fn delete_all_movies(
     _: Admin,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, InventoryError> {

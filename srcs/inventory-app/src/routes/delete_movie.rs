@@ -5,7 +5,7 @@ use deadpool_postgres::Pool;
 use crate::{domain::MovieId, error::InventoryError, store};
 
 /// `DELETE /api/movies/{id}`: 204, or 404 if there is no such movie.
-pub async fn delete_movie(
+pub(crate) async fn delete_movie(
     _: Admin,
     pool: web::Data<Pool>,
     id: web::Path<String>,

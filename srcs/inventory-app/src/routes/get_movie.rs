@@ -4,7 +4,7 @@ use deadpool_postgres::Pool;
 use crate::{domain::MovieId, error::InventoryError, store};
 
 /// `GET /api/movies/{id}`.
-pub async fn get_movie(
+pub(crate) async fn get_movie(
     pool: web::Data<Pool>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, InventoryError> {

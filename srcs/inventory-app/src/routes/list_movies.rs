@@ -22,7 +22,7 @@ struct MoviePage {
 }
 
 /// `GET /api/movies`: one page of the catalogue in id order, with the link to the next page.
-pub async fn list_movies(
+pub(crate) async fn list_movies(
     pool: web::Data<Pool>,
     params: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, InventoryError> {

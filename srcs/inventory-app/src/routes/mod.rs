@@ -1,4 +1,4 @@
-//! One module per endpoint.
+//! One module per endpoint, and the table of every route.
 
 mod create_movie;
 mod delete_all_movies;
@@ -9,40 +9,27 @@ mod list_movies;
 mod replace_movie;
 
 use actix_web::{http::Method, web};
-use common::http::method_not_allowed;
+use common::routes::Routes;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, route) in [
-        ("/health", web::get().to(common::health::liveness)),
-        ("/ready", web::get().to(health::ready)),
-        ("/metrics", web::get().to(common::metrics::scrape_with_pool)),
-    ] {
-        cfg.service(
-            web::resource(path)
-                .route(route)
-                .default_service(method_not_allowed(&[Method::GET])),
-        );
-    }
-    cfg.service(
-        web::resource("/api/movies")
-            .route(web::get().to(list_movies::list_movies))
-            .route(web::post().to(create_movie::create_movie))
-            .route(web::delete().to(delete_all_movies::delete_all_movies))
-            .default_service(method_not_allowed(&[
-                Method::GET,
-                Method::POST,
-                Method::DELETE,
-            ])),
-    )
-    .service(
-        web::resource("/api/movies/{id}")
-            .route(web::get().to(get_movie::get_movie))
-            .route(web::put().to(replace_movie::replace_movie))
-            .route(web::delete().to(delete_movie::delete_movie))
-            .default_service(method_not_allowed(&[
-                Method::GET,
-                Method::PUT,
-                Method::DELETE,
-            ])),
-    );
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    Routes::operations(health::ready, common::database::scrape_with_pool)
+        .api(Method::GET, "/api/movies", list_movies::list_movies)
+        .api(Method::POST, "/api/movies", create_movie::create_movie)
+        .api(
+            Method::DELETE,
+            "/api/movies",
+            delete_all_movies::delete_all_movies,
+        )
+        .api(Method::GET, "/api/movies/{id}", get_movie::get_movie)
+        .api(
+            Method::PUT,
+            "/api/movies/{id}",
+            replace_movie::replace_movie,
+        )
+        .api(
+            Method::DELETE,
+            "/api/movies/{id}",
+            delete_movie::delete_movie,
+        )
+        .register(cfg, |_, resource| resource);
 }

@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// `PUT /api/movies/{id}`: replaces every field (an omitted optional field is cleared).
-pub async fn replace_movie(
+pub(crate) async fn replace_movie(
     _: Admin,
     pool: web::Data<Pool>,
     id: web::Path<String>,

@@ -1,46 +1,25 @@
 use std::time::Duration;
 
-use common::db::{build_pool, DatabaseSettings};
-use inventory_app::{configuration::Settings, startup::Application, store};
+use inventory_app::startup::Application;
 use serde_json::{json, Value};
-use test_support::{TestDatabase, ADMIN_TOKEN};
+use test_support::{inventory_database, inventory_settings, RunningApp, TestDatabase, ADMIN_TOKEN};
+
+pub use test_support::assert_problem;
 
 pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
     /// Sends the admin token with every request, as the gateway passes it on for writes.
     pub http: reqwest::Client,
-}
-
-/// Migrates `url` with the service's own migration code (for the template database).
-async fn migrate(url: String) {
-    let pool = build_pool(
-        &DatabaseSettings::with_url(&url).unwrap(),
-        "inventory-tests",
-    );
-    store::migrate(&pool).await.expect("migrations apply");
-    pool.close();
+    _app: RunningApp,
 }
 
 /// The real application on a free port, against a database of its own.
 pub async fn spawn_app() -> TestApp {
-    common::telemetry::init_logging();
-    let db = TestDatabase::create("inventory", &store::schema_fingerprint(), migrate).await;
-    let mut database = DatabaseSettings::with_url(&db.url).unwrap();
-    database.pool_timeout = Duration::from_millis(500);
-    let settings = Settings {
-        bind_addr: "127.0.0.1:0".parse().unwrap(),
-        database,
-        shutdown_timeout: Duration::from_secs(1),
-        admin_token: ADMIN_TOKEN.parse().unwrap(),
-    };
-    let app = Application::build(settings)
-        .await
-        .expect("application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let db = inventory_database().await;
+    let app = RunningApp::start::<Application>(inventory_settings(&db.url)).await;
     TestApp {
-        address,
+        address: app.address.clone(),
         db,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -54,6 +33,7 @@ pub async fn spawn_app() -> TestApp {
             )
             .build()
             .unwrap(),
+        _app: app,
     }
 }
 
@@ -81,26 +61,4 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
-}
-
-/// Asserts the shared error shape and returns the problem body.
-pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "errors are problem+json"
-    );
-    assert!(response.headers().contains_key("x-request-id"));
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(
-        body["title"].is_string() && body["type"].is_string(),
-        "{body}"
-    );
-    assert!(
-        body["request_id"].is_string(),
-        "problem carries the request id: {body}"
-    );
-    body
 }

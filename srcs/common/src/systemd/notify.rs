@@ -1,4 +1,4 @@
-//! Talking to systemd (`Type=notify`): READY once the service can do its work, and a watchdog
+//! Telling systemd (`Type=notify`) how the service is doing: READY once the service can do its work, and a watchdog
 //! fed from the async runtime, so a wedged runtime gets the process restarted. Outside systemd
 //! (no `NOTIFY_SOCKET`) all of this does nothing.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 /// Sends READY=1 with a status line, and starts feeding the watchdog if the unit has one.
-pub fn notify_ready(status: &str) {
+pub fn ready(status: &str) {
     if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(status)]) {
         log::warn!("cannot notify systemd: {e}");
     }
@@ -25,6 +25,6 @@ pub fn notify_ready(status: &str) {
 }
 
 /// Sends STOPPING=1 (systemd then shows the service as deactivating while it drains).
-pub fn notify_stopping() {
+pub fn stopping() {
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
 }
