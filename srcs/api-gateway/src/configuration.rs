@@ -2,7 +2,7 @@ use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use common::{
     amqp::OrderQueue,
-    config::{ConfigError, Env},
+    config::{ConfigError, Env, FromEnv},
 };
 
 use common::auth::AdminToken;
@@ -36,9 +36,9 @@ pub struct Settings {
     pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
 }
 
-impl Settings {
+impl FromEnv for Settings {
     /// Every setting, checked; `env` is the process environment in production.
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         let inventory_url: String =
             env.or_default("INVENTORY_URL", "http://127.0.0.1:8081".to_owned())?;
         let billing_url: String =

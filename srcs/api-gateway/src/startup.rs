@@ -3,7 +3,11 @@
 use std::{future::Future, net::TcpListener};
 
 use actix_web::{dev::Server, web, HttpServer};
-use common::{http as shared_http, lifecycle::Service, metrics::Metrics};
+use common::{
+    http as shared_http,
+    lifecycle::{Service, StartupError},
+    metrics::Metrics,
+};
 
 use crate::{
     configuration::Settings,
@@ -15,8 +19,6 @@ use crate::{
     upstream::{UpstreamMetrics, UpstreamName, UpstreamTarget, UpstreamTargets},
 };
 
-pub use common::http::BindError as StartupError;
-
 pub struct Application {
     port: u16,
     server: Server,
@@ -26,11 +28,6 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "api-gateway";
     type Settings = Settings;
-    type StartupError = StartupError;
-
-    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
-        Settings::read(&common::config::Env::process())
-    }
 
     /// Binds the listener and starts the broker connection's supervisor. Neither inventory nor
     /// the broker needs to be up yet: requests that need them get 502/503 until they are.
@@ -100,7 +97,7 @@ fn serve(
     publisher: OrderPublisher,
     metrics: Metrics,
     settings: &Settings,
-) -> Result<Server, StartupError> {
+) -> Result<Server, common::http::BindError> {
     let publisher = web::Data::new(publisher);
     let recent_keys = web::Data::new(RecentKeys::default());
     let metrics = web::Data::new(metrics);

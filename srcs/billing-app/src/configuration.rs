@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{
     amqp::OrderQueue,
-    config::{ConfigError, Env},
+    config::{ConfigError, Env, FromEnv},
     database::DatabaseSettings,
 };
 
@@ -28,9 +28,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
-impl Settings {
+impl FromEnv for Settings {
     /// Every setting, checked; `env` is the process environment in production.
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         let queue: String = env.or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         let batch_size = env.count_or_default("BILLING_BATCH_SIZE", 200, 1..=5_000)?;
         let prefetch = env.count_or_default("BILLING_PREFETCH", 500, 1..=65_535)?;

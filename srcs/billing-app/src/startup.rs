@@ -6,7 +6,7 @@ use actix_web::{dev::Server, web, HttpServer};
 use common::{
     database::{self, PoolGauges},
     http as shared_http,
-    lifecycle::Service,
+    lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
 use deadpool_postgres::Pool;
@@ -18,14 +18,6 @@ use crate::{
     metrics::ConsumerMetrics,
     routes, store,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Bind(#[from] shared_http::BindError),
-    #[error("database migration failed: {0}")]
-    Migration(#[from] database::MigrationError),
-}
 
 pub struct Application {
     settings: Settings,
@@ -39,11 +31,6 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "billing-app";
     type Settings = Settings;
-    type StartupError = StartupError;
-
-    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
-        Settings::read(&common::config::Env::process())
-    }
 
     /// Migrates the database (waiting for it while it is unreachable) and binds the HTTP
     /// listener; `run_until` starts consuming.

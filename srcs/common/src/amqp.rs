@@ -61,7 +61,7 @@ impl OrderQueue {
         &self.name
     }
 
-    pub fn dead_letter_exchange(&self) -> String {
+    pub(crate) fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.name)
     }
 

@@ -19,7 +19,7 @@ use crate::problem::Problem;
 pub struct AdminToken(String);
 
 impl AdminToken {
-    pub const MIN_LEN: usize = 32;
+    pub(crate) const MIN_LEN: usize = 32;
 
     pub fn parse(text: &str) -> Result<Self, String> {
         if text.len() < Self::MIN_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {

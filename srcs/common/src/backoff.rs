@@ -31,12 +31,6 @@ impl Backoff {
     }
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new(Duration::from_millis(100), Duration::from_secs(5))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,9 +23,15 @@ impl ConfigError {
 }
 
 /// Loads `.env` from the working directory if there is one; real environment variables win.
-pub fn load_dotenv() {
+pub(crate) fn load_dotenv() {
     // A missing file is the normal case in production (systemd passes an EnvironmentFile).
     let _ = dotenvy::dotenv();
+}
+
+/// A service's settings, read and checked as a whole: a service stops at start with one line
+/// naming the variable at fault rather than failing later on first use.
+pub trait FromEnv: Sized {
+    fn read(env: &Env) -> Result<Self, ConfigError>;
 }
 
 /// Where settings are read from: the process environment, or a given list of variables (tests

@@ -86,7 +86,7 @@ thread_local! {
 }
 
 /// `HttpServer::on_connect` callback: starts watching a TCP connection.
-pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
+pub(crate) fn on_connect(connection: &dyn Any, data: &mut Extensions) {
     let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
         return;
     };

@@ -46,7 +46,7 @@ pub fn app() -> App<
 
 /// After a stop signal, how long connections accepted just before it get to send their request
 /// before the server drains (and closes every connection without a request in progress).
-pub const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_millis(300);
+pub(crate) const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_millis(300);
 
 /// Runs `server` (built with `disable_signals()`) until `shutdown` completes, then stops it
 /// without cutting a client off (see [`stop_without_cutting_off`]).
@@ -79,7 +79,7 @@ async fn stop_without_cutting_off(handle: &actix_web::dev::ServerHandle) {
 }
 
 /// How long a client may take to send a request's head: slow or stalled clients are dropped.
-pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a service could not take its listening socket.
 #[derive(Debug, thiserror::Error)]
@@ -134,13 +134,13 @@ where
 }
 
 /// How long an idle keep-alive connection stays open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// Largest request body any service accepts: a movie with a 5,000-character description fits many times.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// JSON extractor configuration: size limit, content type, and parse errors as problem+json.
-pub fn json_config() -> web::JsonConfig {
+pub(crate) fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(BODY_LIMIT_BYTES)
         .error_handler(|err, _req| {
@@ -165,18 +165,18 @@ fn json_problem(err: &JsonPayloadError) -> Problem {
     }
 }
 
-pub fn body_too_large() -> Problem {
+pub(crate) fn body_too_large() -> Problem {
     Problem::new(StatusCode::PAYLOAD_TOO_LARGE).with_detail(format!(
         "The body is larger than the limit of {BODY_LIMIT_BYTES} bytes."
     ))
 }
 
 /// Raw-body extractor configuration with the same limit.
-pub fn payload_config() -> web::PayloadConfig {
+pub(crate) fn payload_config() -> web::PayloadConfig {
     web::PayloadConfig::new(BODY_LIMIT_BYTES)
 }
 
-pub fn query_config() -> web::QueryConfig {
+pub(crate) fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
         let problem = Problem::new(StatusCode::BAD_REQUEST)
             .with_detail(format!("Invalid query string: {err}."));
@@ -184,7 +184,7 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-pub fn path_config() -> web::PathConfig {
+pub(crate) fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err: PathError, _req| {
         let problem =
             Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("Invalid path: {err}."));
@@ -193,14 +193,14 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// Default service: unknown routes get a 404 problem.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::new(StatusCode::NOT_FOUND)
         .with_detail(format!("No route for {} {}.", req.method(), req.path()))
         .to_response()
 }
 
 /// A resource's default service: 405 naming the methods it does serve, in `Allow`.
-pub fn method_not_allowed(allowed: &[Method]) -> Route {
+pub(crate) fn method_not_allowed(allowed: &[Method]) -> Route {
     let allow = allowed
         .iter()
         .map(Method::as_str)
@@ -226,7 +226,7 @@ pub fn method_not_allowed(allowed: &[Method]) -> Route {
 
 /// Turns every error response that is not JSON (actix's own 413, 400 from extractors without a
 /// handler, ...) into a problem, so clients see one error shape only.
-pub fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+pub(crate) fn problem_error_handlers<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
         // JSON bodies were written on purpose (problems, readiness reports); only actix's own
         // bare or plain-text error bodies are replaced.
@@ -264,7 +264,7 @@ fn request_log_enabled() -> bool {
 }
 
 /// One line per request: request id, method, path, status, latency, size, peer.
-pub fn request_logger() -> Logger {
+pub(crate) fn request_logger() -> Logger {
     Logger::new(r#"request_id=%{x-request-id}o method=%{method}xi path="%U" status=%s latency_ms=%D bytes=%b peer=%a"#)
         .custom_request_replace("method", |req| req.method().to_string())
 }

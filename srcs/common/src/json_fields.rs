@@ -164,7 +164,7 @@ pub fn string(raw: &RawValue) -> Result<String, String> {
 }
 
 /// The literal text of a JSON number, or the content of a JSON string, for fields that accept
-/// both (`"2"` and `2`). Returns whether it was a string, so callers can word their messages.
+/// both (`"2"` and `2`).
 pub fn number_or_string_text(raw: &RawValue) -> Result<String, String> {
     match kind_of(raw) {
         "a number" => Ok(raw.get().to_owned()),
@@ -207,8 +207,8 @@ pub fn parse_integer_in(text: &str, range: std::ops::RangeInclusive<i64>) -> Res
     }
 }
 
-/// Whether `text` has a character other than whitespace, and no control character (line breaks
-/// and tabs allowed where `multiline`): the rule for every free-text field.
+/// Refuses control characters (line breaks and tabs are allowed where `multiline`): the rule
+/// for every free-text field.
 pub fn check_text(text: &str, multiline: bool) -> Result<(), String> {
     if text
         .chars()

@@ -6,20 +6,27 @@
 
 use std::{future::Future, process::ExitCode};
 
-use crate::{config::ConfigError, systemd::notify};
+use crate::{
+    config::{Env, FromEnv},
+    systemd::notify,
+};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Bind(#[from] crate::http::BindError),
+    #[cfg(feature = "database")]
+    #[error("database migration failed: {0}")]
+    Migration(#[from] crate::database::MigrationError),
+}
 
 pub trait Service: Sized {
     /// The binary's name, for the lines that say why it could not start.
     const NAME: &'static str;
-    type Settings;
-    type StartupError: std::fmt::Display;
+    type Settings: FromEnv;
 
-    /// The settings from the environment (and `.env`), all checked.
-    fn settings_from_env() -> Result<Self::Settings, ConfigError>;
-
-    fn build(
-        settings: Self::Settings,
-    ) -> impl Future<Output = Result<Self, Self::StartupError>> + Send;
+    fn build(settings: Self::Settings) -> impl Future<Output = Result<Self, StartupError>> + Send;
 
     /// The port its HTTP listener is bound to (the configured one, or the one the system chose
     /// for port 0).
@@ -40,7 +47,7 @@ pub trait Service: Sized {
 pub async fn run<S: Service>() -> ExitCode {
     crate::config::load_dotenv();
     crate::telemetry::init_logging();
-    let settings = match S::settings_from_env() {
+    let settings = match S::Settings::read(&Env::process()) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("{}: {e}", S::NAME);

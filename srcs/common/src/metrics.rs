@@ -18,7 +18,7 @@ use prometheus::{
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: the services answer in milliseconds, and
 /// their timeouts are a few seconds.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -106,7 +106,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
@@ -153,7 +153,7 @@ pub async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
 }
 
 /// The `/metrics` response.
-pub fn exposition(metrics: &Metrics) -> HttpResponse {
+pub(crate) fn exposition(metrics: &Metrics) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, TextEncoder::new().format_type()))
         .body(metrics.render())

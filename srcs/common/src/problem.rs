@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::request_id;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Problem type of a request refused for invalid fields; `errors` names each field.
-pub const VALIDATION_ERROR: &str = "/problems/validation-error";
+pub(crate) const VALIDATION_ERROR: &str = "/problems/validation-error";
 
 /// One field that failed validation, with a message meant for the API client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

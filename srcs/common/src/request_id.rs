@@ -23,7 +23,7 @@ tokio::task_local! {
 pub struct RequestId(String);
 
 impl RequestId {
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
 
@@ -37,7 +37,7 @@ impl RequestId {
         sane.then(|| Self(candidate.to_owned()))
     }
 
-    pub fn from_header(value: Option<&HeaderValue>) -> Self {
+    pub(crate) fn from_header(value: Option<&HeaderValue>) -> Self {
         value
             .and_then(|v| v.to_str().ok())
             .and_then(Self::parse)
@@ -49,7 +49,7 @@ impl RequestId {
     }
 
     /// Runs `future` with this id as the current one.
-    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
     }
 }
@@ -61,7 +61,7 @@ impl std::fmt::Display for RequestId {
 }
 
 /// The id of the request being served, if any.
-pub fn current() -> Option<String> {
+pub(crate) fn current() -> Option<String> {
     CURRENT.try_with(|id| id.0.clone()).ok()
 }
 

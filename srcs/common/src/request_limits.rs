@@ -27,16 +27,16 @@ use futures_util::Stream;
 use crate::problem::Problem;
 
 /// The longest request target (path and query) accepted, as nginx's default buffer for a line.
-pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TARGET_BYTES: usize = 8 * 1024;
 /// The longest header line accepted (`name: value`), as nginx's default.
-pub const MAX_HEADER_LINE_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEADER_LINE_BYTES: usize = 8 * 1024;
 /// The largest request head accepted (request line and every header line), as nginx's default.
 /// Heads beyond 128 KiB (or with more than 96 headers) never reach the application: actix-http
 /// refuses them itself, with a bare 431.
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// How long a request's body may take to arrive, counted from the end of its head. A 64 KiB body
 /// takes a fraction of a second even on a slow mobile link.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// actix-web middleware (the shared app wraps every service in it): refuses oversized heads
 /// (`414`, `431`), answers `408` to a body that does not arrive within [`BODY_TIMEOUT`], and

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use test_support::{eventually, ServiceEnv, TestDatabase};
 use tokio::process::Command;
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test]
 async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let mut platform = Platform::start().await;
@@ -24,14 +26,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let movie: Value = http
-        .get(format!("{gateway}{location}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let movie: Value = test_support::get_json(&http, format!("{gateway}{location}")).await;
     assert_eq!(movie["title"], "The Matrix");
     let response = http
         .put(format!("{gateway}{location}"))
@@ -43,14 +38,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let list: Value = http
-        .get(format!("{gateway}/api/movies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = test_support::get_json(&http, format!("{gateway}/api/movies")).await;
     assert_eq!(list["movies"][0]["release_year"], 1999);
     assert_eq!(
         http.delete(format!("{gateway}{location}"))
@@ -166,14 +154,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         http.get(&status_url).send().await.unwrap().status() == 200
     })
     .await;
-    let billed: Value = http
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let billed: Value = test_support::get_json(&http, &status_url).await;
     assert_eq!(billed["status"], "billed");
     let unknown = http
         .get(format!(
@@ -199,6 +180,7 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
     let response = http
         .post(format!("{gateway}/api/billing"))
         .header("x-request-id", &order_trace)
+        .header("traceparent", TRACEPARENT)
         .json(&json!({"user_id": "trace", "number_of_items": 1, "total_amount": "1.00"}))
         .send()
         .await
@@ -238,6 +220,10 @@ async fn the_platform_end_to_end_with_billing_stopped_and_restarted() {
         .unwrap()
         .to_owned();
     assert!(billed_line.contains("billed"), "{billed_line}");
+    assert!(
+        billed_line.contains(&format!("traceparent={TRACEPARENT}")),
+        "the trace context reaches billing: {billed_line}"
+    );
 
     // The admin token and the database passwords never reach a log.
     for service in [api_gateway, billing, inventory] {
@@ -328,7 +314,8 @@ async fn a_socket_passed_by_systemd_is_served_and_a_different_setting_is_reporte
     // env file followed by `systemctl restart`).
     let kept = e2e_tests::held_socket();
     let kept_addr = kept.local_addr().unwrap();
-    let configured = format!("127.0.0.1:{}", free_port());
+    // An address of its own on loopback: no other test can be listening there meanwhile.
+    let configured = format!("127.0.0.42:{}", free_port());
     let env = ServiceEnv::inventory(&db.url).with("INVENTORY_BIND_ADDR", configured.clone());
     let inventory = Service::start_with_socket("inventory-app", env.vars(), &kept);
     let http = reqwest::Client::builder()

@@ -124,15 +124,11 @@ fn get(path: &str, headers: &str) -> Vec<u8> {
 
 /// The catalogue as the gateway lists it.
 async fn titles(platform: &Platform) -> Vec<String> {
-    let list: Value = platform
-        .http
-        .get(format!("{}/api/movies?limit=500", platform.gateway_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = test_support::get_json(
+        &platform.http,
+        format!("{}/api/movies?limit=500", platform.gateway_url),
+    )
+    .await;
     list["movies"]
         .as_array()
         .unwrap()

@@ -2,7 +2,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::{
     auth::AdminToken,
-    config::{ConfigError, Env},
+    config::{ConfigError, Env, FromEnv},
     database::DatabaseSettings,
 };
 
@@ -17,9 +17,9 @@ pub struct Settings {
     pub admin_token: AdminToken,
 }
 
-impl Settings {
+impl FromEnv for Settings {
     /// Every setting, checked; `env` is the process environment in production.
-    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             bind_addr: env.or_default(
                 "INVENTORY_BIND_ADDR",

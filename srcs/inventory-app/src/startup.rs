@@ -6,19 +6,11 @@ use actix_web::{dev::Server, web, HttpServer};
 use common::{
     database::{self, PoolGauges},
     http as shared_http,
-    lifecycle::Service,
+    lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
 
 use crate::{configuration::Settings, routes, store};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Bind(#[from] shared_http::BindError),
-    #[error("database migration failed: {0}")]
-    Migration(#[from] database::MigrationError),
-}
 
 pub struct Application {
     port: u16,
@@ -28,11 +20,6 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "inventory-app";
     type Settings = Settings;
-    type StartupError = StartupError;
-
-    fn settings_from_env() -> Result<Settings, common::config::ConfigError> {
-        Settings::read(&common::config::Env::process())
-    }
 
     /// Migrates the database (waiting for it while it is unreachable), binds the listener and
     /// builds the server.

@@ -24,3 +24,8 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     );
     body
 }
+
+/// `GET url`, and its body as JSON (whatever the status: tests assert on the body).
+pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}

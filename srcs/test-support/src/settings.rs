@@ -2,7 +2,10 @@
 //! pointed at the test's own database, queue and ports. A new setting is added here once, and
 //! reaches in-process tests and the binaries the end-to-end tests start alike.
 
-use common::{amqp::OrderQueue, config::Env};
+use common::{
+    amqp::OrderQueue,
+    config::{Env, FromEnv},
+};
 
 use crate::{test_amqp_url, ADMIN_TOKEN};
 

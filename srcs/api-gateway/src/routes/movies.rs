@@ -24,5 +24,5 @@ pub(crate) async fn proxy_write_to_inventory(
     upstreams: web::Data<Upstreams>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    upstreams.inventory.forward(&req, body, &request_id).await
+    proxy_to_inventory(req, body, upstreams, request_id).await
 }

@@ -58,14 +58,7 @@ async fn the_spec_and_swagger_ui_are_served_from_the_binary() {
         spec(),
         "the served spec is the repository's openapi.yaml"
     );
-    let json: Value = http
-        .get(gateway.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = test_support::get_json(&http, gateway.url("/openapi.json")).await;
     assert_eq!(json, spec());
 
     let redirect = http.get(gateway.url("/docs")).send().await.unwrap();

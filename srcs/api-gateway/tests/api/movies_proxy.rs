@@ -27,14 +27,7 @@ async fn movie_crud_passes_through_faithfully() {
     let created: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/api/movies/{}", created["id"]));
 
-    let fetched: Value = http
-        .get(gateway.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = test_support::get_json(&http, gateway.url(&location)).await;
     assert_eq!(fetched, created);
 
     let updated: Value = http
@@ -49,14 +42,8 @@ async fn movie_crud_passes_through_faithfully() {
         .unwrap();
     assert_eq!(updated["release_year"], 1999);
 
-    let list: Value = http
-        .get(gateway.url("/api/movies?q=matrix&limit=5"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        test_support::get_json(&http, gateway.url("/api/movies?q=matrix&limit=5")).await;
     assert_eq!(list["movies"].as_array().unwrap().len(), 1);
     assert_eq!(list["limit"], 5);
 

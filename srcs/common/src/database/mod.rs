@@ -160,7 +160,7 @@ impl Failure {
 }
 
 /// Connection-level failures and the server refusing work, as opposed to errors in a statement.
-pub fn is_transient(err: &tokio_postgres::Error) -> bool {
+pub(crate) fn is_transient(err: &tokio_postgres::Error) -> bool {
     if err.is_closed() {
         return true;
     }

@@ -41,7 +41,7 @@ impl PoolGauges {
         }
     }
 
-    pub fn refresh(&self, pool: &Pool) {
+    pub(crate) fn refresh(&self, pool: &Pool) {
         let status = pool.status();
         self.size.set(status.size as i64);
         self.available.set(status.available as i64);

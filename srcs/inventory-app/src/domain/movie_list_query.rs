@@ -100,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn bounds_and_conflicts_are_field_errors() {
+    fn out_of_bounds_values_are_field_errors_and_cursor_and_offset_combine() {
         for (k, v) in [
             ("limit", "0"),
             ("limit", "501"),
