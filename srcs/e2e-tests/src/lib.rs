@@ -56,10 +56,6 @@ impl Service {
         env: &[(&str, String)],
         socket: &TcpListener,
     ) -> Self {
-        Self::spawn(name, env, Some(socket.as_raw_fd()))
-    }
-
-    fn spawn(name: &'static str, env: &[(&str, String)], socket: Option<RawFd>) -> Self {
         let binary = bin_dir().join(name);
         assert!(
             binary.exists(),
@@ -74,32 +70,22 @@ impl Service {
             .append(true)
             .open(&log)
             .unwrap();
-        let mut command = match socket {
-            None => Command::new(&binary),
-            Some(_) => {
-                // LISTEN_PID must be the service's pid, known only after the fork: a shell sets
-                // it to its own pid and then execs the service, which keeps that pid.
-                let mut command = Command::new("sh");
-                command
-                    .args(["-c", "export LISTEN_PID=$$; exec \"$0\""])
-                    .arg(&binary);
-                command
-            }
-        };
+        // LISTEN_PID must be the service's pid, known only after the fork: a shell sets it to
+        // its own pid and then execs the service, which keeps that pid.
+        let mut command = Command::new("sh");
         command
+            .args(["-c", "export LISTEN_PID=$$; exec \"$0\""])
+            .arg(&binary)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)));
-        if let Some(fd) = socket {
-            command
-                .env("LISTEN_FDS", "1")
-                .env("LISTEN_FDNAMES", common::systemd::socket_handover::FD_NAME);
-            // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and
-            // exec.
-            unsafe {
-                command.pre_exec(move || pass_as_first_listen_fd(fd));
-            }
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", common::systemd::socket_handover::FD_NAME);
+        let fd = socket.as_raw_fd();
+        // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || pass_as_first_listen_fd(fd));
         }
         let child = command
             .stdin(Stdio::null())
