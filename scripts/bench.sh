@@ -11,7 +11,7 @@
 #   4. memory (RSS) of each service idle and after the load, and time from start to ready.
 # Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/lib/local-platform.sh"
 cd "$REPO_ROOT"
 
 # Short runs, many rounds: pairs run close together in time drift less apart.
@@ -23,11 +23,8 @@ BIN="$TARGET/release"
 OUT="${BENCH_OUT:-$TARGET/bench}"
 RUN="$OUT/run"
 
-ensure_platform_packages
 ensure_packages wrk procps
-start_postgres
-start_rabbitmq
-ensure_local_secrets
+start_local_servers
 pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
 
@@ -58,31 +55,23 @@ pin() {
 # Back to every CPU: the services, and PostgreSQL (its backends too), which is not ours to keep
 # pinned.
 unpin() {
+    # shellcheck disable=SC2046 # one pid per word
     pin "0-$(($(nproc) - 1))" $(cat "$RUN"/*.pid 2>/dev/null) $(pgrep -u postgres)
 }
-trap 'unpin; stop_bare_proxy; stop_services "$RUN"' EXIT
+trap 'unpin; stop_bare_proxy; stop_spawned_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
-# wait_for SECONDS STEP WHAT COMMAND...: runs COMMAND every STEP seconds until it succeeds;
-# gives up after SECONDS, so that a broken run ends instead of hanging.
-wait_for() {
-    local limit="$1" step="$2" what="$3" deadline
-    shift 3
-    deadline=$((${EPOCHREALTIME%.*} + limit))
-    until "$@" >/dev/null 2>&1; do
-        ((${EPOCHREALTIME%.*} < deadline)) || die "gave up waiting ${limit}s for $what (logs: $OUT/logs/)"
-        sleep "$step"
-    done
-}
+# Every wait is bounded (wait_until), so that a broken run ends instead of hanging.
+LOGS_HINT="see the logs in $OUT/logs/"
 # A leftover process on one of the ports would answer in place of the one just started.
-assert_running() { kill -0 "$(cat "$1")" 2>/dev/null || die "$2 exited (port taken?): see $OUT/logs/"; }
+assert_running() { kill -0 "$(cat "$1")" 2>/dev/null || die "$2 exited (port taken?): $LOGS_HINT"; }
 # start_timed NAME READY_URL VAR=VALUE...: starts a service; prints milliseconds to ready.
 start_timed() {
     local name="$1" url="$2" started
     shift 2
     started="$(now_ms)"
-    start_service "$BIN" "$name" "$OUT/logs" "$RUN" RUST_LOG=warn "$@"
-    wait_for 60 0.01 "$name to answer $url" curl -fsS -o /dev/null --max-time 1 "$url"
+    spawn_service "$BIN" "$name" "$OUT/logs" "$RUN" RUST_LOG=warn "$@"
+    wait_until --every 0.01 60 "$name to answer $url" http_ok "$url" || die "$LOGS_HINT"
     assert_running "$RUN/$name.pid" "$name"
     echo $(($(now_ms) - started))
 }
@@ -191,7 +180,7 @@ log "1. GET /api/movies: gateway vs inventory ($CONNECTIONS connections, $DURATI
 # the gateway's components costs on this machine, without the gateway's own work.
 "$BIN/bench-baselines" proxy "$BARE_PROXY" "http://$INVENTORY" >"$OUT/logs/bare-proxy.log" 2>&1 &
 echo $! >"$RUN/bare-proxy.pid"
-wait_for 60 0.01 "the bare proxy" curl -fsS -o /dev/null --max-time 1 "http://$BARE_PROXY/api/movies"
+wait_until --every 0.01 60 "the bare proxy" http_ok "http://$BARE_PROXY/api/movies" || die "$LOGS_HINT"
 assert_running "$RUN/bare-proxy.pid" "the bare proxy"
 declare -a gw_rps_runs gw_p50_runs gw_p99_runs inv_rps_runs inv_p50_runs inv_p99_runs
 declare -a bare_rps_runs bare_p50_runs bare_p99_runs
@@ -288,16 +277,15 @@ log "3. draining a backlog of 10,000 orders vs raw inserts"
 rows() { pg_psql -d movie_test_bench_billing -c 'SELECT count(*) FROM orders'; }
 backlog() { rabbitmqctl -q list_queues -p movie-test name messages | awk -v q="$QUEUE" '$1 == q { print $2 }'; }
 backlog_empty() { [ "$(backlog)" = 0 ]; }
-wait_for 300 0.5 "billing to take scenario 2's orders off the queue" backlog_empty
+wait_until 300 "billing to take scenario 2's orders off the queue" backlog_empty || die "$LOGS_HINT"
 kill -TERM "$(cat "$RUN/billing-app.pid")"
-billing_stopped() { ! kill -0 "$(cat "$RUN/billing-app.pid")"; }
-wait_for 60 0.1 "billing to stop" billing_stopped
+wait_until --every 0.1 60 "billing to stop" process_gone "$(cat "$RUN/billing-app.pid")" || die "$LOGS_HINT"
 "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" 10000 "$CONNECTIONS" >/dev/null
 before="$(rows)"
 started="$(now_ms)"
-start_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
+spawn_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
 drained() { [ "$(rows)" -ge $((before + 10000)) ]; }
-wait_for 300 0.05 "billing to drain the 10,000 orders" drained
+wait_until --every 0.05 300 "billing to drain the 10,000 orders" drained || die "$LOGS_HINT"
 drain_ms=$(($(now_ms) - started))
 # Start to last row includes the process start and this loop's polling (tens of ms in a
 # drain of a few hundred); the steady rate counts from the first commit to the last instead
@@ -321,13 +309,15 @@ raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
 
 # cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
 cpu_row() {
-    local label="$1" title="$2" group row="| $2 |"
+    local label="$1" group row="| $2 |"
     for group in gateway bare_proxy inventory postgresql rabbitmq billing load_generator machine; do
+        # shellcheck disable=SC2046 # one figure per word
         row+=" $(median $(awk -v label="$label" -v g="$group" '
             $1 == label { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == g) print kv[2] } }' "$OUT/cpu.txt")) |"
     done
     echo "$row"
 }
+# shellcheck disable=SC2086 # *_ratios hold one ratio per word
 {
     echo "# Benchmark results"
     echo
@@ -376,7 +366,9 @@ cpu_row() {
 require_figures() {
     local figure
     for figure in "$@"; do
-        [[ "${!figure}" =~ ^[0-9]+$ ]] && ((${!figure} > 0)) || die "scenario figure $figure is missing (${!figure:-empty})"
+        if ! [[ "${!figure}" =~ ^[0-9]+$ ]] || ((${!figure} == 0)); then
+            die "scenario figure $figure is missing (${!figure:-empty})"
+        fi
     done
 }
 require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps

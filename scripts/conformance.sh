@@ -5,7 +5,7 @@
 # Expects the debug binaries (scripts/test.sh builds them) and PostgreSQL/RabbitMQ running
 # (scripts/test.sh starts them); uses fresh databases and a fresh queue of its own.
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/lib/local-platform.sh"
 cd "$REPO_ROOT"
 
 TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
@@ -43,8 +43,8 @@ GATEWAY="127.0.0.1:18080"
 INVENTORY="127.0.0.1:18081"
 BILLING="127.0.0.1:18082"
 
-trap 'stop_services "$RUN_DIR"' EXIT
-start() { start_service "$BIN_DIR" "$1" "$OUT_DIR/logs" "$RUN_DIR" "${@:2}"; }
+trap 'stop_spawned_services "$RUN_DIR"' EXIT
+start() { spawn_service "$BIN_DIR" "$1" "$OUT_DIR/logs" "$RUN_DIR" "${@:2}"; }
 start inventory-app INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB_BASE/movie_test_conformance_inventory" \
     ADMIN_TOKEN="$ADMIN_TOKEN"
 start billing-app BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB_BASE/movie_test_conformance_billing" \
@@ -80,5 +80,9 @@ log "schemathesis: every operation, fixed seed, 100 cases each, all checks"
 log "Swagger UI in headless Chromium"
 "$VENV/bin/python" tests/conformance/swagger_ui.py "http://$GATEWAY" "$OUT_DIR/swagger-ui.png" || failed=1
 
-[ "$failed" -eq 0 ] && log "conformance: all checks passed" || log "conformance: FAILED (logs in ${OUT_DIR#"$REPO_ROOT"/})"
+if [ "$failed" -eq 0 ]; then
+    log "conformance: all checks passed"
+else
+    log "conformance: FAILED (logs in ${OUT_DIR#"$REPO_ROOT"/})"
+fi
 exit "$failed"

@@ -3,7 +3,7 @@
 # distribution's packages if missing), the databases and users, then the three services built
 # in release mode, on loopback. Stop the services with scripts/dev-down.sh.
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/lib/local-platform.sh"
 cd "$REPO_ROOT"
 
 RUN_DIR="$LOCAL_DIR/run"
@@ -12,10 +12,7 @@ GATEWAY_ADDR="${GATEWAY_BIND_ADDR:-127.0.0.1:8080}"
 INVENTORY_ADDR="${INVENTORY_BIND_ADDR:-127.0.0.1:8081}"
 BILLING_ADDR="${BILLING_HTTP_ADDR:-127.0.0.1:8082}"
 
-ensure_platform_packages
-start_postgres
-start_rabbitmq
-ensure_local_secrets
+start_local_servers
 
 log "creating databases, users and the broker vhost (idempotent)"
 pg_ensure_role inventory "$INVENTORY_DB_PASSWORD"
@@ -30,7 +27,7 @@ BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
 
 "$REPO_ROOT/scripts/dev-down.sh" --quiet
 
-start() { start_service "$BIN_DIR" "$1" "$LOG_DIR" "$RUN_DIR" "${@:2}"; }
+start() { spawn_service "$BIN_DIR" "$1" "$LOG_DIR" "$RUN_DIR" "${@:2}"; }
 
 AMQP_URL="amqp://movie_platform:${AMQP_PASSWORD}@127.0.0.1:5672/movie"
 start inventory-app \

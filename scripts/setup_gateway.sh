@@ -3,11 +3,11 @@
 # Idempotent. Run as root by Vagrant. Inventory and billing may come up after this machine: the
 # gateway keeps retrying them on its own.
 set -euo pipefail
-. "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
+. "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret AMQP_PASSWORD
 require_secret ADMIN_TOKEN
 
-install_packages curl ca-certificates
+ensure_packages curl ca-certificates
 system_user gateway
 install_binary api-gateway
 write_env gateway <<ENV
@@ -20,8 +20,8 @@ RUST_LOG=info
 ENV
 install_unit gateway
 firewall 'tcp dport 8080 accept comment "the public API"'
-start_service gateway
+start_unit gateway
 # Serving at once; ready (broker connected, inventory answering) once those machines are up.
 wait_ready gateway "http://127.0.0.1:8080/health" 60
 readiness="$(curl -sS --max-time 3 http://127.0.0.1:8080/ready 2>/dev/null || true)"
-say "gateway dependencies: ${readiness:-unknown} (services on machines still starting are retried)"
+log "gateway dependencies: ${readiness:-unknown} (services on machines still starting are retried)"

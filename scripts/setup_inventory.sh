@@ -2,26 +2,26 @@
 # Provisions the inventory VM: PostgreSQL (local only), the inventory service under systemd, and a
 # firewall that lets only the gateway reach the service. Idempotent. Run as root by Vagrant.
 set -euo pipefail
-. "${MOVIE_REPO:-/vagrant}/scripts/vm/common.sh"
+. "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret INVENTORY_DB_PASSWORD
 # Writes need the admin token here too, so a firewall mistake does not open the catalogue.
 require_secret ADMIN_TOKEN
 
-install_packages postgresql curl ca-certificates openssl
+ensure_packages postgresql curl ca-certificates openssl
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
 # to "inventory_owner", used only for migrations.
-owner_password="$(local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE")"
+local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE"
 
 system_user inventory
 install_binary inventory-app
 write_env inventory <<ENV
 INVENTORY_BIND_ADDR=$INVENTORY_IP:8081
 DATABASE_URL=postgres://inventory:$INVENTORY_DB_PASSWORD@127.0.0.1:5432/inventory
-DATABASE_MIGRATION_URL=postgres://inventory_owner:$owner_password@127.0.0.1:5432/inventory
+DATABASE_MIGRATION_URL=postgres://inventory_owner:$DB_OWNER_PASSWORD@127.0.0.1:5432/inventory
 ADMIN_TOKEN=$ADMIN_TOKEN
 RUST_LOG=info
 ENV
 install_unit inventory
 firewall "ip saddr $GATEWAY_IP tcp dport 8081 accept comment \"inventory: the gateway only\""
-start_service inventory
+start_unit inventory
 wait_ready inventory "http://$INVENTORY_IP:8081/ready" 120

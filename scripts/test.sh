@@ -2,13 +2,10 @@
 # Runs the whole test suite against a real PostgreSQL and a real RabbitMQ on this machine.
 # On a fresh Debian 12 / Ubuntu machine with only the Rust toolchain, it installs what is missing.
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/lib/local-platform.sh"
 cd "$REPO_ROOT"
 
-ensure_platform_packages
-start_postgres
-start_rabbitmq
-ensure_local_secrets
+start_local_servers
 
 log "preparing the test database role and broker vhost"
 pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB

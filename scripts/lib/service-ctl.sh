@@ -2,7 +2,7 @@
 # service-ctl.sh stop|start postgresql|rabbitmq: for the fault suite, which restarts the shared
 # servers on purpose. Works with systemd as PID 1 and without, as scripts/test.sh starts them.
 set -euo pipefail
-. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/local-platform.sh"
 action="$1" service="$2"
 case "$service:$action" in
     postgresql:stop)

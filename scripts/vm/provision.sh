@@ -1,37 +1,29 @@
 # shellcheck shell=bash
-# Helpers for the VM provisioning scripts (setup_*.sh). Vagrant uploads a provisioner script alone
-# to /tmp, so the scripts source this file from the synced folder: /vagrant/scripts/vm/common.sh.
-# Every helper is idempotent: provisioning twice changes nothing the second time.
+# What the VM provisioning scripts (setup_*.sh) share, on top of scripts/lib/common.sh. Vagrant
+# uploads a provisioner script alone to /tmp, so the scripts source this file from the synced
+# folder, /vagrant/scripts/vm/provision.sh (MOVIE_REPO overrides /vagrant); the deployment test
+# mounts the repository there too. Every helper is idempotent: provisioning twice changes nothing
+# the second time.
 
-set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# Vagrant shows what a provisioner writes to stderr in red: progress goes to stdout, each line
+# starting with the machine's name.
+LOG_FD=1
+LOG_PREFIX="[$(hostname)]"
 
-REPO="${MOVIE_REPO:-/vagrant}"
 CONFIG_DIR=/etc/movie-platform
-GATEWAY_IP="${MOVIE_GATEWAY_IP:-192.168.56.10}"
-INVENTORY_IP="${MOVIE_INVENTORY_IP:-192.168.56.11}"
-BILLING_IP="${MOVIE_BILLING_IP:-192.168.56.12}"
+# The machines' addresses, for the setup scripts (the Vagrantfile passes them).
+# shellcheck disable=SC2034
+GATEWAY_IP="${MOVIE_GATEWAY_IP:-192.168.56.10}" \
+    INVENTORY_IP="${MOVIE_INVENTORY_IP:-192.168.56.11}" \
+    BILLING_IP="${MOVIE_BILLING_IP:-192.168.56.12}"
 # Set by a provisioning step that changed something the running service uses.
 RESTART_NEEDED=false
 
-say() { printf '[%s] %s\n' "$(hostname)" "$*"; }
-fail() { say "error: $*" >&2; exit 1; }
-
 require_secret() {
     local name="$1"
-    [ -n "${!name:-}" ] || fail "$name is not set (the Vagrantfile passes it from .vagrant-secrets.env)"
-}
-
-install_packages() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    say "installing ${missing[*]}"
-    # A failed index refresh (no network, packages pre-fetched in the apt cache) is not fatal;
-    # the install below says whether the packages are there.
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -n "${!name:-}" ] || die "$name is not set (the Vagrantfile passes it from .vagrant-secrets.env)"
 }
 
 # install_file SOURCE DEST MODE OWNER: copies only if different; sets RESTART_NEEDED on change.
@@ -67,36 +59,34 @@ postgres_conf_dir() {
 #   migrations at start (DATABASE_MIGRATION_URL);
 # - SERVICE, the role the service works as, may only run PRIVILEGES (e.g. "SELECT, INSERT") on
 #   the tables the owner creates, and use their sequences.
-# Prints the owner's password (generated once, kept in the service's env file).
+# Sets DB_OWNER_PASSWORD (generated once, then read back from the service's env file).
 local_postgres() {
-    local service="$1" password="$2" privileges="$3" owner_password
-    owner_password="$(sed -nE 's|^DATABASE_MIGRATION_URL=postgres://[^:]+:([^@]+)@.*|\1|p' \
+    local service="$1" password="$2" privileges="$3" restart_needed_before="$RESTART_NEEDED"
+    DB_OWNER_PASSWORD="$(sed -nE 's|^DATABASE_MIGRATION_URL=postgres://[^:]+:([^@]+)@.*|\1|p' \
         "$CONFIG_DIR/$service.env" 2>/dev/null || true)"
-    [ -n "$owner_password" ] || owner_password="$(openssl rand -hex 24)"
+    [ -n "$DB_OWNER_PASSWORD" ] || DB_OWNER_PASSWORD="$(openssl rand -hex 24)"
+    # A change here restarts PostgreSQL, not the service.
+    RESTART_NEEDED=false
     install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
 listen_addresses = 'localhost'
 CONF
     systemctl enable --quiet --now postgresql
     if $RESTART_NEEDED; then systemctl restart postgresql; fi
-    RESTART_NEEDED=false
-    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v app="$service" -v owner="${service}_owner" \
-        -v password="$password" -v owner_password="$owner_password" <<'SQL' >/dev/null
-SELECT format('CREATE ROLE %I LOGIN', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'owner', :'owner_password') \gexec
-SELECT format('CREATE ROLE %I LOGIN', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app', :'password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'app', :'owner') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app') \gexec
+    RESTART_NEEDED="$restart_needed_before"
+    pg_ensure_role "${service}_owner" "$DB_OWNER_PASSWORD"
+    pg_ensure_role "$service" "$password"
+    pg_ensure_database "$service" "${service}_owner"
+    pg_psql -v app="$service" <<'SQL' >/dev/null
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'app') \gexec
 SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', :'app', :'app') \gexec
 SQL
-    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$service" -v app="$service" -v owner="${service}_owner" <<SQL >/dev/null
+    pg_psql -d "$service" -v app="$service" -v owner="${service}_owner" <<SQL >/dev/null
 SELECT format('GRANT USAGE ON SCHEMA public TO %I', :'app') \gexec
 SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT $privileges ON TABLES TO %I', :'owner', :'app') \gexec
 SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT USAGE ON SEQUENCES TO %I', :'owner', :'app') \gexec
 SELECT format('GRANT $privileges ON ALL TABLES IN SCHEMA public TO %I', :'app') \gexec
 SELECT format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', :'app') \gexec
 SQL
-    echo "$owner_password"
 }
 
 system_user() {
@@ -105,10 +95,10 @@ system_user() {
 
 # The service binary: from the host's release build in /vagrant/dist, or built here.
 install_binary() {
-    local binary="$1" source="$REPO/dist/$1"
+    local binary="$1" source="$REPO_ROOT/dist/$1"
     if [ ! -x "$source" ]; then
-        say "no prebuilt $binary in $REPO/dist (not a Linux host?): building it in this VM"
-        bash "$REPO/scripts/vm/build-in-vm.sh" "$binary"
+        log "no prebuilt $binary in $REPO_ROOT/dist (not a Linux host?): building it in this VM"
+        bash "$REPO_ROOT/scripts/vm/build-in-vm.sh" "$binary"
         source="/opt/movie-platform/build/$binary"
     fi
     install_file "$source" "/usr/local/bin/$binary" 0755 root:root
@@ -121,19 +111,19 @@ write_env() {
     install_content "$CONFIG_DIR/$service.env" 0640 "root:$service"
 }
 
+# install_unit SERVICE: the service's unit.
 install_unit() {
-    local service="$1"
-    local before
-    before="$(cat "/etc/systemd/system/$service.service" 2>/dev/null || true)"
-    install_file "$REPO/systemd/$service.service" "/etc/systemd/system/$service.service" 0644 root:root
-    if [ "$before" != "$(cat "/etc/systemd/system/$service.service")" ]; then
-        systemctl daemon-reload
-    fi
+    local service="$1" restart_needed_before="$RESTART_NEEDED"
+    RESTART_NEEDED=false
+    install_file "$REPO_ROOT/systemd/$service.service" "/etc/systemd/system/$service.service" 0644 root:root
+    # A changed unit needs systemd to read it again, and the service a restart.
+    if $RESTART_NEEDED; then systemctl daemon-reload; fi
+    if $restart_needed_before; then RESTART_NEEDED=true; fi
 }
 
 # firewall RULES...: the host firewall, SSH always open, everything else dropped unless listed.
 firewall() {
-    install_packages nftables
+    ensure_packages nftables
     {
         echo '#!/usr/sbin/nft -f'
         echo '# Written by the movie platform provisioning; changes are overwritten.'
@@ -156,30 +146,29 @@ firewall() {
     nft -f /etc/nftables.conf
 }
 
-# Starts the service (restarting it if its binary, unit or configuration changed), without
-# waiting: a service whose dependencies live on a machine not up yet keeps retrying on its own.
-start_service() {
+# start_unit SERVICE: enables and starts the service's unit (restarting it if its binary, unit
+# or configuration changed), without waiting: a service whose dependencies live on a machine not
+# up yet keeps retrying on its own.
+start_unit() {
     local service="$1"
     systemctl enable --quiet "$service"
     if $RESTART_NEEDED && systemctl is-active --quiet "$service"; then
-        say "configuration changed: restarting $service"
+        log "configuration changed: restarting $service"
         systemctl restart --no-block "$service"
     else
         systemctl start --no-block "$service"
     fi
 }
 
-# wait_ready SERVICE URL SECONDS: waits until URL answers 200; prints one status line.
+# wait_ready SERVICE URL SECONDS: waits until URL answers 2xx; prints one status line.
 wait_ready() {
-    local service="$1" url="$2" seconds="$3" i body
-    for ((i = 0; i < seconds * 2; i++)); do
-        if body="$(curl -fsS --max-time 2 "$url" 2>/dev/null)"; then
-            say "$service: $(systemctl is-active "$service"), ready: $body"
-            return 0
-        fi
-        sleep 0.5
-    done
+    local service="$1" url="$2" seconds="$3" body
+    if wait_until "$seconds" "$service at $url" http_ok "$url"; then
+        body="$(curl -fsS --max-time 2 "$url" 2>/dev/null || echo 'no answer')"
+        log "$service: $(systemctl is-active "$service"), ready: $body"
+        return 0
+    fi
     body="$(curl -sS --max-time 2 "$url" 2>/dev/null || echo 'no answer')"
-    say "$service: $(systemctl is-active "$service") but not ready after ${seconds}s: $body (see journalctl -u $service)"
+    log "$service: $(systemctl is-active "$service") but not ready after ${seconds}s: $body (see journalctl -u $service)"
     return 1
 }
