@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # The Vagrant deployment, tested for real on this machine: three Debian 12 containers booted with
-# systemd as PID 1 (systemd-nspawn), named and addressed as in the Vagrantfile, each in its own
-# network namespace on a private bridge, with the repository at /vagrant. The same
+# systemd as PID 1, named and addressed as in the Vagrantfile, with the repository at /vagrant
+# (the machines, their network and their teardown: scripts/deploy/machines.sh). The same
 # scripts/setup_*.sh a VM runs provision them (twice: idempotence); then named checks run against
 # the system, from a namespace that plays the host. Prints "N passed, M failed" last and removes
 # everything it created, even when it fails. Traffic stays inside the namespaces it creates.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/deploy/machines.sh"
 cd "$REPO_ROOT"
 
 CACHE="${MOVIE_DEPLOY_CACHE:-/var/tmp/movie-platform-deploy}"
 WORK="$(mktemp -d /var/tmp/movie-deploy.XXXXXX)"
-TAG="mp$$"
+MACHINES_WORK="$WORK"
+MACHINES_TAG="mp$$"
+MACHINES_ROOTFS="$CACHE/rootfs"
 MACHINES=(billing inventory gateway)
-declare -A IP=([gateway]=192.168.56.10 [inventory]=192.168.56.11 [billing]=192.168.56.12 [client]=192.168.56.1)
-declare -A NSPAWN_PID=()
+declare -A MACHINE_IP=([gateway]=192.168.56.10 [inventory]=192.168.56.11 [billing]=192.168.56.12 [client]=192.168.56.1)
+trap machines_teardown EXIT
+# Interrupted or stopped: still clean up (the EXIT trap runs on exit, not on a fatal signal).
+trap 'exit 130' INT TERM
 PASSED=0
 FAILED=0
 
@@ -48,111 +53,14 @@ refuse() { # refuse COMMAND...: succeeds only if the command fails
     fi
 }
 
-# --- machines -----------------------------------------------------------------------------------
-
-leader() { # the PID of a container's PID 1 (the child of its systemd-nspawn)
-    pgrep -P "${NSPAWN_PID[$1]}" | head -n 1
-}
-
-inside() { # inside MACHINE COMMAND...: runs a command in the container, as root
-    local machine="$1"
-    shift
-    nsenter -t "$(leader "$machine")" -a -- "$@"
-}
-
-from_host() { # runs a command in the namespace that plays the Vagrant host (192.168.56.1)
-    ip netns exec "$TAG-client" "$@"
-}
-
-mac_for() { # a stable MAC per address: re-created machines are reachable at once
-    local a b c d
-    IFS=. read -r a b c d <<<"$1"
-    printf '02:00:%02x:%02x:%02x:%02x' "$a" "$b" "$c" "$d"
-}
-
-make_network() {
-    ip netns add "$TAG-bridge"
-    ip -n "$TAG-bridge" link add br0 type bridge
-    ip -n "$TAG-bridge" link set br0 up
-    local name
-    for name in "${MACHINES[@]}" client; do
-        ip netns add "$TAG-$name"
-        ip link add "v$TAG${name:0:3}" type veth peer name eth1
-        ip link set eth1 netns "$TAG-$name"
-        ip link set "v$TAG${name:0:3}" netns "$TAG-bridge"
-        ip -n "$TAG-bridge" link set "v$TAG${name:0:3}" master br0 up
-        ip -n "$TAG-$name" link set eth1 address "$(mac_for "${IP[$name]}")"
-        ip -n "$TAG-$name" addr add "${IP[$name]}/24" dev eth1
-        ip -n "$TAG-$name" link set eth1 up
-        ip -n "$TAG-$name" link set lo up
-        # No default route anywhere: nothing can leave these namespaces.
-    done
-}
-
-boot() { # boot MACHINE: on its overlay (kept across reboots), in its namespace
-    local name="$1" dir="$WORK/$name"
-    mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
-    mountpoint -q "$dir/merged" ||
-        mount -t overlay overlay -o "lowerdir=$CACHE/rootfs,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
-    systemd-nspawn -b -D "$dir/merged" --register=no --keep-unit \
-        --machine="$name" --hostname="$name" \
-        --network-namespace-path="/run/netns/$TAG-$name" \
-        --resolv-conf=off --timezone=off --link-journal=no --console=read-only \
-        --bind-ro="$REPO_ROOT:/vagrant" \
-        >>"$WORK/$name.console" 2>&1 </dev/null &
-    NSPAWN_PID[$name]=$!
-    local i state
-    for i in $(seq 1 100); do
-        leader "$name" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    for i in $(seq 1 100); do
-        state="$(inside "$name" systemctl is-system-running 2>/dev/null || true)"
-        [ -n "$state" ] && [ "$state" != offline ] && break
-        sleep 0.2
-    done
-    inside "$name" systemctl is-system-running --wait >/dev/null 2>&1 || true
-}
-
-poweroff() { # poweroff MACHINE: a clean shutdown; waits for systemd-nspawn to exit
-    local name="$1" pid="${NSPAWN_PID[$name]:-}"
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        inside "$name" systemctl poweroff >/dev/null 2>&1 || true
-        for _ in $(seq 1 150); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    unset "NSPAWN_PID[$name]"
-}
-
-cleanup() {
-    local name
-    for name in "${MACHINES[@]}"; do poweroff "$name"; done
-    for name in "${MACHINES[@]}"; do
-        mountpoint -q "$WORK/$name/merged" && umount "$WORK/$name/merged"
-    done
-    for name in "${MACHINES[@]}" client bridge; do
-        ip netns del "$TAG-$name" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-# Interrupted or stopped: still clean up (the EXIT trap runs on exit, not on a fatal signal).
-trap 'exit 130' INT TERM
-
 # --- set-up --------------------------------------------------------------------------------------
 
 ensure_packages systemd-container debootstrap iproute2 procps curl vagrant openssl
 log "building the release binaries into dist/"
 bash scripts/build-dist.sh >/dev/null
-bash scripts/deploy/rootfs.sh "$CACHE/rootfs"
-mountpoint -q /run/systemd/nspawn || { mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn; }
-make_network
-for name in "${MACHINES[@]}"; do boot "$name"; done
+bash scripts/deploy/rootfs.sh "$MACHINES_ROOTFS"
+machines_network
+for name in "${MACHINES[@]}"; do machine_boot "$name"; done
 
 # The secrets a Vagrant host would generate, for this run only.
 declare -A SECRET
@@ -161,7 +69,7 @@ for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN;
 done
 provision() { # provision MACHINE: the unchanged setup script, with Vagrant's environment
     inside "$1" env \
-        MOVIE_GATEWAY_IP="${IP[gateway]}" MOVIE_INVENTORY_IP="${IP[inventory]}" MOVIE_BILLING_IP="${IP[billing]}" \
+        MOVIE_GATEWAY_IP="${MACHINE_IP[gateway]}" MOVIE_INVENTORY_IP="${MACHINE_IP[inventory]}" MOVIE_BILLING_IP="${MACHINE_IP[billing]}" \
         INVENTORY_DB_PASSWORD="${SECRET[INVENTORY_DB_PASSWORD]}" BILLING_DB_PASSWORD="${SECRET[BILLING_DB_PASSWORD]}" \
         AMQP_PASSWORD="${SECRET[AMQP_PASSWORD]}" ADMIN_TOKEN="${SECRET[ADMIN_TOKEN]}" \
         bash "/vagrant/scripts/setup_$1.sh"
@@ -178,7 +86,7 @@ done
 
 # --- checks --------------------------------------------------------------------------------------
 
-gateway_url="http://${IP[gateway]}:8080"
+gateway_url="http://${MACHINE_IP[gateway]}:8080"
 curl_host() { from_host curl -sS --max-time 10 "$@"; }
 
 first_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; done)"
@@ -197,17 +105,13 @@ units_active_and_enabled() {
         inside "$name" systemctl is-active "$name" && inside "$name" systemctl is-enabled "$name" || return 1
     done
 }
+services_ready() {
+    curl_host -f -o /dev/null "$gateway_url/ready" &&
+        inside billing curl -fsS -o /dev/null --max-time 2 "http://${MACHINE_IP[billing]}:8082/ready" &&
+        inside inventory curl -fsS -o /dev/null --max-time 2 "http://${MACHINE_IP[inventory]}:8081/ready"
+}
 ready_all() {
-    local i
-    for i in $(seq 1 120); do
-        curl_host -f "$gateway_url/ready" >/dev/null 2>&1 &&
-            inside billing curl -fsS --max-time 2 "http://${IP[billing]}:8082/ready" >/dev/null 2>&1 &&
-            inside inventory curl -fsS --max-time 2 "http://${IP[inventory]}:8081/ready" >/dev/null 2>&1 &&
-            return 0
-        sleep 0.5
-    done
-    curl_host "$gateway_url/ready"
-    return 1
+    wait_until 60 "every service to be ready" services_ready || { curl_host "$gateway_url/ready"; return 1; }
 }
 check "all units active and enabled" units_active_and_enabled
 check "all services ready (gateway: broker and inventory up)" ready_all
@@ -235,14 +139,9 @@ post_order() { # prints the HTTP status
 billed_rows() {
     inside billing runuser -u postgres -- psql -X -qAt -d billing -c 'SELECT count(*) FROM orders'
 }
+rows_are() { [ "$(billed_rows)" = "$1" ]; }
 wait_rows() { # wait_rows N SECONDS
-    local i
-    for i in $(seq 1 $(($2 * 4))); do
-        [ "$(billed_rows)" = "$1" ] && return 0
-        sleep 0.25
-    done
-    echo "expected $1 rows, found $(billed_rows)"
-    return 1
+    wait_until --every 0.25 "$2" "$1 billed orders" rows_are "$1" || { echo "expected $1 rows, found $(billed_rows)"; return 1; }
 }
 order_billed() {
     local before order_id
@@ -273,18 +172,19 @@ billing_outage() {
 }
 check "billing stopped: 200 orders answered 202; started: exactly 200 new rows" billing_outage
 
+restarted() { # restarted SERVICE OLD_PID: a new main process, and the unit active again
+    local pid
+    pid="$(main_pid "$1")"
+    [ "$pid" != 0 ] && [ "$pid" != "$2" ] && inside "$1" systemctl is-active --quiet "$1"
+}
 kill9_restarts() {
-    local name before after i
+    local name before
     for name in "${MACHINES[@]}"; do
         before="$(main_pid "$name")"
         inside "$name" kill -9 "$before"
-        for i in $(seq 1 60); do
-            after="$(main_pid "$name")"
-            [ "$after" != 0 ] && [ "$after" != "$before" ] && inside "$name" systemctl is-active --quiet "$name" && break
-            sleep 0.25
-        done
-        [ "$after" != 0 ] && [ "$after" != "$before" ] || { echo "$name did not come back"; return 1; }
-        echo "$name: killed $before, restarted as $after"
+        wait_until --every 0.25 15 "systemd to restart $name" restarted "$name" "$before" ||
+            { echo "$name did not come back"; return 1; }
+        echo "$name: killed $before, restarted as $(main_pid "$name")"
     done
     ready_all
 }
@@ -325,7 +225,7 @@ restarts_lose_no_request() {
     inside inventory systemctl stop inventory
     [ "$(inside inventory systemctl show -p NFileDescriptorStore --value inventory)" = 0 ]
     local status=0
-    inside gateway curl -sS --max-time 3 "http://${IP[inventory]}:8081/health" >/dev/null 2>&1 || status=$?
+    inside gateway curl -sS --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null 2>&1 || status=$?
     [ "$status" = 7 ] || { echo "inventory stopped: curl exit $status, expected 7 (refused)"; return 1; }
     inside inventory systemctl start inventory
     ready_all
@@ -334,18 +234,18 @@ check "systemctl restart of the gateway and of inventory under load: every reque
 
 firewall_isolates() {
     # The gateway reaches inventory; the billing machine and the host do not.
-    inside gateway curl -fsS --max-time 3 "http://${IP[inventory]}:8081/health" >/dev/null
-    refuse inside billing curl -sS --max-time 3 "http://${IP[inventory]}:8081/health" >/dev/null 2>&1
-    refuse curl_host --max-time 3 "http://${IP[inventory]}:8081/health" >/dev/null 2>&1
-    refuse curl_host --max-time 3 "http://${IP[billing]}:8082/health" >/dev/null 2>&1
-    refuse inside inventory timeout 3 bash -c "exec 3<>/dev/tcp/${IP[billing]}/5672" 2>/dev/null
-    inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${IP[billing]}/5672"
+    inside gateway curl -fsS --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null
+    refuse inside billing curl -sS --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null 2>&1
+    refuse curl_host --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null 2>&1
+    refuse curl_host --max-time 3 "http://${MACHINE_IP[billing]}:8082/health" >/dev/null 2>&1
+    refuse inside inventory timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672" 2>/dev/null
+    inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672"
 }
 check "firewall: inventory, billing and RabbitMQ reachable from the gateway only" firewall_isolates
 
 databases_local_only() {
-    refuse inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${IP[inventory]}/5432" 2>/dev/null
-    refuse inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${IP[billing]}/5432" 2>/dev/null
+    refuse inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[inventory]}/5432" 2>/dev/null
+    refuse inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5432" 2>/dev/null
     inside inventory runuser -u postgres -- psql -X -qAt -c 'SHOW listen_addresses' | grep -qx localhost
 }
 check "PostgreSQL listens locally only" databases_local_only
@@ -357,20 +257,16 @@ guest_local_only() {
 check "RabbitMQ: a dedicated user; guest can log in from localhost only" guest_local_only
 
 watchdog_restarts_a_hung_service() {
-    local before after i
+    local before
     before="$(main_pid inventory)"
     inside inventory kill -STOP "$before"
     # WatchdogSec=30: systemd kills the silent process and starts a new one.
-    for i in $(seq 1 200); do
-        after="$(main_pid inventory)"
-        [ "$after" != 0 ] && [ "$after" != "$before" ] && inside inventory systemctl is-active --quiet inventory && break
-        sleep 0.25
-    done
-    [ "$after" != "$before" ] || { echo "inventory was not restarted"; return 1; }
+    wait_until --every 0.25 50 "the watchdog to restart inventory" restarted inventory "$before" ||
+        { echo "inventory was not restarted"; return 1; }
     local journal
     journal="$(inside inventory journalctl -u inventory --no-pager -n 40 2>&1)"
     grep -qi 'watchdog timeout' <<<"$journal" || { echo "no watchdog timeout in the journal:"; echo "$journal"; return 1; }
-    echo "inventory: frozen as $before, restarted by the watchdog as $after"
+    echo "inventory: frozen as $before, restarted by the watchdog as $(main_pid inventory)"
 }
 check "a hung service (SIGSTOP) is restarted by the systemd watchdog" watchdog_restarts_a_hung_service
 
@@ -403,8 +299,8 @@ check "env files are 0640 root:<service>" env_files_protected
 # The reboot itself runs here, not inside a check: checks run in subshells, and the machines'
 # process ids must stay known to this shell (to reach them, and to clean them up).
 log "rebooting all three machines"
-for name in "${MACHINES[@]}"; do poweroff "$name"; done
-for name in "${MACHINES[@]}"; do boot "$name"; done
+for name in "${MACHINES[@]}"; do machine_poweroff "$name"; done
+for name in "${MACHINES[@]}"; do machine_boot "$name"; done
 after_reboot() {
     units_active_and_enabled
     ready_all

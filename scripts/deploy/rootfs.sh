@@ -4,6 +4,8 @@
 # nftables, curl) pre-fetched into its apt cache, so provisioning runs with no network.
 # Usage: rootfs.sh DIR   (DIR/.complete marks a finished build)
 set -euo pipefail
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/machines.sh"
 dir="$1"
 # Bump when the contents below change, so a cached tree is rebuilt.
 VERSION=2
@@ -15,7 +17,7 @@ if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$VERSION" ]; then
 fi
 rm -rf "$dir" "$dir.tmp"
 mkdir -p "$(dirname "$dir")"
-echo "building the container root filesystem (cached in $dir)" >&2
+log "building the container root filesystem (cached in $dir)"
 debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,libnss-systemd,libpam-systemd,iproute2,iputils-ping,procps,netbase,ca-certificates,curl \
     bookworm "$dir.tmp" "$MIRROR" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
@@ -33,8 +35,7 @@ LIST
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod +x "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-# systemd-nspawn wants /run/systemd/nspawn on a tmpfs (it says so at exit otherwise).
-mountpoint -q /run/systemd/nspawn || { mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn; }
+nspawn_runtime_dir
 systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=off --timezone=off \
     sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq $PACKAGES" \
     >>"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
