@@ -12,6 +12,7 @@
 # Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
 set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
+. "$(dirname "$0")/bench/cpu-accounting.sh"
 cd "$REPO_ROOT"
 
 # Short runs, many rounds: pairs run close together in time drift less apart.
@@ -96,10 +97,8 @@ for i in $(seq 1 20); do
         -d "{\"title\": \"Movie $i\", \"description\": \"A benchmark movie\", \"release_year\": 1999, \"genres\": [\"Drama\"]}"
 done
 
-# CPU accounting: the CPU time (user + system, from /proc) each part of the platform spends per
-# request during a run. Rates swing with this machine's speed from one run to the next; these
-# say where the time goes, and what a hop costs on top of what it makes the others pay.
-HZ="$(getconf CLK_TCK)"
+# CPU accounting (scripts/bench/cpu-accounting.sh): the groups of processes it measures.
+CPU_ACCOUNTING_DIR="$OUT"
 cpu_groups() {
     echo "gateway $(cat "$RUN/api-gateway.pid")"
     echo "bare_proxy $(cat "$RUN/bare-proxy.pid" 2>/dev/null || true)"
@@ -107,47 +106,6 @@ cpu_groups() {
     echo "billing $(cat "$RUN/billing-app.pid")"
     echo "postgresql $(pgrep -u postgres | tr '\n' ' ')"
     echo "rabbitmq $(pgrep -u rabbitmq | tr '\n' ' ')"
-}
-# cpu_snapshot FILE: clock ticks used so far by each group, and by the whole machine.
-cpu_snapshot() {
-    local group pids pid ticks
-    while read -r group pids; do
-        ticks=0
-        for pid in $pids; do
-            ticks=$((ticks + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-        done
-        echo "$group $ticks"
-    done < <(cpu_groups) >"$1"
-    awk '/^cpu / { print "machine", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat >>"$1"
-}
-# cpu_record LABEL BEFORE AFTER REQUESTS CLIENT_TIMES: appends "LABEL group=us_per_request ..."
-# to cpu.txt; CLIENT_TIMES is the second line of bash's `times` after the load generator ran.
-cpu_record() {
-    local label="$1" before="$2" after="$3" requests="$4" client="$5"
-    awk -v label="$label" -v n="$requests" -v hz="$HZ" -v client="$client" '
-        function secs(t) { split(t, p, "m"); sub(/s$/, "", p[2]); return p[1] * 60 + p[2] }
-        FNR == NR { start[$1] = $2; next }
-        { used[$1] = $2 - start[$1]; order[++k] = $1 }
-        END {
-            line = label
-            for (i = 1; i <= k; i++) line = line " " order[i] "=" sprintf("%.1f", used[order[i]] / hz * 1e6 / n)
-            split(client, c, " ")
-            print line " load_generator=" sprintf("%.1f", (secs(c[1]) + secs(c[2])) * 1e6 / n)
-        }' "$before" "$after" >>"$OUT/cpu.txt"
-}
-
-# measured_run OUTPUT COMMAND...: runs a load generator, its output (then bash's `times`) in
-# OUTPUT, between two CPU snapshots; cpu_record turns them into figures.
-measured_run() {
-    local output="$1"
-    shift
-    cpu_snapshot "$OUT/cpu.before"
-    bash -c '"$@"; times' load "$@" >"$output" 2>&1
-    cpu_snapshot "$OUT/cpu.after"
-}
-# cpu_record_run LABEL OUTPUT REQUESTS: the CPU accounting of the last measured_run.
-cpu_record_run() {
-    cpu_record "$1" "$OUT/cpu.before" "$OUT/cpu.after" "$3" "$(tail -n 1 "$2")"
 }
 
 # wrk_run NAME ARGS...: runs wrk, keeps its report and its CPU accounting (cpu.txt, labelled
@@ -169,7 +127,6 @@ wrk_run() {
         END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' "$OUT/$name.wrk"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 seconds() { awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }'; }
 
 # Each pair of runs is repeated ROUNDS times, alternating ours and the limit: this machine's
@@ -311,9 +268,7 @@ raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
 cpu_row() {
     local label="$1" group row="| $2 |"
     for group in gateway bare_proxy inventory postgresql rabbitmq billing load_generator machine; do
-        # shellcheck disable=SC2046 # one figure per word
-        row+=" $(median $(awk -v label="$label" -v g="$group" '
-            $1 == label { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == g) print kv[2] } }' "$OUT/cpu.txt")) |"
+        row+=" $(cpu_median "$label" "$group") |"
     done
     echo "$row"
 }
@@ -374,6 +329,6 @@ require_figures() {
 require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps
 (($(nproc) < 2)) || require_figures own_gw_rps own_inv_rps
 for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher; do
-    grep -q "^$label " "$OUT/cpu.txt" || die "no CPU accounting for $label"
+    cpu_recorded "$label" || die "no CPU accounting for $label"
 done
 ((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
