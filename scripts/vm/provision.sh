@@ -111,11 +111,14 @@ write_env() {
     install_content "$CONFIG_DIR/$service.env" 0640 "root:$service"
 }
 
-# install_unit SERVICE: the service's unit.
+# install_unit SERVICE: the service's unit, and the drop-in every service of the platform shares
+# (readiness, restarts, the kept socket, the watchdog, the hardening).
 install_unit() {
     local service="$1" restart_needed_before="$RESTART_NEEDED"
     RESTART_NEEDED=false
     install_file "$REPO_ROOT/systemd/$service.service" "/etc/systemd/system/$service.service" 0644 root:root
+    install_file "$REPO_ROOT/systemd/movie-platform.conf" \
+        "/etc/systemd/system/$service.service.d/movie-platform.conf" 0644 root:root
     # A changed unit needs systemd to read it again, and the service a restart.
     if $RESTART_NEEDED; then systemctl daemon-reload; fi
     if $restart_needed_before; then RESTART_NEEDED=true; fi
