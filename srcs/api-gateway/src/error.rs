@@ -49,21 +49,21 @@ impl GatewayError {
                         Problem::new(StatusCode::BAD_GATEWAY)
                             .with_detail(format!("The {service} service gave an unusable answer."))
                     }
-                    UpstreamFailure::CircuitOpen => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-                        .with_detail(format!(
+                    UpstreamFailure::CircuitOpen => Problem::unavailable(
+                        format!(
                             "The {service} service is failing; the gateway is not calling it for a moment. Try again shortly."
-                        ))
-                        .with_retry_after(2),
+                        ),
+                        2,
+                    ),
                 }
             }
             // Never "queued" unless the broker confirmed it: the client may retry safely with
             // the same Idempotency-Key.
-            Self::Publish(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-                .with_detail(
-                    "The order was not queued: the message broker is unavailable. Retry later, \
-                     with the same Idempotency-Key to be safe.",
-                )
-                .with_retry_after(5),
+            Self::Publish(_) => Problem::unavailable(
+                "The order was not queued: the message broker is unavailable. Retry later, \
+                 with the same Idempotency-Key to be safe.",
+                5,
+            ),
             Self::IdempotencyKeyInFlight => Problem::new(StatusCode::CONFLICT)
                 .with_detail(
                     "A request with this Idempotency-Key is still being processed; retry once it \

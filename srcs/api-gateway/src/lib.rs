@@ -2,7 +2,7 @@
 //! and turns orders into confirmed, persistent messages for billing-app.
 //!
 //! - `startup`: builds the application and runs it (the lifecycle every service shares).
-//! - `routes`: the table of routes, one module per endpoint.
+//! - `routes`: the table of routes, one module per resource.
 //! - `domain`: what the gateway parses out of a request (the order, its Idempotency-Key).
 //! - `upstream` and `circuit_breaker`: the services behind the gateway, each with its breaker.
 //! - `publisher`: orders onto the queue, with publisher confirms.

@@ -58,7 +58,7 @@ impl Service for Application {
         };
         let (listener, addr) = shared_http::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")?;
         let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)?;
-        log::info!("api-gateway listening on {addr}");
+        log::info!("{} listening on {addr}", Self::NAME);
         Ok(Self {
             port: addr.port(),
             server,

@@ -16,12 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use common::{
-    amqp::OrderQueue,
-    config::Env,
-    database::{build_pool, DatabaseSettings},
-    order::message::OrderEnvelope,
-};
+use common::{amqp::OrderQueue, config::Env, order::message::OrderEnvelope};
+use database::{build_pool, DatabaseSettings};
 use futures_util::{stream, StreamExt};
 use lapin::{
     options::{

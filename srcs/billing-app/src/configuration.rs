@@ -3,8 +3,8 @@ use std::{net::SocketAddr, time::Duration};
 use common::{
     amqp::OrderQueue,
     config::{ConfigError, Env, FromEnv},
-    database::DatabaseSettings,
 };
+use database::DatabaseSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

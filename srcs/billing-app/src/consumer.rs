@@ -16,9 +16,10 @@
 use std::time::Duration;
 
 use common::{
-    amqp, backoff::Backoff, database::Failure, order::message::OrderEnvelope,
-    request_id::RequestId, telemetry::error_chain,
+    amqp, backoff::Backoff, order::message::OrderEnvelope, request_id::RequestId,
+    telemetry::error_chain,
 };
+use database::Failure;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::{
@@ -282,13 +283,8 @@ impl Billing<'_> {
                     orders.push(order);
                 }
                 Err(reason) => {
-                    let request_id = delivery
-                        .properties
-                        .correlation_id()
-                        .as_ref()
-                        .and_then(|id| RequestId::parse(id.as_str()))
-                        .map_or("-".to_owned(), |id| id.to_string());
-                    self.dead_letter(delivery.delivery_tag, &request_id, &reason)
+                    let request_id = OrderEnvelope::request_id_of(&delivery.properties);
+                    self.dead_letter(delivery.delivery_tag, request_id.as_ref(), &reason)
                         .await?
                 }
             }
@@ -309,7 +305,10 @@ impl Billing<'_> {
                     .observe(started.elapsed().as_secs_f64());
                 Ok(Outcome::Billed)
             }
-            Attempt::Abandoned => Ok(Outcome::Abandoned),
+            Attempt::Abandoned => {
+                self.metrics.requeued.inc_by(orders.len() as u64);
+                Ok(Outcome::Abandoned)
+            }
             Attempt::Refused(e) => {
                 // Find the culprit(s) one by one.
                 log::error!(
@@ -329,7 +328,8 @@ impl Billing<'_> {
         orders: Vec<OrderEnvelope>,
         tags: Vec<u64>,
     ) -> Result<Outcome, lapin::Error> {
-        for (order, tag) in orders.into_iter().zip(tags) {
+        let count = orders.len();
+        for (done, (order, tag)) in orders.into_iter().zip(tags).enumerate() {
             let order = std::slice::from_ref(&order);
             match self.store(order).await {
                 Attempt::Stored(stored) => {
@@ -339,10 +339,13 @@ impl Billing<'_> {
                     record_billed(order, stored, self.metrics);
                 }
                 // The rest of the batch stays unacknowledged too.
-                Attempt::Abandoned => return Ok(Outcome::Abandoned),
+                Attempt::Abandoned => {
+                    self.metrics.requeued.inc_by((count - done) as u64);
+                    return Ok(Outcome::Abandoned);
+                }
                 Attempt::Refused(e) => {
                     let reason = format!("refused by the database: {}", error_chain(&e));
-                    self.dead_letter(tag, &request_id_text(&order[0]), &reason)
+                    self.dead_letter(tag, order[0].request_id.as_ref(), &reason)
                         .await?;
                 }
             }
@@ -372,10 +375,7 @@ impl Billing<'_> {
             );
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = self.shutdown.cancelled() => {
-                    self.metrics.requeued.inc_by(orders.len() as u64);
-                    return Attempt::Abandoned;
-                }
+                () = self.shutdown.cancelled() => return Attempt::Abandoned,
             }
         }
     }
@@ -383,10 +383,13 @@ impl Billing<'_> {
     async fn dead_letter(
         &self,
         tag: u64,
-        request_id: &str,
+        request_id: Option<&RequestId>,
         reason: &str,
     ) -> Result<(), lapin::Error> {
-        log::warn!("request_id={request_id} dead-lettering delivery {tag}: {reason}");
+        log::warn!(
+            "request_id={} dead-lettering delivery {tag}: {reason}",
+            logged(request_id)
+        );
         self.channel
             .basic_nack(
                 tag,
@@ -401,12 +404,9 @@ impl Billing<'_> {
     }
 }
 
-/// The order's request id for a log line, `-` without one.
-fn request_id_text(order: &OrderEnvelope) -> String {
-    order
-        .request_id
-        .as_ref()
-        .map_or("-".to_owned(), |id| id.to_string())
+/// A request id for a log line, `-` without one.
+fn logged(request_id: Option<&RequestId>) -> &str {
+    request_id.map_or("-", RequestId::as_str)
 }
 
 /// Counts and logs orders just stored and acknowledged; one line per order, carrying the
@@ -430,7 +430,7 @@ fn record_billed(orders: &[OrderEnvelope], stored: store::Stored, metrics: &Cons
         });
         log::info!(
             "request_id={} order_id={} billed{trace}",
-            request_id_text(order),
+            logged(order.request_id.as_ref()),
             order.message.order_id
         );
     }

@@ -1,7 +1,8 @@
 //! The one error type of billing-app's HTTP side, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use common::{database::Failure, problem::Problem};
+use common::problem::Problem;
+use database::Failure;
 use uuid::Uuid;
 
 use crate::store::StoreError;
@@ -37,10 +38,7 @@ impl BillingError {
             Self::BadRequest(problem) => problem.clone(),
             // Reading an order breaks no constraint: anything but unavailability is a fault.
             Self::Store(e) => match e.failure() {
-                Failure::Unavailable => Problem::unavailable(
-                    "The billing database is unavailable; try again shortly.",
-                    2,
-                ),
+                Failure::Unavailable => Problem::database_unavailable("billing"),
                 Failure::Constraint | Failure::Fault => Problem::internal(),
             },
         }

@@ -4,7 +4,6 @@ use std::future::Future;
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
-    database::{self, PoolGauges},
     http as shared_http,
     lifecycle::{Service, StartupError},
     metrics::Metrics,
@@ -12,12 +11,17 @@ use common::{
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
+use database::PoolGauges;
+
 use crate::{
     configuration::Settings,
     consumer::{self, ConsumerStatus},
     metrics::ConsumerMetrics,
     routes, store,
 };
+
+/// How long requests in progress on billing's HTTP listener may take to finish at a stop.
+const HTTP_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Application {
     settings: Settings,
@@ -35,7 +39,7 @@ impl Service for Application {
     /// Migrates the database (waiting for it while it is unreachable) and binds the HTTP
     /// listener; `run_until` starts consuming.
     async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = database::build_pool(&settings.database, "billing-app");
+        let pool = database::build_pool(&settings.database, Self::NAME);
         store::migrate_when_reachable(&settings.database, &pool).await?;
         let (listener, addr) = shared_http::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")?;
         let metrics = Metrics::new("billing");
@@ -54,8 +58,10 @@ impl Service for Application {
                 .configure(routes::configure)
         })
         .workers(1);
-        let server = shared_http::start(server, listener, settings.shutdown_timeout)?;
-        log::info!("billing-app listening on {addr}");
+        // SHUTDOWN_TIMEOUT_MS bounds the consumer's drain; the listener, stopped after it,
+        // answers only short operations requests and gets a few seconds of its own.
+        let server = shared_http::start(server, listener, HTTP_STOP_GRACE)?;
+        log::info!("{} listening on {addr}", Self::NAME);
         Ok(Self {
             settings,
             pool,
@@ -124,7 +130,7 @@ impl Service for Application {
         // The HTTP listener (readiness, metrics, order status) stops last.
         let result = shared_http::serve_until(server, consuming).await;
         pool.close();
-        log::info!("billing-app stopped");
+        log::info!("{} stopped", Self::NAME);
         result
     }
 }

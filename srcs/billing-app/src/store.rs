@@ -1,14 +1,13 @@
 //! The orders table.
 
 use chrono::{DateTime, Utc};
-use common::database::Failure;
 use common::order::message::OrderEnvelope;
-use rust_decimal::Decimal;
+use database::Failure;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 // Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
-common::embedded_schema!(0x1A7E_0002);
+database::embedded_schema!(0x1A7E_0002);
 
 /// Why orders could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +48,8 @@ pub async fn insert_orders(
     let mut order_ids: Vec<Uuid> = Vec::with_capacity(orders.len());
     let mut user_ids: Vec<&str> = Vec::with_capacity(orders.len());
     let mut items: Vec<i32> = Vec::with_capacity(orders.len());
-    let mut amounts: Vec<Decimal> = Vec::with_capacity(orders.len());
+    // Exact decimal text ("45.00"), cast to NUMERIC by PostgreSQL: never a float on the way.
+    let mut amounts: Vec<String> = Vec::with_capacity(orders.len());
     let mut received: Vec<DateTime<Utc>> = Vec::with_capacity(orders.len());
     let mut request_ids: Vec<Option<&str>> = Vec::with_capacity(orders.len());
     let mut fingerprints: Vec<Option<&str>> = Vec::with_capacity(orders.len());
@@ -63,14 +63,14 @@ pub async fn insert_orders(
         order_ids.push(order.order_id);
         user_ids.push(order.user_id.as_str());
         items.push(order.number_of_items.get());
-        amounts.push(order.total_amount.get());
+        amounts.push(String::from(order.total_amount));
         received.push(order.received_at);
         request_ids.push(request_id.as_ref().map(|id| id.as_str()));
     }
     let inserted: std::collections::HashSet<Uuid> = client
         .query(
             "INSERT INTO orders (order_id, user_id, number_of_items, total_amount, received_at, request_id, payload_fingerprint)
-             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::INT4[], $4::NUMERIC[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TEXT[])
+             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::INT4[], $4::TEXT[]::NUMERIC[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TEXT[])
              ON CONFLICT (order_id) DO NOTHING
              RETURNING order_id",
             &[&order_ids, &user_ids, &items, &amounts, &received, &request_ids, &fingerprints],
@@ -153,7 +153,7 @@ pub(crate) async fn find_order(
 ) -> Result<Option<BilledOrder>, tokio_postgres::Error> {
     let row = client
         .query_opt(
-            "SELECT user_id, number_of_items, total_amount, received_at, processed_at, payload_fingerprint
+            "SELECT user_id, number_of_items, total_amount::text AS total_amount, received_at, processed_at, payload_fingerprint
              FROM orders WHERE order_id = $1",
             &[&order_id],
         )
@@ -182,7 +182,7 @@ pub(crate) async fn find_order(
         status: "billed",
         user_id: row.get("user_id"),
         number_of_items: row.get("number_of_items"),
-        total_amount: row.get::<_, Decimal>("total_amount").to_string(),
+        total_amount: row.get("total_amount"),
         received_at: row.get("received_at"),
         processed_at: row.get("processed_at"),
     }))

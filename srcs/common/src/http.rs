@@ -1,5 +1,7 @@
-//! The HTTP conventions shared by the services: body limits, extractor errors as problem+json,
-//! problem+json for every bare error response (unknown route, wrong method), request logging.
+//! The HTTP conventions shared by the services: the app every service starts from (body limits,
+//! extractor errors and every bare error response as problem+json, request logging), and the
+//! server around it: its socket (`listen`), its deadlines (`start`) and a stop that cuts no
+//! client off (`serve_until`).
 
 use std::{
     net::{SocketAddr, TcpListener},

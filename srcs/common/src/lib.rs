@@ -11,8 +11,6 @@ pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod connection_watch;
-#[cfg(feature = "database")]
-pub mod database;
 pub mod health;
 pub mod http;
 pub mod json_fields;

@@ -1,5 +1,5 @@
-//! One lifecycle for every service, so the three `main.rs` read the same:
-//! [`Service::build`] (configuration checked, database migrated, socket bound), then
+//! One lifecycle for every service, so the three `main.rs` read the same ([`run`]): settings
+//! read and checked, then [`Service::build`] (database migrated, socket bound), then
 //! [`Service::ready`] (the service can do its work: systemd hears READY=1), and
 //! [`Service::run_until`] a shutdown future completes (SIGTERM or SIGINT in production, whatever
 //! the test chooses in tests), after which the service finishes what it started and returns.
@@ -16,9 +16,9 @@ use crate::{
 pub enum StartupError {
     #[error(transparent)]
     Bind(#[from] crate::http::BindError),
-    #[cfg(feature = "database")]
+    /// Migrating the service's database failed (see the `database` crate).
     #[error("database migration failed: {0}")]
-    Migration(#[from] crate::database::MigrationError),
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub trait Service: Sized {

@@ -153,7 +153,7 @@ pub async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
 }
 
 /// The `/metrics` response.
-pub(crate) fn exposition(metrics: &Metrics) -> HttpResponse {
+pub fn exposition(metrics: &Metrics) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, TextEncoder::new().format_type()))
         .body(metrics.render())

@@ -76,6 +76,14 @@ impl Problem {
             .with_retry_after(retry_after_secs)
     }
 
+    /// 503 for a database that cannot be reached or refuses work for now.
+    pub fn database_unavailable(which: &str) -> Self {
+        Self::unavailable(
+            format!("The {which} database is unavailable; try again shortly."),
+            2,
+        )
+    }
+
     /// 500 without the internals (they are logged).
     pub fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR)
@@ -106,14 +114,15 @@ impl Problem {
     }
 }
 
-/// Logs a refused request in full (the client got a problem without the internals): server
-/// faults at error level, unavailability, upstream failures and conflicts as warnings.
+/// Logs a request the service could not serve, in full (the client got a problem without the
+/// internals): its own faults (500) as errors, a dependency's (502, 503, 504) as warnings. A
+/// client's mistake (4xx) is the request log line's business only.
 pub fn log_refusal(status: u16, err: &(dyn std::error::Error + 'static)) {
     let id = request_id::current().unwrap_or_default();
     let chain = crate::telemetry::error_chain(err);
     match status {
         500 => log::error!("request_id={id} internal error: {chain}"),
-        409 | 501.. => log::warn!("request_id={id} {chain}"),
+        501.. => log::warn!("request_id={id} {chain}"),
         _ => {}
     }
 }

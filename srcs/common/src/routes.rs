@@ -14,7 +14,7 @@ use actix_web::{
 pub enum Audience {
     /// Probes and scrapers (`/health`, `/ready`, `/metrics`): called on a schedule, never limited.
     Operations,
-    /// The API itself, documented in `openapi.yaml`.
+    /// The service's API (the gateway's is the public one, documented in `openapi.yaml`).
     Clients,
     /// Pages for people (the Swagger UI): limited like the API, not part of it.
     Documentation,

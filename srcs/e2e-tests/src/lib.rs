@@ -4,7 +4,7 @@
 //! outlives restarts.
 
 use std::{
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     os::fd::{AsRawFd, RawFd},
     path::PathBuf,
     process::Stdio,
@@ -34,7 +34,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub struct Service {
+pub struct ServiceProcess {
     pub name: &'static str,
     child: Child,
     log: PathBuf,
@@ -48,7 +48,7 @@ pub fn held_socket() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
-impl Service {
+impl ServiceProcess {
     /// Starts the service the way systemd does with a stored socket: `socket` as descriptor 3,
     /// `LISTEN_FDS=1` and `LISTEN_PID` naming the service's own process.
     pub fn start_with_socket(
@@ -97,13 +97,13 @@ impl Service {
         Self { name, child, log }
     }
 
-    /// The process id (for signals the harness has no method for).
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the process dies mid-work, as in a crash or an OOM kill.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
     }
 
     /// SIGTERM, as `systemctl stop` sends; the service must exit 0 in time.
@@ -147,13 +147,6 @@ fn pass_as_first_listen_fd(fd: RawFd) -> std::io::Result<()> {
     }
 }
 
-impl Service {
-    /// SIGKILL: the process dies mid-work, as in a crash or an OOM kill.
-    pub async fn kill(mut self) {
-        self.child.kill().await.expect("SIGKILL");
-    }
-}
-
 /// The admin token of the platforms started here.
 pub use test_support::ADMIN_TOKEN;
 
@@ -165,6 +158,8 @@ pub struct Platform {
     pub billing_db: test_support::TestDatabase,
     pub queue: common::amqp::OrderQueue,
     pub http: reqwest::Client,
+    inventory_addr: SocketAddr,
+    billing_addr: SocketAddr,
     inventory_env: ServiceEnv,
     billing_env: ServiceEnv,
     gateway_env: ServiceEnv,
@@ -172,9 +167,9 @@ pub struct Platform {
     inventory_socket: Option<TcpListener>,
     billing_socket: Option<TcpListener>,
     gateway_socket: TcpListener,
-    pub inventory: Option<Service>,
-    pub billing: Option<Service>,
-    pub gateway: Option<Service>,
+    pub inventory: Option<ServiceProcess>,
+    pub billing: Option<ServiceProcess>,
+    pub gateway: Option<ServiceProcess>,
 }
 
 impl Platform {
@@ -211,6 +206,8 @@ impl Platform {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            inventory_addr,
+            billing_addr,
             inventory_env,
             billing_env,
             gateway_env,
@@ -228,26 +225,27 @@ impl Platform {
     }
 
     pub async fn start_inventory(&mut self) {
-        let addr = self.inventory_url.trim_start_matches("http://").to_owned();
-        let socket = held_again(&mut self.inventory_socket, &addr);
+        let addr = self.inventory_addr;
+        let socket = held_again(&mut self.inventory_socket, addr);
         let service =
-            Service::start_with_socket("inventory-app", self.inventory_env.vars(), socket);
+            ServiceProcess::start_with_socket("inventory-app", self.inventory_env.vars(), socket);
         self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
         self.inventory = Some(service);
     }
 
     pub async fn start_billing(&mut self) {
-        let addr = self.billing_addr().to_string();
-        let socket = held_again(&mut self.billing_socket, &addr);
-        let service = Service::start_with_socket("billing-app", self.billing_env.vars(), socket);
+        let addr = self.billing_addr;
+        let socket = held_again(&mut self.billing_socket, addr);
+        let service =
+            ServiceProcess::start_with_socket("billing-app", self.billing_env.vars(), socket);
         self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
         self.billing = Some(service);
     }
 
     pub async fn start_gateway(&mut self) {
-        let service = Service::start_with_socket(
+        let service = ServiceProcess::start_with_socket(
             "api-gateway",
             self.gateway_env.vars(),
             &self.gateway_socket,
@@ -270,13 +268,8 @@ impl Platform {
     }
 
     /// The address billing-app's HTTP listener answers on.
-    pub fn billing_addr(&self) -> std::net::SocketAddr {
-        self.billing_env
-            .vars()
-            .iter()
-            .find(|(name, _)| *name == "BILLING_HTTP_ADDR")
-            .and_then(|(_, addr)| addr.parse().ok())
-            .expect("billing has a fixed address")
+    pub fn billing_addr(&self) -> SocketAddr {
+        self.billing_addr
     }
 
     /// Closes the listening socket held for inventory (as `systemctl stop inventory` empties
@@ -291,7 +284,7 @@ impl Platform {
         self.billing_socket = None;
     }
 
-    async fn wait_ready(&self, url: &str, service: &Service) {
+    async fn wait_ready(&self, url: &str, service: &ServiceProcess) {
         for _ in 0..300 {
             if let Ok(response) = self.http.get(url).send().await {
                 if response.status() == 200 {
@@ -374,7 +367,7 @@ impl Platform {
 }
 
 /// The socket held for a service, bound again on `addr` if it was closed.
-fn held_again<'a>(socket: &'a mut Option<TcpListener>, addr: &str) -> &'a TcpListener {
+fn held_again(socket: &mut Option<TcpListener>, addr: SocketAddr) -> &TcpListener {
     socket.get_or_insert_with(|| TcpListener::bind(addr).unwrap())
 }
 

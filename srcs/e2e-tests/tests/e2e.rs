@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use e2e_tests::{bin_dir, free_port, Platform, Service, ADMIN_TOKEN};
+use e2e_tests::{bin_dir, free_port, Platform, ServiceProcess, ADMIN_TOKEN};
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use test_support::{eventually, ServiceEnv, TestDatabase};
@@ -317,7 +317,7 @@ async fn a_socket_passed_by_systemd_is_served_and_a_different_setting_is_reporte
     // An address of its own on loopback: no other test can be listening there meanwhile.
     let configured = format!("127.0.0.42:{}", free_port());
     let env = ServiceEnv::inventory(&db.url).with("INVENTORY_BIND_ADDR", configured.clone());
-    let inventory = Service::start_with_socket("inventory-app", env.vars(), &kept);
+    let inventory = ServiceProcess::start_with_socket("inventory-app", env.vars(), &kept);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()

@@ -1,7 +1,8 @@
 //! The one error type of inventory-app, mapped to HTTP in one place.
 
 use actix_web::http::StatusCode;
-use common::{database::Failure, problem::Problem};
+use common::problem::Problem;
+use database::Failure;
 use deadpool_postgres::PoolError;
 
 use crate::domain::MovieId;
@@ -37,10 +38,7 @@ impl InventoryError {
             Self::Database(e) => Failure::of(Some(e)),
         };
         match database_failure {
-            Failure::Unavailable => Problem::unavailable(
-                "The catalogue database is unavailable; try again shortly.",
-                2,
-            ),
+            Failure::Unavailable => Problem::database_unavailable("catalogue"),
             Failure::Constraint => Problem::new(StatusCode::CONFLICT)
                 .with_detail("The change conflicts with the stored data."),
             Failure::Fault => Problem::internal(),

@@ -4,11 +4,12 @@ use std::future::Future;
 
 use actix_web::{dev::Server, web, HttpServer};
 use common::{
-    database::{self, PoolGauges},
     http as shared_http,
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
+
+use database::PoolGauges;
 
 use crate::{configuration::Settings, routes, store};
 
@@ -24,7 +25,7 @@ impl Service for Application {
     /// Migrates the database (waiting for it while it is unreachable), binds the listener and
     /// builds the server.
     async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = database::build_pool(&settings.database, "inventory-app");
+        let pool = database::build_pool(&settings.database, Self::NAME);
         store::migrate_when_reachable(&settings.database, &pool).await?;
         let (listener, addr) = shared_http::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")?;
         let metrics = Metrics::new("inventory");
@@ -41,7 +42,7 @@ impl Service for Application {
                 .configure(routes::configure)
         });
         let server = shared_http::start(server, listener, settings.shutdown_timeout)?;
-        log::info!("inventory-app listening on {addr}");
+        log::info!("{} listening on {addr}", Self::NAME);
         Ok(Self {
             port: addr.port(),
             server,

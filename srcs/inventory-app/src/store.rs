@@ -9,7 +9,7 @@ use tokio_postgres::{types::ToSql, Row};
 use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
 
 // Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
-common::embedded_schema!(0x1A7E_0001);
+database::embedded_schema!(0x1A7E_0001);
 
 const COLUMNS: &str =
     "id, title, description, release_year, genres, runtime_minutes, created_at, updated_at";

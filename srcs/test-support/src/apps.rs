@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
-use common::{
-    config::Env,
-    database::{build_pool, DatabaseSettings},
-    lifecycle::Service,
-};
+use common::{config::Env, lifecycle::Service};
+use database::{build_pool, DatabaseSettings};
 use tokio::{
     sync::{oneshot, watch},
     task::JoinHandle,
@@ -18,7 +15,9 @@ use crate::TestDatabase;
 /// A running service; [`RunningApp::stop`] shuts it down as SIGTERM would. Dropped without a
 /// stop, it runs until the end of the test.
 pub struct RunningApp {
-    /// `http://127.0.0.1:<port>` of its HTTP listener.
+    /// Its HTTP listener's address on loopback...
+    pub addr: std::net::SocketAddr,
+    /// ...and as a base URL, `http://127.0.0.1:<port>`.
     pub address: String,
     ready: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
@@ -32,7 +31,8 @@ impl RunningApp {
         let app = S::build(settings)
             .await
             .unwrap_or_else(|e| panic!("{} builds: {e}", S::NAME));
-        let address = format!("http://127.0.0.1:{}", app.port());
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], app.port()));
+        let address = format!("http://{addr}");
         let (ready_tx, ready) = watch::channel(false);
         let becoming_ready = app.ready();
         tokio::spawn(async move {
@@ -47,6 +47,7 @@ impl RunningApp {
             }
         }));
         Self {
+            addr,
             address,
             ready,
             stop: Some(stop),
@@ -83,7 +84,7 @@ impl RunningApp {
 async fn migrated<F, Fut>(service: &str, fingerprint: &str, migrate: F) -> TestDatabase
 where
     F: FnOnce(deadpool_postgres::Pool) -> Fut,
-    Fut: std::future::Future<Output = Result<(), common::database::MigrationError>>,
+    Fut: std::future::Future<Output = Result<(), database::MigrationError>>,
 {
     TestDatabase::create(service, fingerprint, |url| async move {
         let env = Env::given([("DATABASE_URL", url)]);

@@ -103,14 +103,8 @@ impl TestDatabase {
     /// Makes the database refuse connections and drops the open ones: a database outage for
     /// this test alone.
     pub async fn take_offline(&self) {
+        self.allow_connections(false).await;
         let admin = connect(&test_database_url()).await;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
-                self.name
-            ))
-            .await
-            .expect("disallow connections");
         admin
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
@@ -121,13 +115,17 @@ impl TestDatabase {
     }
 
     pub async fn bring_online(&self) {
+        self.allow_connections(true).await;
+    }
+
+    async fn allow_connections(&self, allowed: bool) {
         let admin = connect(&test_database_url()).await;
         admin
             .batch_execute(&format!(
-                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allowed}",
                 self.name
             ))
             .await
-            .expect("allow connections");
+            .expect("allow or disallow connections");
     }
 }

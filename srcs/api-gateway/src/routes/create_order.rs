@@ -31,9 +31,13 @@ pub(crate) async fn create_order(
     let key = IdempotencyKey::from_headers(req.headers())?;
     let order = parse_order(body.into_inner())?;
     let order_id = new_order_id(&order.user_id, key.as_ref());
-    let fingerprint = PayloadFingerprint::of(&order);
+    let message = OrderMessage::new(order_id, order, Utc::now());
+    let fingerprint = message
+        .payload_fingerprint
+        .clone()
+        .expect("a new message carries its fingerprint");
     let envelope = OrderEnvelope {
-        message: OrderMessage::new(order_id, order, Utc::now()),
+        message,
         traceparent: req
             .headers()
             .get("traceparent")

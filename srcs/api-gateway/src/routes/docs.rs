@@ -4,7 +4,7 @@
 use std::sync::{Arc, LazyLock};
 
 use actix_web::{http::header, web, HttpResponse};
-use common::problem::Problem;
+use common::{problem::Problem, request_id::RequestId};
 
 /// The repository's `openapi.yaml`, as built into this binary.
 pub(crate) const OPENAPI_YAML: &str = include_str!("../../../../openapi.yaml");
@@ -39,7 +39,7 @@ pub(crate) async fn docs_redirect() -> HttpResponse {
 }
 
 /// `/docs/{file}`: Swagger UI's files.
-pub(crate) async fn swagger_ui(file: web::Path<String>) -> HttpResponse {
+pub(crate) async fn swagger_ui(file: web::Path<String>, request_id: RequestId) -> HttpResponse {
     match utoipa_swagger_ui::serve(&file, SWAGGER_CONFIG.clone()) {
         Ok(Some(file)) => HttpResponse::Ok()
             .content_type(file.content_type)
@@ -48,8 +48,8 @@ pub(crate) async fn swagger_ui(file: web::Path<String>) -> HttpResponse {
             .with_detail("No such documentation file.")
             .to_response(),
         Err(e) => {
-            log::error!("swagger ui: {e}");
-            Problem::new(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR).to_response()
+            log::error!("request_id={request_id} swagger ui: {e}");
+            Problem::internal().to_response()
         }
     }
 }

@@ -1,4 +1,4 @@
-//! One module per endpoint, and the table of every route.
+//! One module per resource, and the table of every route.
 
 mod create_order;
 mod docs;

@@ -25,11 +25,7 @@ pub async fn spawn_inventory() -> SocketAddr {
     let db = inventory_database().await;
     let inventory =
         RunningApp::start::<inventory_app::startup::Application>(inventory_settings(&db.url)).await;
-    inventory
-        .address
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap()
+    inventory.addr
 }
 
 /// The gateway's test settings in front of `inventory`, publishing to `queue` through
@@ -43,11 +39,16 @@ pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueu
 
 /// The gateway in front of a fresh inventory and a fresh queue, connected to the broker.
 pub async fn spawn_gateway() -> TestGateway {
-    let inventory = spawn_inventory().await;
+    let (gateway, connected) = spawn_gateway_in_front_of(spawn_inventory().await).await;
+    assert!(connected, "the gateway connects to the broker");
+    gateway
+}
+
+/// The gateway in front of `inventory` (whatever listens there), publishing to a fresh queue;
+/// and whether it connected to the broker within 5 s.
+pub async fn spawn_gateway_in_front_of(inventory: SocketAddr) -> (TestGateway, bool) {
     let queue = unique_queue();
-    let gateway = spawn_gateway_with(gateway_settings(inventory, &test_amqp_url(), &queue)).await;
-    assert!(gateway.1, "the gateway connects to the broker");
-    gateway.0
+    spawn_gateway_with(gateway_settings(inventory, &test_amqp_url(), &queue)).await
 }
 
 /// Returns the gateway and whether it became ready (connected to the broker) within 5 s.

@@ -3,7 +3,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, gateway_settings, spawn_gateway, spawn_gateway_with, ADMIN_TOKEN,
+    assert_problem, gateway_settings, spawn_gateway, spawn_gateway_in_front_of, spawn_gateway_with,
+    ADMIN_TOKEN,
 };
 
 #[tokio::test]
@@ -27,7 +28,7 @@ async fn movie_crud_passes_through_faithfully() {
     let created: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/api/movies/{}", created["id"]));
 
-    let fetched: Value = test_support::get_json(&http, gateway.url(&location)).await;
+    let fetched: Value = test_support::get_json(http, gateway.url(&location)).await;
     assert_eq!(fetched, created);
 
     let updated: Value = http
@@ -43,7 +44,7 @@ async fn movie_crud_passes_through_faithfully() {
     assert_eq!(updated["release_year"], 1999);
 
     let list: Value =
-        test_support::get_json(&http, gateway.url("/api/movies?q=matrix&limit=5")).await;
+        test_support::get_json(http, gateway.url("/api/movies?q=matrix&limit=5")).await;
     assert_eq!(list["movies"].as_array().unwrap().len(), 1);
     assert_eq!(list["limit"], 5);
 
@@ -100,13 +101,7 @@ async fn inventory_unreachable_gives_a_quick_502() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let queue = test_support::unique_queue();
-    let (gateway, _) = spawn_gateway_with(gateway_settings(
-        closed,
-        &test_support::test_amqp_url(),
-        &queue,
-    ))
-    .await;
+    let (gateway, _) = spawn_gateway_in_front_of(closed).await;
     let started = Instant::now();
     let response = gateway.get("/api/movies").await;
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -186,13 +181,7 @@ async fn gateway_limits_and_unknown_routes() {
 async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
     let inventory = crate::helpers::spawn_inventory().await;
     let proxy = test_support::TcpProxy::start(inventory).await;
-    let queue = test_support::unique_queue();
-    let (gateway, _) = spawn_gateway_with(gateway_settings(
-        proxy.addr(),
-        &test_support::test_amqp_url(),
-        &queue,
-    ))
-    .await;
+    let (gateway, _) = spawn_gateway_in_front_of(proxy.addr()).await;
     let list = || async { gateway.get("/api/movies").await };
     let breaker_state = || async {
         let scrape = gateway.get("/metrics").await.text().await.unwrap();
@@ -283,13 +272,7 @@ async fn an_upstream_answer_beyond_16_mib_is_a_502_not_a_memory_blow_up() {
         ),
     ] {
         let upstream = oversized_upstream(head, body_len).await;
-        let queue = test_support::unique_queue();
-        let (gateway, _) = spawn_gateway_with(gateway_settings(
-            upstream,
-            &test_support::test_amqp_url(),
-            &queue,
-        ))
-        .await;
+        let (gateway, _) = spawn_gateway_in_front_of(upstream).await;
         let response = gateway.get("/api/movies").await;
         assert_problem(response, 502).await;
     }

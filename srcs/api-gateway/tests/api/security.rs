@@ -54,7 +54,7 @@ async fn catalogue_writes_need_the_admin_token_and_reads_do_not() {
         }
     }
     // Nothing changed, and reads stay public.
-    let list: Value = test_support::get_json(&http, gateway.url("/api/movies")).await;
+    let list: Value = test_support::get_json(http, gateway.url("/api/movies")).await;
     assert_eq!(list["movies"].as_array().unwrap().len(), 1);
     assert_eq!(list["movies"][0]["title"], "Kept");
     assert_eq!(

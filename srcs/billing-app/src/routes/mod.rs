@@ -7,7 +7,7 @@ use actix_web::{http::Method, web};
 use common::routes::Routes;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    Routes::operations(health::ready, common::database::scrape_with_pool)
+    Routes::operations(health::ready, database::scrape_with_pool)
         .api(Method::GET, "/api/billing/{order_id}", get_order::get_order)
         .register(cfg, |_, resource| resource);
 }

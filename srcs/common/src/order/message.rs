@@ -108,6 +108,15 @@ impl OrderEnvelope {
         (body, properties)
     }
 
+    /// The request id a delivery carries (its correlation id), if it is a sane one; for the log
+    /// line of a delivery that cannot be decoded otherwise.
+    pub fn request_id_of(properties: &BasicProperties) -> Option<RequestId> {
+        properties
+            .correlation_id()
+            .as_ref()
+            .and_then(|id| RequestId::parse(id.as_str()))
+    }
+
     /// Decodes and validates a delivery; the error says why it can never be processed. A
     /// message without a `type` is read as the current version.
     pub fn from_amqp(properties: &BasicProperties, body: &[u8]) -> Result<Self, String> {
@@ -118,10 +127,7 @@ impl OrderEnvelope {
         }
         let message =
             serde_json::from_slice(body).map_err(|e| format!("invalid order message: {e}"))?;
-        let request_id = properties
-            .correlation_id()
-            .as_ref()
-            .and_then(|id| RequestId::parse(id.as_str()));
+        let request_id = Self::request_id_of(properties);
         let traceparent = properties.headers().as_ref().and_then(|headers| {
             match headers.inner().get(TRACEPARENT_HEADER) {
                 Some(AMQPValue::LongString(text)) => {

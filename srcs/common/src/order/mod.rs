@@ -42,7 +42,7 @@ impl From<UserId> for String {
     }
 }
 
-/// How many items: an integer from 1 to 10,000 (a JSON number, or a string holding one).
+/// How many items: an integer from 1 to 10,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i32")]
 pub struct NumberOfItems(i32);

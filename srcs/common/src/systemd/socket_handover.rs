@@ -19,7 +19,7 @@ use sd_notify::NotifyState;
 /// The name the socket is stored under in systemd's file descriptor store.
 pub const FD_NAME: &str = "http";
 
-/// Fd 3 belongs to whoever takes it first; a second `Application::build` in one process must
+/// Fd 3 belongs to whoever takes it first; a second service built in one process (tests) must
 /// not wrap (and later close) the same descriptor again.
 static INHERITED_TAKEN: AtomicBool = AtomicBool::new(false);
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use common::{database, health};
+use common::health;
 use deadpool_postgres::Pool;
 
 /// `GET /ready`: the database answers.

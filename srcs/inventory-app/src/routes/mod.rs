@@ -12,7 +12,7 @@ use actix_web::{http::Method, web};
 use common::routes::Routes;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    Routes::operations(health::ready, common::database::scrape_with_pool)
+    Routes::operations(health::ready, database::scrape_with_pool)
         .api(Method::GET, "/api/movies", list_movies::list_movies)
         .api(Method::POST, "/api/movies", create_movie::create_movie)
         .api(

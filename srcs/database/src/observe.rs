@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use deadpool_postgres::Pool;
 use prometheus::IntGauge;
 
-use crate::metrics::{exposition, Metrics};
+use common::metrics::{exposition, Metrics};
 
 /// Whether the database answers `SELECT 1` within `timeout`.
 pub async fn is_up(pool: &Pool, timeout: std::time::Duration) -> bool {

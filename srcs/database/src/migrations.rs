@@ -71,7 +71,7 @@ pub async fn migrate_when_reachable(
     });
     let migrating = owner_pool.as_ref().unwrap_or(pool);
     let mut backoff =
-        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        common::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let result = loop {
         match migrate(migrating, runner(), lock_id).await {
             Err(MigrationError::Unavailable(reason)) => {
@@ -101,28 +101,27 @@ macro_rules! embedded_schema {
 
         /// Identifies this service's schema (tests key their template database on it).
         pub fn schema_fingerprint() -> String {
-            $crate::database::schema_fingerprint(&embedded::migrations::runner())
+            $crate::schema_fingerprint(&embedded::migrations::runner())
         }
 
         /// Applies the migrations that have not run yet.
-        pub async fn migrate(
-            pool: &deadpool_postgres::Pool,
-        ) -> Result<(), $crate::database::MigrationError> {
-            $crate::database::migrate(pool, embedded::migrations::runner(), $lock_id).await
+        pub async fn migrate(pool: &deadpool_postgres::Pool) -> Result<(), $crate::MigrationError> {
+            $crate::migrate(pool, embedded::migrations::runner(), $lock_id).await
         }
 
         /// [`migrate`] as the schema owner, waiting while the database is unreachable.
         pub async fn migrate_when_reachable(
-            settings: &$crate::database::DatabaseSettings,
+            settings: &$crate::DatabaseSettings,
             pool: &deadpool_postgres::Pool,
-        ) -> Result<(), $crate::database::MigrationError> {
-            $crate::database::migrate_when_reachable(
-                settings,
-                pool,
-                embedded::migrations::runner,
-                $lock_id,
-            )
-            .await
+        ) -> Result<(), $crate::MigrationError> {
+            $crate::migrate_when_reachable(settings, pool, embedded::migrations::runner, $lock_id)
+                .await
         }
     };
+}
+
+impl From<MigrationError> for common::lifecycle::StartupError {
+    fn from(e: MigrationError) -> Self {
+        Self::Migration(Box::new(e))
+    }
 }

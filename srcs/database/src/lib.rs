@@ -1,5 +1,5 @@
-//! PostgreSQL, for the services that have a database (the `database` feature): connection
-//! pools with explicit timeouts (deadpool's defaults wait forever, which turns a database outage
+//! PostgreSQL, for the services that have a database (the gateway has none, and does not even
+//! compile this): connection pools with explicit timeouts (deadpool's defaults wait forever, which turns a database outage
 //! into hung requests instead of quick 503s), migrations, what a failure means, and the pool's
 //! readiness check and gauges.
 
@@ -17,7 +17,7 @@ use deadpool_postgres::{
 use futures_util::future::BoxFuture;
 use tokio_postgres::NoTls;
 
-use crate::config::{ConfigError, Env};
+use common::config::{ConfigError, Env};
 
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
