@@ -58,6 +58,8 @@ wait_until() {
         step="$2"
         shift 2
     fi
+    (($# >= 3)) || die "wait_until: usage: wait_until [--every STEP] SECONDS WHAT COMMAND..."
+    [[ $1 =~ ^[0-9]+$ ]] || die "wait_until: SECONDS must be a whole number, not '$1'"
     local seconds="$1" what="$2" deadline
     shift 2
     # Microseconds (whatever the locale's decimal separator).

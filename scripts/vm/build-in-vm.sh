@@ -15,7 +15,8 @@ if ! command -v rustup >/dev/null; then
 fi
 rustup toolchain install "$TOOLCHAIN" --profile minimal >/dev/null
 mkdir -p /opt/movie-platform/src /opt/movie-platform/build
-rsync -a --delete --exclude target/ --exclude .git/ --exclude .local/ --exclude dist/ "$REPO_ROOT/" /opt/movie-platform/src/
+rsync -a --delete --exclude target/ --exclude .git/ --exclude .local/ --exclude dist/ \
+    --exclude .vagrant-secrets.env "$REPO_ROOT/" /opt/movie-platform/src/
 cd /opt/movie-platform/src
 # Whole-program LTO needs ~1.4 GB of memory to link the gateway, more than a VM has (1 GiB by
 # default); per-crate optimisation fits, and costs ~12-13% more CPU per request in the gateway.
