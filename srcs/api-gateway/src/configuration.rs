@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use common::{
-    amqp::OrderQueue,
+    amqp::{BrokerNodes, OrderQueue},
     config::{ConfigError, Env, FromEnv},
 };
 
@@ -19,8 +19,9 @@ pub struct Settings {
     pub upstream_connect_timeout: Duration,
     /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory or billing.
     pub upstream_timeout: Duration,
-    /// `AMQP_URL`, with credentials: never logged.
-    pub amqp_url: String,
+    /// `AMQP_URL`: the broker nodes, comma-separated, the local one first (with credentials:
+    /// never logged).
+    pub brokers: BrokerNodes,
     /// `BILLING_QUEUE` (default `billing_queue`).
     pub queue: OrderQueue,
     /// `AMQP_CONNECT_TIMEOUT_MS`.
@@ -54,7 +55,7 @@ impl FromEnv for Settings {
             upstream_connect_timeout: env
                 .millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
             upstream_timeout: env.millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
-            amqp_url: env.required("AMQP_URL")?,
+            brokers: env.required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
             amqp_connect_timeout: env.millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
             publish_timeout: env.millis_or_default("PUBLISH_TIMEOUT_MS", 5_000)?,

@@ -1,6 +1,9 @@
 //! The gateway's own metrics (beside the HTTP ones every service has).
 
-use common::metrics::Metrics;
+use common::{
+    amqp::{BrokerNodes, NodeGauge},
+    metrics::Metrics,
+};
 use prometheus::{Histogram, IntCounterVec, IntGauge};
 
 /// Order publishing: attempts by outcome, time to the broker's confirm, connection state.
@@ -10,10 +13,11 @@ pub(crate) struct PublishMetrics {
     pub(crate) orders: IntCounterVec,
     pub(crate) confirm_duration: Histogram,
     pub(crate) broker_connected: IntGauge,
+    pub(crate) broker_node: NodeGauge,
 }
 
 impl PublishMetrics {
-    pub(crate) fn new(metrics: &Metrics) -> Self {
+    pub(crate) fn new(metrics: &Metrics, brokers: &BrokerNodes) -> Self {
         Self {
             orders: metrics.counter_vec(
                 "orders_published_total",
@@ -25,6 +29,7 @@ impl PublishMetrics {
                 "Time from publishing an order to the broker's confirmation.",
             ),
             broker_connected: metrics.gauge("broker_connected", "1 while the gateway holds a broker connection."),
+            broker_node: NodeGauge::new(metrics, brokers),
         }
     }
 }

@@ -10,13 +10,13 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, Instant},
 };
 
 use common::{
-    amqp::{self, OrderQueue},
+    amqp::{self, BrokerNode, BrokerNodes, OrderQueue},
     backoff::Backoff,
     order::message::OrderEnvelope,
     telemetry::error_chain,
@@ -48,7 +48,7 @@ pub(crate) enum PublishError {
 /// Connection settings for the publisher.
 #[derive(Debug, Clone)]
 pub(crate) struct PublisherSettings {
-    pub(crate) amqp_url: String,
+    pub(crate) brokers: BrokerNodes,
     pub(crate) queue: OrderQueue,
     pub(crate) connect_timeout: Duration,
     pub(crate) publish_timeout: Duration,
@@ -58,6 +58,8 @@ pub(crate) struct PublisherSettings {
 #[derive(Clone)]
 pub(crate) struct OrderPublisher {
     channel: watch::Receiver<Option<Channel>>,
+    /// The broker node the channel is to, while connected.
+    node: Arc<Mutex<Option<BrokerNode>>>,
     /// Tells the supervisor a publish failed, so it checks the connection (and the topology).
     trouble: mpsc::Sender<()>,
     queue: OrderQueue,
@@ -75,12 +77,14 @@ impl OrderPublisher {
     /// the first connection is up).
     pub(crate) fn start(settings: PublisherSettings, metrics: PublishMetrics) -> Self {
         let (channel_tx, channel) = watch::channel(None);
+        let node = Arc::new(Mutex::new(None));
         let (trouble, trouble_rx) = mpsc::channel(1);
         let shutdown = CancellationToken::new();
         let connected_once = Arc::new(AtomicBool::new(false));
         tokio::spawn(supervise(
             settings.clone(),
             channel_tx,
+            node.clone(),
             connected_once.clone(),
             trouble_rx,
             shutdown.clone(),
@@ -88,6 +92,7 @@ impl OrderPublisher {
         ));
         Self {
             channel,
+            node,
             trouble,
             queue: settings.queue,
             publish_timeout: settings.publish_timeout,
@@ -100,6 +105,12 @@ impl OrderPublisher {
 
     pub(crate) fn is_connected(&self) -> bool {
         self.channel.borrow().is_some()
+    }
+
+    /// The broker node it is connected to (`host:port`), if connected.
+    pub(crate) fn connected_node(&self) -> Option<String> {
+        let node = self.node.lock().expect("no panics while holding the lock");
+        node.as_ref().map(|node| node.address().to_owned())
     }
 
     /// Completes once connected (at once if connected now).
@@ -199,6 +210,7 @@ impl OrderPublisher {
 async fn supervise(
     settings: PublisherSettings,
     channel_tx: watch::Sender<Option<Channel>>,
+    node_in_use: Arc<Mutex<Option<BrokerNode>>>,
     connected_once: Arc<AtomicBool>,
     mut trouble: mpsc::Receiver<()>,
     shutdown: CancellationToken,
@@ -207,13 +219,16 @@ async fn supervise(
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match connect(&settings).await {
-            Ok((connection, channel)) => {
+            Ok((connection, channel, node)) => {
                 backoff.reset();
                 log::info!(
-                    "connected to the broker; publishing orders to queue {}",
+                    "connected to broker node {}; publishing orders to queue {}",
+                    node.address(),
                     settings.queue.name()
                 );
                 connected_once.store(true, Ordering::SeqCst);
+                metrics.broker_node.set(Some(&node));
+                *node_in_use.lock().expect("no panics while holding the lock") = Some(node);
                 channel_tx.send_replace(Some(channel.clone()));
                 metrics.broker_connected.set(1);
                 let reason =
@@ -221,6 +236,8 @@ async fn supervise(
                         .await;
                 channel_tx.send_replace(None);
                 metrics.broker_connected.set(0);
+                metrics.broker_node.set(None);
+                *node_in_use.lock().expect("no panics while holding the lock") = None;
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
                     connection.close(200, "closing".into()),
@@ -244,15 +261,17 @@ async fn supervise(
     }
 }
 
-async fn connect(settings: &PublisherSettings) -> Result<(Connection, Channel), amqp::AmqpError> {
-    let connection =
-        amqp::connect(&settings.amqp_url, "api-gateway", settings.connect_timeout).await?;
+async fn connect(
+    settings: &PublisherSettings,
+) -> Result<(Connection, Channel, BrokerNode), amqp::AmqpError> {
+    let (connection, node) =
+        amqp::connect(&settings.brokers, "api-gateway", settings.connect_timeout).await?;
     let channel = connection.create_channel().await?;
     settings.queue.declare(&channel).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    Ok((connection, channel))
+    Ok((connection, channel, node))
 }
 
 /// Returns why the connection must be replaced, or `None` on shutdown.

@@ -35,12 +35,12 @@ impl Service for Application {
         let metrics = Metrics::new("gateway");
         let publisher = OrderPublisher::start(
             PublisherSettings {
-                amqp_url: settings.amqp_url.clone(),
+                brokers: settings.brokers.clone(),
                 queue: settings.queue.clone(),
                 connect_timeout: settings.amqp_connect_timeout,
                 publish_timeout: settings.publish_timeout,
             },
-            PublishMetrics::new(&metrics),
+            PublishMetrics::new(&metrics, &settings.brokers),
         );
         let upstream_metrics = UpstreamMetrics::new(&metrics);
         let upstream = |name, url: &String| {

@@ -45,7 +45,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// services declare it.
 async fn queue_channel(url: &str, queue: &str) -> (lapin::Connection, lapin::Channel, OrderQueue) {
     let queue = OrderQueue::new(queue).expect("queue name");
-    let connection = common::amqp::connect(url, "bench", Duration::from_secs(5))
+    let brokers = url.parse().expect("an amqp:// URL");
+    let (connection, _) = common::amqp::connect(&brokers, "bench", Duration::from_secs(5))
         .await
         .expect("connect");
     let channel = connection.create_channel().await.expect("channel");

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use common::{
-    amqp::OrderQueue,
+    amqp::{BrokerNodes, OrderQueue},
     config::{ConfigError, Env, FromEnv},
 };
 use database::DatabaseSettings;
@@ -11,8 +11,9 @@ pub struct Settings {
     /// `BILLING_HTTP_ADDR`: health, readiness, metrics and order status (a private address).
     pub http_bind_addr: SocketAddr,
     pub database: DatabaseSettings,
-    /// `AMQP_URL`, with credentials: never logged.
-    pub amqp_url: String,
+    /// `AMQP_URL`: the broker nodes, comma-separated, the local one first (with credentials:
+    /// never logged).
+    pub brokers: BrokerNodes,
     /// `BILLING_QUEUE` (default `billing_queue`).
     pub queue: OrderQueue,
     /// `BILLING_PREFETCH`: unacknowledged deliveries the broker may send ahead.
@@ -46,7 +47,7 @@ impl FromEnv for Settings {
                 SocketAddr::from(([127, 0, 0, 1], 8082)),
             )?,
             database: DatabaseSettings::read(env)?,
-            amqp_url: env.required("AMQP_URL")?,
+            brokers: env.required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
             prefetch: prefetch as u16,
             batch_size,

@@ -16,7 +16,10 @@
 use std::time::Duration;
 
 use common::{
-    amqp, backoff::Backoff, order::message::OrderEnvelope, request_id::RequestId,
+    amqp::{self, BrokerNode, BrokerNodes, NodeGauge},
+    backoff::Backoff,
+    order::message::OrderEnvelope,
+    request_id::RequestId,
     telemetry::error_chain,
 };
 use database::Failure;
@@ -50,25 +53,35 @@ const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// systemd) and the `consumer_connected` gauge.
 #[derive(Clone)]
 pub(crate) struct ConsumerStatus {
-    consuming: std::sync::Arc<watch::Sender<bool>>,
+    /// The broker node it consumes from, while consuming.
+    consuming: std::sync::Arc<watch::Sender<Option<BrokerNode>>>,
     gauge: IntGauge,
+    node_gauge: NodeGauge,
 }
 
 impl ConsumerStatus {
-    pub(crate) fn new(metrics: &common::metrics::Metrics) -> Self {
+    pub(crate) fn new(metrics: &common::metrics::Metrics, brokers: &BrokerNodes) -> Self {
         Self {
-            consuming: std::sync::Arc::new(watch::Sender::new(false)),
+            consuming: std::sync::Arc::new(watch::Sender::new(None)),
             gauge: metrics.gauge("consumer_connected", "1 while consuming from the broker."),
+            node_gauge: NodeGauge::new(metrics, brokers),
         }
     }
 
-    fn set(&self, consuming: bool) {
-        self.consuming.send_replace(consuming);
-        self.gauge.set(i64::from(consuming));
+    fn set(&self, consuming_from: Option<&BrokerNode>) {
+        self.consuming.send_replace(consuming_from.cloned());
+        self.gauge.set(i64::from(consuming_from.is_some()));
+        self.node_gauge.set(consuming_from);
     }
 
     pub(crate) fn is_consuming(&self) -> bool {
-        *self.consuming.borrow()
+        self.consuming.borrow().is_some()
+    }
+
+    /// The broker node it consumes from (`host:port`), while consuming.
+    pub(crate) fn node(&self) -> Option<String> {
+        let node = self.consuming.borrow();
+        node.as_ref().map(|node| node.address().to_owned())
     }
 
     /// Completes once consuming (at once if consuming now).
@@ -76,7 +89,7 @@ impl ConsumerStatus {
         let mut consuming = self.consuming.subscribe();
         async move {
             // The sender lives as long as the application: an error cannot happen while waiting.
-            let _ = consuming.wait_for(|consuming| *consuming).await;
+            let _ = consuming.wait_for(Option::is_some).await;
         }
     }
 }
@@ -102,7 +115,7 @@ pub(crate) async fn run(
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let result = session(settings, pool, metrics, status, &shutdown, &mut backoff).await;
-        status.set(false);
+        status.set(None);
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -130,15 +143,19 @@ async fn session(
     backoff: &mut Backoff,
 ) -> Result<(), SessionError> {
     // A stop while connecting gives up the half-made connection (nothing was delivered yet).
-    let (connection, channel, tag, mut consumer) = tokio::select! {
+    let (connection, channel, tag, mut consumer, node) = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Ok(()),
         started = start_consuming(settings) => started?,
     };
     backoff.reset();
-    status.set(true);
+    status.set(Some(&node));
     let _sampler = BacklogSampler::start(&channel, settings.queue.name(), metrics);
-    log::info!("consuming orders from queue {}", settings.queue.name());
+    log::info!(
+        "consuming orders from queue {} on broker node {}",
+        settings.queue.name(),
+        node.address()
+    );
 
     let mut draining = false;
     loop {
@@ -152,7 +169,7 @@ async fn session(
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    status.set(false);
+                    status.set(None);
                     // No new deliveries; those already sent still arrive and are finished.
                     let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
                     match tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, cancel).await {
@@ -193,9 +210,9 @@ async fn session(
 /// Connects, declares the topology and starts a consumer.
 async fn start_consuming(
     settings: &Settings,
-) -> Result<(Connection, Channel, String, Consumer), SessionError> {
-    let connection =
-        amqp::connect(&settings.amqp_url, "billing-app", settings.connect_timeout).await?;
+) -> Result<(Connection, Channel, String, Consumer, BrokerNode), SessionError> {
+    let (connection, node) =
+        amqp::connect(&settings.brokers, "billing-app", settings.connect_timeout).await?;
     let channel = connection.create_channel().await?;
     settings.queue.declare(&channel).await?;
     channel
@@ -210,7 +227,7 @@ async fn start_consuming(
             FieldTable::default(),
         )
         .await?;
-    Ok((connection, channel, tag, consumer))
+    Ok((connection, channel, tag, consumer, node))
 }
 
 async fn close(connection: &Connection, channel: &Channel) {

@@ -44,7 +44,7 @@ impl Service for Application {
         let (listener, addr) = shared_http::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")?;
         let metrics = Metrics::new("billing");
         let consumer_metrics = ConsumerMetrics::new(&metrics);
-        let consumer_status = ConsumerStatus::new(&metrics);
+        let consumer_status = ConsumerStatus::new(&metrics, &settings.brokers);
         let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
         let metrics = web::Data::new(metrics);
         let status = web::Data::new(consumer_status.clone());

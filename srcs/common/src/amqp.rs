@@ -2,9 +2,10 @@
 //! (consumer) both declare. Declaring with different arguments fails on the broker, so the
 //! arguments live here only.
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use lapin::{
+    uri::AMQPUri,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
     Channel, Connection, ConnectionProperties, ExchangeKind,
@@ -21,15 +22,117 @@ pub enum AmqpError {
     Timeout(Duration),
     #[error(transparent)]
     Lapin(#[from] lapin::Error),
+    #[error("no broker node answered ({0})")]
+    NoNode(String),
 }
 
-/// Connects within `timeout`; `name` shows in the broker's connection list.
-pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
-    let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    let connection = tokio::time::timeout(timeout, Connection::connect(url, properties))
-        .await
-        .map_err(|_| AmqpError::Timeout(timeout))??;
-    Ok(connection)
+/// One broker node named in `AMQP_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerNode {
+    uri: AMQPUri,
+    /// `host:port`: how logs, readiness and metrics name the node (never with credentials).
+    address: String,
+}
+
+impl BrokerNode {
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl std::fmt::Debug for BrokerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+/// `AMQP_URL`: the broker nodes of one cluster, comma-separated, the preferred one first (the
+/// node on the service's own machine). A connection goes to the first node that answers, so a
+/// service returns to its preferred node whenever it reconnects and that node is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerNodes(Vec<BrokerNode>);
+
+impl BrokerNodes {
+    pub fn iter(&self) -> impl Iterator<Item = &BrokerNode> {
+        self.0.iter()
+    }
+}
+
+impl FromStr for BrokerNodes {
+    type Err = String;
+
+    /// Every node's URL is checked; a message names the node by position, never quoting the
+    /// URL (it holds the password).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let nodes = text
+            .split(',')
+            .enumerate()
+            .map(|(i, url)| {
+                let uri: AMQPUri = url
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("URL {} of the list is not an amqp:// URL", i + 1))?;
+                let address = format!("{}:{}", uri.authority.host, uri.authority.port);
+                Ok(BrokerNode { uri, address })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self(nodes))
+    }
+}
+
+/// Which broker node a service is connected to, as a gauge per node (1 for the one in use):
+/// `<service>_broker_node_connected{node="host:port"}`.
+#[derive(Clone)]
+pub struct NodeGauge {
+    gauge: prometheus::IntGaugeVec,
+    nodes: Vec<String>,
+}
+
+impl NodeGauge {
+    pub fn new(metrics: &crate::metrics::Metrics, nodes: &BrokerNodes) -> Self {
+        let gauge = metrics.gauge_vec(
+            "broker_node_connected",
+            "1 for the broker node the service is connected to, 0 for the other nodes it knows.",
+            &["node"],
+        );
+        let gauge = Self {
+            gauge,
+            nodes: nodes.iter().map(|node| node.address().to_owned()).collect(),
+        };
+        gauge.set(None);
+        gauge
+    }
+
+    /// Records the node now in use (`None`: none).
+    pub fn set(&self, connected: Option<&BrokerNode>) {
+        for node in &self.nodes {
+            let in_use = connected.is_some_and(|c| c.address() == node);
+            self.gauge.with_label_values(&[node]).set(i64::from(in_use));
+        }
+    }
+}
+
+/// Connects to the first node of `nodes` that answers within `timeout`; `name` shows in the
+/// broker's connection list. Returns the connection and the node it is to.
+pub async fn connect(
+    nodes: &BrokerNodes,
+    name: &str,
+    timeout: Duration,
+) -> Result<(Connection, BrokerNode), AmqpError> {
+    let mut failures = Vec::new();
+    for node in nodes.iter() {
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from(name));
+        let attempt = Connection::connect_uri(node.uri.clone(), properties);
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(connection)) => return Ok((connection, node.clone())),
+            Ok(Err(e)) if nodes.0.len() == 1 => return Err(e.into()),
+            Err(_) if nodes.0.len() == 1 => return Err(AmqpError::Timeout(timeout)),
+            Ok(Err(e)) => failures.push(format!("{}: {e}", node.address)),
+            Err(_) => failures.push(format!("{}: no answer within {timeout:?}", node.address)),
+        }
+    }
+    Err(AmqpError::NoNode(failures.join("; ")))
 }
 
 /// The orders queue (a durable quorum queue) and its dead-letter exchange and queue.
@@ -143,6 +246,22 @@ pub fn consumer_tag(service: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_lists_name_their_nodes_without_credentials() {
+        let nodes: BrokerNodes =
+            "amqp://u:secret@10.0.0.2:5672/movie, amqp://u:secret@broker-b/movie"
+                .parse()
+                .unwrap();
+        let addresses: Vec<_> = nodes.iter().map(BrokerNode::address).collect();
+        assert_eq!(addresses, ["10.0.0.2:5672", "broker-b:5672"]);
+        assert!(!format!("{nodes:?}").contains("secret"));
+        let err = "amqp://u:secret@a/v,http://u:secret@b"
+            .parse::<BrokerNodes>()
+            .unwrap_err();
+        assert!(err.contains("URL 2") && !err.contains("secret"), "{err}");
+        assert!("".parse::<BrokerNodes>().is_err());
+    }
 
     #[test]
     fn queue_names_are_checked_and_derived() {

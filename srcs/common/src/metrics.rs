@@ -13,7 +13,7 @@ use actix_web::{
 };
 use prometheus::{
     core::Collector, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: the services answer in milliseconds, and
@@ -93,6 +93,10 @@ impl Metrics {
 
     pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
         self.register(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
     }
 
     pub fn histogram_vec(&self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {

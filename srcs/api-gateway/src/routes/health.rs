@@ -11,8 +11,11 @@ pub(crate) async fn ready(
     upstreams: web::Data<Upstreams>,
 ) -> HttpResponse {
     let inventory = upstreams.inventory.is_up(Duration::from_secs(1)).await;
-    health::readiness(&[
-        ("broker", publisher.is_connected()),
-        ("inventory", inventory),
-    ])
+    health::readiness(
+        &[
+            ("broker", publisher.is_connected()),
+            ("inventory", inventory),
+        ],
+        &[("broker", publisher.connected_node())],
+    )
 }

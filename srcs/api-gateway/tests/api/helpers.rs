@@ -33,7 +33,7 @@ pub async fn spawn_inventory() -> SocketAddr {
 pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueue) -> Settings {
     let mut settings =
         test_support::gateway_settings(&format!("http://{inventory}"), "http://127.0.0.1:9", queue);
-    settings.amqp_url = amqp_url.to_owned();
+    settings.brokers = amqp_url.parse().expect("an amqp:// URL");
     settings
 }
 

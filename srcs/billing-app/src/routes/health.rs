@@ -12,5 +12,8 @@ pub(crate) async fn ready(
     consumer: web::Data<ConsumerStatus>,
 ) -> HttpResponse {
     let database = database::is_up(&pool, Duration::from_secs(1)).await;
-    health::readiness(&[("database", database), ("broker", consumer.is_consuming())])
+    health::readiness(
+        &[("database", database), ("broker", consumer.is_consuming())],
+        &[("broker", consumer.node())],
+    )
 }

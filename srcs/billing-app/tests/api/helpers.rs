@@ -37,7 +37,7 @@ impl TestBed {
     /// billing-app's test settings for this bed, reaching the broker through `amqp_url`.
     pub fn settings(&self, amqp_url: &str) -> Settings {
         let mut settings = billing_settings(&self.db.url, &self.queue);
-        settings.amqp_url = amqp_url.to_owned();
+        settings.brokers = amqp_url.parse().expect("an amqp:// URL");
         settings
     }
 

@@ -7,5 +7,5 @@ use deadpool_postgres::Pool;
 /// `GET /ready`: the database answers.
 pub(crate) async fn ready(pool: web::Data<Pool>) -> HttpResponse {
     let database = database::is_up(&pool, Duration::from_secs(1)).await;
-    health::readiness(&[("database", database)])
+    health::readiness(&[("database", database)], &[])
 }
