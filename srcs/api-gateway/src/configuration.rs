@@ -11,10 +11,11 @@ use common::auth::AdminToken;
 pub struct Settings {
     /// `GATEWAY_BIND_ADDR` (default `0.0.0.0:8080`: the gateway is the public entry).
     pub bind_addr: SocketAddr,
-    /// `INVENTORY_URL`, e.g. `http://127.0.0.1:8081`.
-    pub inventory_url: String,
-    /// `BILLING_URL`: billing-app's HTTP listener (order status), e.g. `http://127.0.0.1:8082`.
-    pub billing_url: String,
+    /// `INVENTORY_URL`: inventory-app's instances, comma-separated, e.g. `http://127.0.0.1:8081`.
+    pub inventory_urls: Vec<String>,
+    /// `BILLING_URL`: billing-app's HTTP listeners (order status), comma-separated, e.g.
+    /// `http://127.0.0.1:8082`.
+    pub billing_urls: Vec<String>,
     /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connecting to inventory or billing.
     pub upstream_connect_timeout: Duration,
     /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory or billing.
@@ -48,9 +49,9 @@ impl FromEnv for Settings {
         Ok(Self {
             bind_addr: env
                 .or_default("GATEWAY_BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            inventory_url: parse_base_url(&inventory_url)
+            inventory_urls: parse_base_urls(&inventory_url)
                 .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
-            billing_url: parse_base_url(&billing_url)
+            billing_urls: parse_base_urls(&billing_url)
                 .map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
             upstream_connect_timeout: env
                 .millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
@@ -77,8 +78,13 @@ fn rate_limit(env: &Env) -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError
     Ok(Some((per_second, burst)))
 }
 
+/// A comma-separated list of [`parse_base_url`]s: the instances of one service.
+fn parse_base_urls(text: &str) -> Result<Vec<String>, String> {
+    text.split(',').map(parse_base_url).collect()
+}
+
 /// An `http://host:port` base URL without a trailing slash (request paths are appended).
-pub fn parse_base_url(text: &str) -> Result<String, String> {
+fn parse_base_url(text: &str) -> Result<String, String> {
     let trimmed = text.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("http://")
@@ -102,5 +108,10 @@ mod tests {
         assert!(parse_base_url("10.0.0.1:8081").is_err());
         assert!(parse_base_url("http://host:1/api").is_err());
         assert!(parse_base_url("http://").is_err());
+        assert_eq!(
+            parse_base_urls("http://a:1, http://b:2/").unwrap(),
+            ["http://a:1", "http://b:2"]
+        );
+        assert!(parse_base_urls("http://a:1,").is_err());
     }
 }

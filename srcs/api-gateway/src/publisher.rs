@@ -228,7 +228,9 @@ async fn supervise(
                 );
                 connected_once.store(true, Ordering::SeqCst);
                 metrics.broker_node.set(Some(&node));
-                *node_in_use.lock().expect("no panics while holding the lock") = Some(node);
+                *node_in_use
+                    .lock()
+                    .expect("no panics while holding the lock") = Some(node);
                 channel_tx.send_replace(Some(channel.clone()));
                 metrics.broker_connected.set(1);
                 let reason =
@@ -237,7 +239,9 @@ async fn supervise(
                 channel_tx.send_replace(None);
                 metrics.broker_connected.set(0);
                 metrics.broker_node.set(None);
-                *node_in_use.lock().expect("no panics while holding the lock") = None;
+                *node_in_use
+                    .lock()
+                    .expect("no panics while holding the lock") = None;
                 let _ = tokio::time::timeout(
                     Duration::from_secs(2),
                     connection.close(200, "closing".into()),

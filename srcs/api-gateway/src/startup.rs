@@ -2,9 +2,9 @@
 
 use std::{future::Future, net::TcpListener};
 
-use actix_web::{dev::Server, web, HttpServer};
+use actix_web::{web, HttpServer};
 use common::{
-    http as shared_http,
+    http::{self as shared_http, HttpService, Stopping},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -20,8 +20,7 @@ use crate::{
 };
 
 pub struct Application {
-    port: u16,
-    server: Server,
+    http: HttpService,
     publisher: OrderPublisher,
 }
 
@@ -43,31 +42,31 @@ impl Service for Application {
             PublishMetrics::new(&metrics, &settings.brokers),
         );
         let upstream_metrics = UpstreamMetrics::new(&metrics);
-        let upstream = |name, url: &String| {
-            UpstreamTarget::new(
-                name,
-                url.clone(),
-                settings.upstream_connect_timeout,
-                settings.upstream_timeout,
-                upstream_metrics.clone(),
-            )
+        let instances = |name, urls: &[String]| {
+            urls.iter()
+                .map(|url| {
+                    UpstreamTarget::new(
+                        name,
+                        url.clone(),
+                        settings.upstream_connect_timeout,
+                        settings.upstream_timeout,
+                        upstream_metrics.clone(),
+                    )
+                })
+                .collect()
         };
         let upstreams = UpstreamTargets {
-            inventory: upstream(UpstreamName::Inventory, &settings.inventory_url),
-            billing: upstream(UpstreamName::Billing, &settings.billing_url),
+            inventory: instances(UpstreamName::Inventory, &settings.inventory_urls),
+            billing: instances(UpstreamName::Billing, &settings.billing_urls),
         };
-        let (listener, addr) = shared_http::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")?;
-        let server = serve(listener, upstreams, publisher.clone(), metrics, &settings)?;
-        log::info!("{} listening on {addr}", Self::NAME);
-        Ok(Self {
-            port: addr.port(),
-            server,
-            publisher,
-        })
+        let listener = shared_http::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")?;
+        let http = serve(listener, upstreams, publisher.clone(), metrics, &settings)?;
+        log::info!("{} listening on {}", Self::NAME, http.addr());
+        Ok(Self { http, publisher })
     }
 
     fn port(&self) -> u16 {
-        self.port
+        self.http.addr().port()
     }
 
     /// Ready once the broker connection is up (orders can be queued).
@@ -85,7 +84,7 @@ impl Service for Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = shared_http::serve_until(self.server, shutdown).await;
+        let result = self.http.serve_until(shutdown).await;
         self.publisher.close();
         result
     }
@@ -97,7 +96,7 @@ fn serve(
     publisher: OrderPublisher,
     metrics: Metrics,
     settings: &Settings,
-) -> Result<Server, common::http::BindError> {
+) -> Result<HttpService, common::http::BindError> {
     let publisher = web::Data::new(publisher);
     let recent_keys = web::Data::new(RecentKeys::default());
     let metrics = web::Data::new(metrics);
@@ -106,8 +105,10 @@ fn serve(
         Some((per_second, burst)) => RateLimit::new(per_second, burst),
         None => RateLimit::disabled(),
     });
+    let stopping = Stopping::default();
+    let app_stopping = stopping.clone();
     let server = HttpServer::new(move || {
-        shared_http::app()
+        shared_http::app(&app_stopping)
             .app_data(web::Data::new(upstreams.for_this_worker()))
             .app_data(publisher.clone())
             .app_data(recent_keys.clone())
@@ -116,5 +117,5 @@ fn serve(
             .app_data(rate_limit.clone())
             .configure(routes::configure)
     });
-    shared_http::start(server, listener, settings.shutdown_timeout)
+    shared_http::start(server, listener, settings.shutdown_timeout, stopping)
 }

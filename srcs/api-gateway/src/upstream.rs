@@ -2,7 +2,10 @@
 //! HTTP client each, with connect and request timeouts, and a faithful pass-through of status,
 //! body and the headers that matter.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use actix_web::{
     http::{header::HeaderName, StatusCode},
@@ -97,24 +100,87 @@ impl UpstreamFailure {
 
 /// The services behind the gateway, as one actix worker reaches them.
 pub(crate) struct Upstreams {
-    pub(crate) inventory: Upstream,
-    pub(crate) billing: Upstream,
+    pub(crate) inventory: UpstreamGroup,
+    pub(crate) billing: UpstreamGroup,
 }
 
-/// The services behind the gateway, shared by the workers.
+/// The services behind the gateway (each one or more instances), shared by the workers.
 #[derive(Clone)]
 pub(crate) struct UpstreamTargets {
-    pub(crate) inventory: UpstreamTarget,
-    pub(crate) billing: UpstreamTarget,
+    pub(crate) inventory: Vec<UpstreamTarget>,
+    pub(crate) billing: Vec<UpstreamTarget>,
 }
 
 impl UpstreamTargets {
     /// This worker's [`Upstreams`].
     pub(crate) fn for_this_worker(&self) -> Upstreams {
+        let group = |targets: &[UpstreamTarget]| UpstreamGroup {
+            instances: targets
+                .iter()
+                .map(UpstreamTarget::for_this_worker)
+                .collect(),
+            next: AtomicUsize::new(0),
+        };
         Upstreams {
-            inventory: self.inventory.for_this_worker(),
-            billing: self.billing.for_this_worker(),
+            inventory: group(&self.inventory),
+            billing: group(&self.billing),
         }
+    }
+}
+
+/// The instances of one service. Calls go round-robin over them; a call that never reached an
+/// instance (unreachable, or its circuit open) goes on to the next one, and so does a call that
+/// may be repeated (GET, HEAD, PUT) and got no usable answer (an instance stopping closes its
+/// connections): while one instance is down or stopping, every such call is answered by another.
+pub(crate) struct UpstreamGroup {
+    instances: Vec<Upstream>,
+    next: AtomicUsize,
+}
+
+impl UpstreamGroup {
+    /// [`Upstream::forward`] to one instance, or the next when it cannot be reached.
+    pub(crate) async fn forward(
+        &self,
+        req: &HttpRequest,
+        body: Bytes,
+        request_id: &RequestId,
+    ) -> Result<HttpResponse, GatewayError> {
+        let count = self.instances.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut result = Err(GatewayError::Upstream {
+            upstream: self.instances[0].target.name,
+            failure: UpstreamFailure::CircuitOpen,
+        });
+        let repeatable = may_be_repeated(req.method());
+        for instance in (0..count).map(|i| &self.instances[(first + i) % count]) {
+            result = instance.forward(req, body.clone(), request_id).await;
+            let next = match &result {
+                Err(GatewayError::Upstream { failure, .. }) => match failure {
+                    // Nothing reached this instance: another cannot do the request twice.
+                    UpstreamFailure::Unreachable(_) | UpstreamFailure::CircuitOpen => true,
+                    UpstreamFailure::BadAnswer(_) => repeatable,
+                    // Waiting as long again elsewhere would double the client's wait.
+                    UpstreamFailure::Timeout(_) | UpstreamFailure::TooLarge(_) => false,
+                },
+                _ => false,
+            };
+            if !next {
+                break;
+            }
+        }
+        result
+    }
+
+    /// Whether any instance's `/health` answers 200 within `timeout`.
+    pub(crate) async fn is_up(&self, timeout: Duration) -> bool {
+        let probes = self
+            .instances
+            .iter()
+            .map(|instance| instance.is_up(timeout));
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .any(|up| up)
     }
 }
 
@@ -145,7 +211,7 @@ impl UpstreamMetrics {
                         "circuit_breaker_state",
                         "Circuit breaker of each upstream: 0 closed, 1 open (failing fast), 2 half-open (probing).",
                     ),
-                    &["upstream"],
+                    &["upstream", "instance"],
                 )
                 .expect("valid metric"),
             ),
@@ -176,7 +242,9 @@ impl UpstreamTarget {
         let breaker = CircuitBreaker::new(
             BREAKER_THRESHOLD,
             BREAKER_COOL_DOWN,
-            metrics.breaker_state.with_label_values(&[name.label()]),
+            metrics
+                .breaker_state
+                .with_label_values(&[name.label(), base_url.trim_start_matches("http://")]),
         );
         Self {
             name,
@@ -202,7 +270,7 @@ impl UpstreamTarget {
 }
 
 /// One actix worker's way to an upstream (see [`UpstreamTarget::for_this_worker`]).
-pub(crate) struct Upstream {
+struct Upstream {
     target: UpstreamTarget,
     http: reqwest::Client,
     /// For the one retry: a new connection, since the pooled ones may all be closing.
@@ -212,7 +280,7 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// Sends the client's request on (same method, path and query) and answers with the
     /// upstream's answer.
-    pub(crate) async fn forward(
+    async fn forward(
         &self,
         req: &HttpRequest,
         body: Bytes,
@@ -250,7 +318,7 @@ impl Upstream {
     }
 
     /// Whether the upstream's `/health` answers 200 within `timeout`.
-    pub(crate) async fn is_up(&self, timeout: Duration) -> bool {
+    async fn is_up(&self, timeout: Duration) -> bool {
         let probe = self
             .http
             .get(format!("{}/health", self.target.base_url))
@@ -291,7 +359,7 @@ impl Upstream {
         };
         let response = match send(&self.http).await {
             Ok(response) => response,
-            Err(e) if worth_one_retry(&method, &e) => {
+            Err(e) if worth_one_retry(may_be_repeated(req.method()), &e) => {
                 log::debug!(
                     "{}: {}; sending the request once more, on a new connection",
                     self.target.name,
@@ -354,15 +422,18 @@ fn http_client(
 
 /// Whether a failed call is sent once more. A service that restarts closes its idle keep-alive
 /// connections, and a request sent on one just then fails without an answer
-/// ("connection closed before message completed"). Only requests that may be repeated without
-/// changing the outcome (RFC 9110 idempotent methods whose repeat answers the same: not DELETE,
-/// whose repeat would answer 404) and only failures before any answer; never a timeout, which
-/// would double the wait.
-fn worth_one_retry(method: &reqwest::Method, e: &reqwest::Error) -> bool {
-    use reqwest::Method;
+/// ("connection closed before message completed"). Only requests that may be repeated (see
+/// [`may_be_repeated`]) and only failures before any answer; never a timeout, which would
+/// double the wait.
+fn worth_one_retry(repeatable: bool, e: &reqwest::Error) -> bool {
+    repeatable && !e.is_timeout() && (e.is_connect() || e.is_request())
+}
+
+/// RFC 9110 idempotent methods whose repeat answers the same (not DELETE: its repeat answers
+/// 404).
+fn may_be_repeated(method: &actix_web::http::Method) -> bool {
+    use actix_web::http::Method;
     [Method::GET, Method::HEAD, Method::PUT].contains(method)
-        && !e.is_timeout()
-        && (e.is_connect() || e.is_request())
 }
 
 fn classify(e: reqwest::Error) -> UpstreamFailure {

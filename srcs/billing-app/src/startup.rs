@@ -2,9 +2,9 @@
 
 use std::future::Future;
 
-use actix_web::{dev::Server, web, HttpServer};
+use actix_web::{web, HttpServer};
 use common::{
-    http as shared_http,
+    http::{self as shared_http, HttpService, Stopping},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -28,8 +28,7 @@ pub struct Application {
     pool: Pool,
     consumer_metrics: ConsumerMetrics,
     consumer_status: ConsumerStatus,
-    server: Server,
-    port: u16,
+    http: HttpService,
 }
 
 impl Service for Application {
@@ -41,7 +40,7 @@ impl Service for Application {
     async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = database::build_pool(&settings.database, Self::NAME);
         store::migrate_when_reachable(&settings.database, &pool).await?;
-        let (listener, addr) = shared_http::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")?;
+        let listener = shared_http::listen(settings.http_bind_addr, "BILLING_HTTP_ADDR")?;
         let metrics = Metrics::new("billing");
         let consumer_metrics = ConsumerMetrics::new(&metrics);
         let consumer_status = ConsumerStatus::new(&metrics, &settings.brokers);
@@ -49,8 +48,10 @@ impl Service for Application {
         let metrics = web::Data::new(metrics);
         let status = web::Data::new(consumer_status.clone());
         let pool_data = web::Data::new(pool.clone());
+        let stopping = Stopping::default();
+        let app_stopping = stopping.clone();
         let server = HttpServer::new(move || {
-            shared_http::app()
+            shared_http::app(&app_stopping)
                 .app_data(pool_data.clone())
                 .app_data(metrics.clone())
                 .app_data(pool_gauges.clone())
@@ -60,20 +61,19 @@ impl Service for Application {
         .workers(1);
         // SHUTDOWN_TIMEOUT_MS bounds the consumer's drain; the listener, stopped after it,
         // answers only short operations requests and gets a few seconds of its own.
-        let server = shared_http::start(server, listener, HTTP_STOP_GRACE)?;
-        log::info!("{} listening on {addr}", Self::NAME);
+        let http = shared_http::start(server, listener, HTTP_STOP_GRACE, stopping)?;
+        log::info!("{} listening on {}", Self::NAME, http.addr());
         Ok(Self {
             settings,
             pool,
             consumer_metrics,
             consumer_status,
-            server,
-            port: addr.port(),
+            http,
         })
     }
 
     fn port(&self) -> u16 {
-        self.port
+        self.http.addr().port()
     }
 
     /// Migrated and listening; ready once consuming from the broker.
@@ -97,8 +97,7 @@ impl Service for Application {
             pool,
             consumer_metrics,
             consumer_status,
-            server,
-            ..
+            http,
         } = self;
         let consuming = async {
             let token = CancellationToken::new();
@@ -128,7 +127,7 @@ impl Service for Application {
             }
         };
         // The HTTP listener (readiness, metrics, order status) stops last.
-        let result = shared_http::serve_until(server, consuming).await;
+        let result = http.serve_until(consuming).await;
         pool.close();
         log::info!("{} stopped", Self::NAME);
         result

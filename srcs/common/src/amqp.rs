@@ -5,9 +5,9 @@
 use std::{str::FromStr, time::Duration};
 
 use lapin::{
-    uri::AMQPUri,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
+    uri::AMQPUri,
     Channel, Connection, ConnectionProperties, ExchangeKind,
 };
 use uuid::Uuid;

@@ -5,6 +5,10 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -14,17 +18,37 @@ use actix_web::{
     body::MessageBody,
     dev::{AppConfig, Response, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
-    http::{header, Method, StatusCode},
-    middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger},
+    http::{header, ConnectionType, Method, StatusCode},
+    middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger, Next},
     web, App, HttpRequest, HttpResponse, HttpServer, Route,
 };
 
 use crate::problem::{Problem, PROBLEM_JSON};
 
+/// Set when the server starts stopping (see [`HttpService::serve_until`]): from then on every answer closes
+/// its connection, so that a client holding keep-alive connections (the gateway) sends its next
+/// request on a new connection, to another instance or to the next process, instead of having
+/// it cut off when the server's grace period ends.
+#[derive(Clone, Default)]
+pub struct Stopping(Arc<AtomicBool>);
+
+impl Stopping {
+    fn begin(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn has_begun(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// The application every service starts from: one request log line, metrics, the request id,
-/// problem+json for every error, limits on the request's head, body size and body time, and a
-/// 404 problem for unknown routes. Services add their state and routes.
-pub fn app() -> App<
+/// problem+json for every error, limits on the request's head, body size and body time,
+/// connections closed once `stopping` (see [`Stopping`]), and a 404 problem for unknown routes.
+/// Services add their state and routes.
+pub fn app(
+    stopping: &Stopping,
+) -> App<
     impl ServiceFactory<
         ServiceRequest,
         Config = (),
@@ -34,6 +58,8 @@ pub fn app() -> App<
     >,
 > {
     App::new()
+        .app_data(stopping.clone())
+        .wrap(from_fn(close_connections_when_stopping))
         .wrap(from_fn(crate::request_limits::middleware))
         .wrap(problem_error_handlers())
         .wrap(from_fn(crate::request_id::middleware))
@@ -50,24 +76,55 @@ pub fn app() -> App<
 /// before the server drains (and closes every connection without a request in progress).
 pub(crate) const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_millis(300);
 
-/// Runs `server` (built with `disable_signals()`) until `shutdown` completes, then stops it
-/// without cutting a client off (see [`stop_without_cutting_off`]).
-pub async fn serve_until(
-    server: actix_web::dev::Server,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let handle = server.handle();
-    // The server runs only while polled, and must keep running while it is being stopped.
-    let mut running = tokio::spawn(server);
-    let joined = |joined: Result<std::io::Result<()>, tokio::task::JoinError>| {
-        joined.unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    };
-    tokio::select! {
-        finished = &mut running => return joined(finished),
-        () = shutdown => {}
+async fn close_connections_when_stopping(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let stopping = req.app_data::<Stopping>().cloned();
+    let mut response = next.call(req).await?;
+    if stopping.is_some_and(|stopping| stopping.has_begun()) {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
     }
-    stop_without_cutting_off(&handle).await;
-    joined(running.await)
+    Ok(response)
+}
+
+/// A service's HTTP server, started (see [`start`]) and run with [`HttpService::serve_until`].
+pub struct HttpService {
+    server: Server,
+    stopping: Stopping,
+    addr: SocketAddr,
+}
+
+impl HttpService {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops without cutting a client off: answers
+    /// close their connections from then on (see [`Stopping`]), and
+    /// [`stop_without_cutting_off`] finishes what is in progress.
+    pub async fn serve_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        // The server runs only while polled, and must keep running while it is being stopped.
+        let mut running = tokio::spawn(self.server);
+        let joined = |joined: Result<std::io::Result<()>, tokio::task::JoinError>| {
+            joined.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        tokio::select! {
+            finished = &mut running => return joined(finished),
+            () = shutdown => {}
+        }
+        self.stopping.begin();
+        stop_without_cutting_off(&handle).await;
+        joined(running.await)
+    }
 }
 
 /// Stops a server without cutting a client off: first it stops accepting (new connections wait
@@ -91,25 +148,25 @@ pub struct BindError {
     source: std::io::Error,
 }
 
-/// The service's listening socket (the one systemd kept from an earlier start, else a new one
-/// on `addr`, see `systemd::socket_handover`) and the address it listens on. `setting` names
-/// the variable that configures `addr`.
-pub fn listen(addr: SocketAddr, setting: &str) -> Result<(TcpListener, SocketAddr), BindError> {
-    let bind_error = |source| BindError { addr, source };
-    let listener = crate::systemd::socket_handover::listen(addr, setting).map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, local))
+/// The service's listening socket: the one systemd kept from an earlier start, else a new one
+/// on `addr` (see `systemd::socket_handover`). `setting` names the variable that configures
+/// `addr`.
+pub fn listen(addr: SocketAddr, setting: &str) -> Result<TcpListener, BindError> {
+    crate::systemd::socket_handover::listen(addr, setting)
+        .map_err(|source| BindError { addr, source })
 }
 
-/// Starts `server` on `listener` with what every service's server shares: the deadlines on
-/// reading a request and on idle connections (see `request_limits` and `connection_watch` for
-/// the rest), no signal handling of its own (the lifecycle stops it, see [`serve_until`]), and
-/// `shutdown_timeout` for the requests in progress at a stop.
+/// Starts `server` (whose [`app`]s were given `stopping`) on `listener` with what every
+/// service's server shares: the deadlines on reading a request and on idle connections (see
+/// `request_limits` and `connection_watch` for the rest), no signal handling of its own (the
+/// lifecycle stops it, see [`HttpService::serve_until`]), and `shutdown_timeout` for the
+/// requests in progress at a stop.
 pub fn start<F, I, S, B>(
     server: HttpServer<F, I, S, B>,
     listener: TcpListener,
     shutdown_timeout: Duration,
-) -> Result<Server, BindError>
+    stopping: Stopping,
+) -> Result<HttpService, BindError>
 where
     F: Fn() -> I + Send + Clone + 'static,
     I: IntoServiceFactory<S, Request>,
@@ -121,9 +178,10 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let addr = listener.local_addr().map_err(|source| BindError {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     let server = server
         .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
         .keep_alive(KEEP_ALIVE)
@@ -132,7 +190,11 @@ where
         .shutdown_timeout(shutdown_timeout.as_secs().max(1))
         .listen(listener)
         .map_err(|source| BindError { addr, source })?;
-    Ok(server.run())
+    Ok(HttpService {
+        server: server.run(),
+        stopping,
+        addr,
+    })
 }
 
 /// How long an idle keep-alive connection stays open.

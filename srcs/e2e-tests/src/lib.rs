@@ -170,32 +170,51 @@ pub struct Platform {
     pub inventory: Option<ServiceProcess>,
     pub billing: Option<ServiceProcess>,
     pub gateway: Option<ServiceProcess>,
+    /// Inventory instances beyond the first ([`Platform::start_with_inventories`]), on the same
+    /// catalogue database, each on a socket of its own; `None` once the test stopped one.
+    pub more_inventories: Vec<Option<ServiceProcess>>,
+    more_inventory_sockets: Vec<TcpListener>,
+    /// Sockets of billing instances beyond the first ([`Platform::start_another_billing`]).
+    more_billing_sockets: Vec<TcpListener>,
 }
 
 impl Platform {
     /// Starts inventory, billing and the gateway with the test configuration of
     /// `test_support::ServiceEnv` and waits until each is ready.
     pub async fn start() -> Self {
+        Self::start_with_inventories(1).await
+    }
+
+    /// [`Platform::start`] with `count` inventory instances on one catalogue database, all
+    /// behind the gateway (`INVENTORY_URL` lists them).
+    pub async fn start_with_inventories(count: usize) -> Self {
         let no_migration = |_url: String| async {};
         let inventory_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
         let billing_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
         let queue = test_support::unique_queue();
         let (inventory_socket, billing_socket, gateway_socket) =
             (held_socket(), held_socket(), held_socket());
-        let address = |socket: &TcpListener| socket.local_addr().unwrap();
         let (inventory_addr, gateway_addr, billing_addr) = (
             address(&inventory_socket),
             address(&gateway_socket),
             address(&billing_socket),
         );
         let inventory_url = format!("http://{inventory_addr}");
+        let more_inventory_sockets: Vec<TcpListener> = (1..count).map(|_| held_socket()).collect();
+        let inventory_urls: Vec<String> = std::iter::once(inventory_addr)
+            .chain(more_inventory_sockets.iter().map(address))
+            .map(|addr| format!("http://{addr}"))
+            .collect();
         let inventory_env = ServiceEnv::inventory(&inventory_db.url)
             .with("INVENTORY_BIND_ADDR", inventory_addr.to_string());
         let billing_env = ServiceEnv::billing(&billing_db.url, &queue)
             .with("BILLING_HTTP_ADDR", billing_addr.to_string());
-        let gateway_env =
-            ServiceEnv::gateway(&inventory_url, &format!("http://{billing_addr}"), &queue)
-                .with("GATEWAY_BIND_ADDR", gateway_addr.to_string());
+        let gateway_env = ServiceEnv::gateway(
+            &inventory_urls.join(","),
+            &format!("http://{billing_addr}"),
+            &queue,
+        )
+        .with("GATEWAY_BIND_ADDR", gateway_addr.to_string());
         let mut platform = Self {
             gateway_url: format!("http://{gateway_addr}"),
             inventory_url,
@@ -217,8 +236,24 @@ impl Platform {
             inventory: None,
             billing: None,
             gateway: None,
+            more_inventories: Vec::new(),
+            more_inventory_sockets,
+            more_billing_sockets: Vec::new(),
         };
         platform.start_inventory().await;
+        for i in 0..platform.more_inventory_sockets.len() {
+            let socket = &platform.more_inventory_sockets[i];
+            let addr = address(socket);
+            let env = platform
+                .inventory_env
+                .clone()
+                .with("INVENTORY_BIND_ADDR", addr.to_string());
+            let service = ServiceProcess::start_with_socket("inventory-app", env.vars(), socket);
+            platform
+                .wait_ready(&format!("http://{addr}/ready"), &service)
+                .await;
+            platform.more_inventories.push(Some(service));
+        }
         platform.start_billing().await;
         platform.start_gateway().await;
         platform
@@ -253,6 +288,22 @@ impl Platform {
         self.wait_ready(&format!("{}/ready", self.gateway_url), &service)
             .await;
         self.gateway = Some(service);
+    }
+
+    /// Starts one more billing-app on the same database and queue (a competing consumer), with
+    /// an HTTP listener of its own, and waits until it is ready.
+    pub async fn start_another_billing(&mut self) -> ServiceProcess {
+        let socket = held_socket();
+        let addr = socket.local_addr().unwrap();
+        let env = self
+            .billing_env
+            .clone()
+            .with("BILLING_HTTP_ADDR", addr.to_string());
+        let service = ServiceProcess::start_with_socket("billing-app", env.vars(), &socket);
+        self.wait_ready(&format!("http://{addr}/ready"), &service)
+            .await;
+        self.more_billing_sockets.push(socket);
+        service
     }
 
     /// Stops the gateway and starts it again with `overrides` added to its environment (a new
@@ -353,17 +404,23 @@ impl Platform {
     }
 
     pub async fn stop_all(mut self) {
+        let more_inventories = std::mem::take(&mut self.more_inventories);
         for service in [
             self.gateway.take(),
             self.billing.take(),
             self.inventory.take(),
         ]
         .into_iter()
+        .chain(more_inventories)
         .flatten()
         {
             service.stop().await;
         }
     }
+}
+
+fn address(socket: &TcpListener) -> SocketAddr {
+    socket.local_addr().unwrap()
 }
 
 /// The socket held for a service, bound again on `addr` if it was closed.

@@ -691,3 +691,78 @@ async fn s8_inventory_restarted_under_load_every_read_through_the_gateway_answer
     );
     platform.stop_all().await;
 }
+
+#[tokio::test]
+async fn s10_two_billing_consumers_drain_one_backlog_and_one_is_killed_half_way() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start().await;
+    let (outcome, _) = backlog_with_billing_stopped(&mut platform, 10_000).await;
+
+    let started = Instant::now();
+    platform.start_billing().await;
+    let second = platform.start_another_billing().await;
+    platform.wait_billed(5_000, Duration::from_secs(120)).await;
+    platform.billing.take().unwrap().kill().await;
+    let (_, at_kill) = platform.billed().await;
+    let drain = platform.wait_billed(10_000, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    report(&format!(
+        "s10 two consumers, one SIGKILLed after {at_kill} of 10000 billed: the other drained the \
+         rest in {:.1}s (all in {:.1}s)",
+        drain.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ));
+    assert_billed_once_all_acknowledged(
+        &platform,
+        "s10 two consumers, one killed",
+        &outcome.acknowledged,
+        started.elapsed(),
+    )
+    .await;
+    second.stop().await;
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s11_two_inventories_one_stopped_under_read_load_every_read_answered() {
+    let _serial = SERIAL.lock().await;
+    let mut platform = Platform::start_with_inventories(2).await;
+    let http = platform.http.clone();
+    let url = format!("{}/api/movies?limit=20", platform.gateway_url);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load_until(16, stop.clone(), move || {
+        let request = http.get(&url).send();
+        async move {
+            let response = request.await?;
+            let status = response.status().as_u16();
+            response.bytes().await?;
+            Ok((status, None))
+        }
+    }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // `systemctl stop inventory` on one machine: SIGTERM, and its socket closed once it exits.
+    let stopping = Instant::now();
+    platform.inventory.take().unwrap().stop().await;
+    platform.close_inventory_socket();
+    let stopped_in = stopping.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.await.unwrap();
+    report(&format!(
+        "s11 one of two inventories stopped ({:.1}s) under read load: {}",
+        stopped_in.as_secs_f64(),
+        outcome.summary()
+    ));
+    assert!(
+        outcome.failures.is_empty(),
+        "no read refused, reset or cut off: {:?}",
+        &outcome.failures[..outcome.failures.len().min(5)]
+    );
+    assert_eq!(
+        outcome.answers.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "every read answered 200: {}",
+        outcome.summary()
+    );
+    platform.stop_all().await;
+}

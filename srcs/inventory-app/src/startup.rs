@@ -2,9 +2,9 @@
 
 use std::future::Future;
 
-use actix_web::{dev::Server, web, HttpServer};
+use actix_web::{web, HttpServer};
 use common::{
-    http as shared_http,
+    http::{self as shared_http, HttpService, Stopping},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -14,8 +14,7 @@ use database::PoolGauges;
 use crate::{configuration::Settings, routes, store};
 
 pub struct Application {
-    port: u16,
-    server: Server,
+    http: HttpService,
 }
 
 impl Service for Application {
@@ -27,30 +26,29 @@ impl Service for Application {
     async fn build(settings: Settings) -> Result<Self, StartupError> {
         let pool = database::build_pool(&settings.database, Self::NAME);
         store::migrate_when_reachable(&settings.database, &pool).await?;
-        let (listener, addr) = shared_http::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")?;
+        let listener = shared_http::listen(settings.bind_addr, "INVENTORY_BIND_ADDR")?;
         let metrics = Metrics::new("inventory");
         let pool_gauges = web::Data::new(PoolGauges::new(&metrics));
         let metrics = web::Data::new(metrics);
         let pool = web::Data::new(pool);
         let admin_token = web::Data::new(settings.admin_token.clone());
+        let stopping = Stopping::default();
+        let app_stopping = stopping.clone();
         let server = HttpServer::new(move || {
-            shared_http::app()
+            shared_http::app(&app_stopping)
                 .app_data(pool.clone())
                 .app_data(admin_token.clone())
                 .app_data(metrics.clone())
                 .app_data(pool_gauges.clone())
                 .configure(routes::configure)
         });
-        let server = shared_http::start(server, listener, settings.shutdown_timeout)?;
-        log::info!("{} listening on {addr}", Self::NAME);
-        Ok(Self {
-            port: addr.port(),
-            server,
-        })
+        let http = shared_http::start(server, listener, settings.shutdown_timeout, stopping)?;
+        log::info!("{} listening on {}", Self::NAME, http.addr());
+        Ok(Self { http })
     }
 
     fn port(&self) -> u16 {
-        self.port
+        self.http.addr().port()
     }
 
     /// Migrated and listening: ready to serve.
@@ -63,6 +61,6 @@ impl Service for Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        shared_http::serve_until(self.server, shutdown).await
+        self.http.serve_until(shutdown).await
     }
 }

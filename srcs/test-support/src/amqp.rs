@@ -21,7 +21,9 @@ pub fn unique_queue() -> OrderQueue {
 
 /// A channel on a new connection to the test broker.
 pub async fn amqp_channel() -> Channel {
-    let brokers = test_amqp_url().parse().expect("TEST_AMQP_URL is an amqp:// URL");
+    let brokers = test_amqp_url()
+        .parse()
+        .expect("TEST_AMQP_URL is an amqp:// URL");
     let (connection, _) = common::amqp::connect(&brokers, "test-support", Duration::from_secs(5))
         .await
         .unwrap_or_else(|e| {

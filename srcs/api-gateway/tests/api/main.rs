@@ -6,4 +6,5 @@ mod helpers;
 mod movies_proxy;
 mod observability;
 mod orders;
+mod scaling;
 mod security;

@@ -122,3 +122,61 @@ async fn a_stop_while_reconnecting_to_a_lost_broker_ends_in_bounded_time() {
         .await
         .expect("stopped while reconnecting");
 }
+
+#[tokio::test]
+async fn with_several_broker_nodes_billing_moves_to_the_next_when_its_node_is_lost() {
+    let bed = TestBed::new().await;
+    // Two "nodes": two ways to the one test broker, each cuttable on its own.
+    let (preferred, other) = (
+        TcpProxy::start(broker_addr()).await,
+        TcpProxy::start(broker_addr()).await,
+    );
+    let amqp_url = format!(
+        "{},{}",
+        amqp_url_via(preferred.addr()),
+        amqp_url_via(other.addr())
+    );
+    let billing = bed.start_billing_with(bed.settings(&amqp_url)).await;
+    let http = reqwest::Client::new();
+    let connected_to = || async {
+        let ready = test_support::get_json(&http, billing.url("/ready")).await;
+        ready["connected_to"]["broker"].as_str().map(str::to_owned)
+    };
+    let preferred_node = preferred.addr().to_string();
+    test_support::eventually(
+        Duration::from_secs(10),
+        "consuming from the first node",
+        || async { connected_to().await.as_deref() == Some(preferred_node.as_str()) },
+    )
+    .await;
+
+    preferred.cut();
+    let other_node = other.addr().to_string();
+    test_support::eventually(
+        Duration::from_secs(15),
+        "consuming from the second node",
+        || async { connected_to().await.as_deref() == Some(other_node.as_str()) },
+    )
+    .await;
+    for i in 0..20 {
+        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-failover")
+            .await;
+    }
+    bed.wait_for_rows(20).await;
+    let metrics = http
+        .get(billing.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |node: &str| {
+        test_support::metric(
+            &metrics,
+            &format!("billing_broker_node_connected{{node=\"{node}\"}}"),
+        )
+    };
+    assert_eq!((gauge(&preferred_node), gauge(&other_node)), (0.0, 1.0));
+    billing.stop().await;
+}

@@ -1,0 +1,111 @@
+//! Several instances behind the gateway: broker nodes and inventory instances.
+
+use std::time::Duration;
+
+use serde_json::json;
+use test_support::{eventually, get_json, metric, TcpProxy};
+
+use crate::helpers::{gateway_settings, spawn_gateway_with, spawn_inventory};
+
+/// The test broker reached through `proxy`.
+fn via(proxy: &TcpProxy) -> String {
+    test_support::test_amqp_url().replace("127.0.0.1:5672", &proxy.addr().to_string())
+}
+
+#[tokio::test]
+async fn with_several_broker_nodes_orders_move_to_the_next_node_when_one_is_lost() {
+    let inventory = spawn_inventory().await;
+    // Two "nodes": two ways to the one test broker, each cuttable on its own.
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let (preferred, other) = (TcpProxy::start(broker).await, TcpProxy::start(broker).await);
+    let queue = test_support::unique_queue();
+    let amqp_url = format!("{},{}", via(&preferred), via(&other));
+    let (gateway, connected) =
+        spawn_gateway_with(gateway_settings(inventory, &amqp_url, &queue)).await;
+    assert!(connected);
+    let connected_to = || async {
+        let ready = get_json(&gateway.http, gateway.url("/ready")).await;
+        ready["connected_to"]["broker"].as_str().map(str::to_owned)
+    };
+    assert_eq!(connected_to().await, Some(preferred.addr().to_string()));
+
+    preferred.cut();
+    let order = json!({"user_id": "1", "number_of_items": 1, "total_amount": "1.00"});
+    let confirmed = std::cell::Cell::new(0);
+    eventually(
+        Duration::from_secs(15),
+        "orders are confirmed through the other node",
+        || async {
+            // Meanwhile every answer is 202 (confirmed) or a quick 503, never anything else.
+            let status = gateway.post_order(&order, None).await.status();
+            assert!(status == 202 || status == 503, "{status}");
+            confirmed.set(confirmed.get() + usize::from(status == 202));
+            status == 202
+        },
+    )
+    .await;
+    assert_eq!(connected_to().await, Some(other.addr().to_string()));
+    let scrape = gateway
+        .http
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let scrape = scrape.text().await.unwrap();
+    let gauge = |proxy: &TcpProxy| {
+        let series = format!("gateway_broker_node_connected{{node=\"{}\"}}", proxy.addr());
+        metric(&scrape, &series)
+    };
+    assert_eq!((gauge(&preferred), gauge(&other)), (0.0, 1.0));
+    assert_eq!(
+        gateway.queued().await as usize,
+        confirmed.get(),
+        "every 202 is on the queue"
+    );
+}
+
+#[tokio::test]
+async fn with_two_inventories_reads_and_writes_fail_over_from_one_that_is_down() {
+    let live = spawn_inventory().await;
+    // A port nothing listens on: an instance that is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
+    settings.inventory_urls = vec![format!("http://{down}"), format!("http://{live}")];
+    let (gateway, connected) = spawn_gateway_with(settings).await;
+    assert!(connected);
+
+    // Writes too: a request that never reached an instance is safe to send to another.
+    let created = gateway
+        .http
+        .post(gateway.url("/api/movies"))
+        .bearer_auth(test_support::ADMIN_TOKEN)
+        .json(&json!({"title": "Shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // One after another: this is about which instance answers, not about load.
+    for _ in 0..100 {
+        assert_eq!(gateway.get("/api/movies").await.status(), 200);
+    }
+    let ready = get_json(&gateway.http, gateway.url("/ready")).await;
+    assert_eq!(
+        ready["checks"]["inventory"], "up",
+        "one instance is enough: {ready}"
+    );
+    let scrape = gateway.get("/metrics").await.text().await.unwrap();
+    let breaker = |addr: std::net::SocketAddr| {
+        let series =
+            format!("gateway_circuit_breaker_state{{instance=\"{addr}\",upstream=\"inventory\"}}");
+        metric(&scrape, &series)
+    };
+    assert_eq!(
+        (breaker(down), breaker(live)),
+        (1.0, 0.0),
+        "the down instance's circuit opened, the live one's did not"
+    );
+}
