@@ -222,7 +222,7 @@ async fn supervise(
             Ok((connection, channel, node)) => {
                 backoff.reset();
                 log::info!(
-                    "connected to broker node {}; publishing orders to queue {}",
+                    "connected to the broker (node {}); publishing orders to queue {}",
                     node.address(),
                     settings.queue.name()
                 );

@@ -188,8 +188,11 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
         scrape
             .lines()
             .find_map(|l| {
-                l.strip_prefix(r#"gateway_circuit_breaker_state{upstream="inventory"} "#)
-                    .map(str::to_owned)
+                let series = format!(
+                    r#"gateway_circuit_breaker_state{{instance="{}",upstream="inventory"}} "#,
+                    proxy.addr()
+                );
+                l.strip_prefix(series.as_str()).map(str::to_owned)
             })
             .unwrap()
     };

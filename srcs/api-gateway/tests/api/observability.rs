@@ -27,7 +27,11 @@ async fn readiness_names_the_broker_and_inventory() {
         ready().await,
         (
             200,
-            json!({"status": "ready", "checks": {"broker": "up", "inventory": "up"}})
+            json!({
+                "status": "ready",
+                "checks": {"broker": "up", "inventory": "up"},
+                "connected_to": {"broker": broker.addr().to_string()},
+            })
         )
     );
 
@@ -44,6 +48,11 @@ async fn readiness_names_the_broker_and_inventory() {
         || async { ready().await.1["checks"]["broker"] == "down" },
     )
     .await;
+    let (_, body) = ready().await;
+    assert!(
+        body.get("connected_to").is_none(),
+        "no node while none: {body}"
+    );
     assert_eq!(gateway.get("/health").await.status(), 200);
     broker.restore();
     eventually(Duration::from_secs(15), "ready again", || async {
