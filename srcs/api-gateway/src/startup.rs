@@ -4,7 +4,7 @@ use std::{future::Future, net::TcpListener};
 
 use actix_web::{web, HttpServer};
 use common::{
-    http::{self as shared_http, HttpService, Stopping},
+    http::{self as shared_http, HttpService},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -105,10 +105,8 @@ fn serve(
         Some((per_second, burst)) => RateLimit::new(per_second, burst),
         None => RateLimit::disabled(),
     });
-    let stopping = Stopping::default();
-    let app_stopping = stopping.clone();
     let server = HttpServer::new(move || {
-        shared_http::app(&app_stopping)
+        shared_http::app()
             .app_data(web::Data::new(upstreams.for_this_worker()))
             .app_data(publisher.clone())
             .app_data(recent_keys.clone())
@@ -117,5 +115,5 @@ fn serve(
             .app_data(rate_limit.clone())
             .configure(routes::configure)
     });
-    shared_http::start(server, listener, settings.shutdown_timeout, stopping)
+    shared_http::start(server, listener, settings.shutdown_timeout)
 }

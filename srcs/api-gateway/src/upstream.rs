@@ -211,7 +211,8 @@ impl UpstreamMetrics {
                         "circuit_breaker_state",
                         "Circuit breaker of each upstream: 0 closed, 1 open (failing fast), 2 half-open (probing).",
                     ),
-                    &["upstream", "instance"],
+                    // Not `instance`: Prometheus gives that name to the scraped target.
+                    &["upstream", "target"],
                 )
                 .expect("valid metric"),
             ),
@@ -436,11 +437,13 @@ fn may_be_repeated(method: &actix_web::http::Method) -> bool {
     [Method::GET, Method::HEAD, Method::PUT].contains(method)
 }
 
+/// A connection that could not be made, even for lack of time (a machine that is off or drops
+/// packets), is unreachable: the request never left, so another instance may take it.
 fn classify(e: reqwest::Error) -> UpstreamFailure {
-    if e.is_timeout() {
-        UpstreamFailure::Timeout(e)
-    } else if e.is_connect() {
+    if e.is_connect() {
         UpstreamFailure::Unreachable(e)
+    } else if e.is_timeout() {
+        UpstreamFailure::Timeout(e)
     } else {
         UpstreamFailure::BadAnswer(e)
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use actix_web::{web, HttpServer};
 use common::{
-    http::{self as shared_http, HttpService, Stopping},
+    http::{self as shared_http, HttpService},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -48,10 +48,8 @@ impl Service for Application {
         let metrics = web::Data::new(metrics);
         let status = web::Data::new(consumer_status.clone());
         let pool_data = web::Data::new(pool.clone());
-        let stopping = Stopping::default();
-        let app_stopping = stopping.clone();
         let server = HttpServer::new(move || {
-            shared_http::app(&app_stopping)
+            shared_http::app()
                 .app_data(pool_data.clone())
                 .app_data(metrics.clone())
                 .app_data(pool_gauges.clone())
@@ -61,7 +59,7 @@ impl Service for Application {
         .workers(1);
         // SHUTDOWN_TIMEOUT_MS bounds the consumer's drain; the listener, stopped after it,
         // answers only short operations requests and gets a few seconds of its own.
-        let http = shared_http::start(server, listener, HTTP_STOP_GRACE, stopping)?;
+        let http = shared_http::start(server, listener, HTTP_STOP_GRACE)?;
         log::info!("{} listening on {}", Self::NAME, http.addr());
         Ok(Self {
             settings,

@@ -5,10 +5,6 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::Duration,
 };
 
@@ -18,37 +14,17 @@ use actix_web::{
     body::MessageBody,
     dev::{AppConfig, Response, Server, Service, ServiceFactory, ServiceRequest, ServiceResponse},
     error::{InternalError, JsonPayloadError, PathError, QueryPayloadError},
-    http::{header, ConnectionType, Method, StatusCode},
-    middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger, Next},
+    http::{header, Method, StatusCode},
+    middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers, Logger},
     web, App, HttpRequest, HttpResponse, HttpServer, Route,
 };
 
 use crate::problem::{Problem, PROBLEM_JSON};
 
-/// Set when the server starts stopping (see [`HttpService::serve_until`]): from then on every answer closes
-/// its connection, so that a client holding keep-alive connections (the gateway) sends its next
-/// request on a new connection, to another instance or to the next process, instead of having
-/// it cut off when the server's grace period ends.
-#[derive(Clone, Default)]
-pub struct Stopping(Arc<AtomicBool>);
-
-impl Stopping {
-    fn begin(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    fn has_begun(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// The application every service starts from: one request log line, metrics, the request id,
-/// problem+json for every error, limits on the request's head, body size and body time,
-/// connections closed once `stopping` (see [`Stopping`]), and a 404 problem for unknown routes.
-/// Services add their state and routes.
-pub fn app(
-    stopping: &Stopping,
-) -> App<
+/// problem+json for every error, limits on the request's head, body size and body time, and a
+/// 404 problem for unknown routes. Services add their state and routes.
+pub fn app() -> App<
     impl ServiceFactory<
         ServiceRequest,
         Config = (),
@@ -58,8 +34,6 @@ pub fn app(
     >,
 > {
     App::new()
-        .app_data(stopping.clone())
-        .wrap(from_fn(close_connections_when_stopping))
         .wrap(from_fn(crate::request_limits::middleware))
         .wrap(problem_error_handlers())
         .wrap(from_fn(crate::request_id::middleware))
@@ -76,25 +50,9 @@ pub fn app(
 /// before the server drains (and closes every connection without a request in progress).
 pub(crate) const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_millis(300);
 
-async fn close_connections_when_stopping(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let stopping = req.app_data::<Stopping>().cloned();
-    let mut response = next.call(req).await?;
-    if stopping.is_some_and(|stopping| stopping.has_begun()) {
-        response
-            .response_mut()
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
-    }
-    Ok(response)
-}
-
 /// A service's HTTP server, started (see [`start`]) and run with [`HttpService::serve_until`].
 pub struct HttpService {
     server: Server,
-    stopping: Stopping,
     addr: SocketAddr,
 }
 
@@ -104,9 +62,8 @@ impl HttpService {
         self.addr
     }
 
-    /// Serves until `shutdown` completes, then stops without cutting a client off: answers
-    /// close their connections from then on (see [`Stopping`]), and
-    /// [`stop_without_cutting_off`] finishes what is in progress.
+    /// Serves until `shutdown` completes, then stops without cutting a client off (see
+    /// [`stop_without_cutting_off`]).
     pub async fn serve_until(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -121,7 +78,6 @@ impl HttpService {
             finished = &mut running => return joined(finished),
             () = shutdown => {}
         }
-        self.stopping.begin();
         stop_without_cutting_off(&handle).await;
         joined(running.await)
     }
@@ -156,7 +112,7 @@ pub fn listen(addr: SocketAddr, setting: &str) -> Result<TcpListener, BindError>
         .map_err(|source| BindError { addr, source })
 }
 
-/// Starts `server` (whose [`app`]s were given `stopping`) on `listener` with what every
+/// Starts `server` on `listener` with what every
 /// service's server shares: the deadlines on reading a request and on idle connections (see
 /// `request_limits` and `connection_watch` for the rest), no signal handling of its own (the
 /// lifecycle stops it, see [`HttpService::serve_until`]), and `shutdown_timeout` for the
@@ -165,7 +121,6 @@ pub fn start<F, I, S, B>(
     server: HttpServer<F, I, S, B>,
     listener: TcpListener,
     shutdown_timeout: Duration,
-    stopping: Stopping,
 ) -> Result<HttpService, BindError>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -192,7 +147,6 @@ where
         .map_err(|source| BindError { addr, source })?;
     Ok(HttpService {
         server: server.run(),
-        stopping,
         addr,
     })
 }

@@ -705,6 +705,10 @@ async fn s10_two_billing_consumers_drain_one_backlog_and_one_is_killed_half_way(
     platform.wait_billed(3_000, Duration::from_secs(120)).await;
     platform.billing.take().unwrap().kill().await;
     let (_, at_kill) = platform.billed().await;
+    assert!(
+        at_kill < 10_000,
+        "killed while the backlog was still being drained"
+    );
     let drain = platform.wait_billed(10_000, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     report(&format!(

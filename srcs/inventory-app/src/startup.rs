@@ -4,7 +4,7 @@ use std::future::Future;
 
 use actix_web::{web, HttpServer};
 use common::{
-    http::{self as shared_http, HttpService, Stopping},
+    http::{self as shared_http, HttpService},
     lifecycle::{Service, StartupError},
     metrics::Metrics,
 };
@@ -32,17 +32,15 @@ impl Service for Application {
         let metrics = web::Data::new(metrics);
         let pool = web::Data::new(pool);
         let admin_token = web::Data::new(settings.admin_token.clone());
-        let stopping = Stopping::default();
-        let app_stopping = stopping.clone();
         let server = HttpServer::new(move || {
-            shared_http::app(&app_stopping)
+            shared_http::app()
                 .app_data(pool.clone())
                 .app_data(admin_token.clone())
                 .app_data(metrics.clone())
                 .app_data(pool_gauges.clone())
                 .configure(routes::configure)
         });
-        let http = shared_http::start(server, listener, settings.shutdown_timeout, stopping)?;
+        let http = shared_http::start(server, listener, settings.shutdown_timeout)?;
         log::info!("{} listening on {}", Self::NAME, http.addr());
         Ok(Self { http })
     }

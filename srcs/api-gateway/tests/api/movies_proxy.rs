@@ -189,7 +189,7 @@ async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
             .lines()
             .find_map(|l| {
                 let series = format!(
-                    r#"gateway_circuit_breaker_state{{instance="{}",upstream="inventory"}} "#,
+                    r#"gateway_circuit_breaker_state{{target="{}",upstream="inventory"}} "#,
                     proxy.addr()
                 );
                 l.strip_prefix(series.as_str()).map(str::to_owned)

@@ -100,7 +100,7 @@ async fn with_two_inventories_reads_and_writes_fail_over_from_one_that_is_down()
     let scrape = gateway.get("/metrics").await.text().await.unwrap();
     let breaker = |addr: std::net::SocketAddr| {
         let series =
-            format!("gateway_circuit_breaker_state{{instance=\"{addr}\",upstream=\"inventory\"}}");
+            format!("gateway_circuit_breaker_state{{target=\"{addr}\",upstream=\"inventory\"}}");
         metric(&scrape, &series)
     };
     assert_eq!(
@@ -108,4 +108,47 @@ async fn with_two_inventories_reads_and_writes_fail_over_from_one_that_is_down()
         (1.0, 0.0),
         "the down instance's circuit opened, the live one's did not"
     );
+}
+
+/// A listener whose accept queue is full: further connection attempts get no answer at all, as
+/// from a machine that is off or a firewall that drops.
+fn silent_listener() -> (
+    tokio::net::TcpListener,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fillers = (0..8)
+        .map_while(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .collect();
+    (listener, fillers, addr)
+}
+
+#[tokio::test]
+async fn an_instance_that_never_answers_a_connection_is_passed_over_too() {
+    let live = spawn_inventory().await;
+    let (_listener, _fillers, silent) = silent_listener();
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
+    settings.inventory_urls = vec![format!("http://{silent}"), format!("http://{live}")];
+    let (gateway, connected) = spawn_gateway_with(settings).await;
+    assert!(connected);
+    let created = gateway
+        .http
+        .post(gateway.url("/api/movies"))
+        .bearer_auth(test_support::ADMIN_TOKEN)
+        .json(&json!({"title": "Behind a silent instance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "a write never sent may go elsewhere");
+    // Through the circuit's opening and at least one probe of the silent instance (2 s).
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(gateway.get("/api/movies").await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
