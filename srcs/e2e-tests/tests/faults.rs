@@ -613,12 +613,38 @@ where
         restart.as_secs_f64(),
         outcome.summary()
     ));
+    assert_nothing_cut_off("s8", &outcome);
+    outcome
+}
+
+/// Asserts no request of a scenario was refused, reset or cut off.
+fn assert_nothing_cut_off(scenario: &str, outcome: &RestartOutcome) {
     assert!(
         outcome.failures.is_empty(),
-        "no request refused, reset or cut off: {:?}",
+        "{scenario}: no request refused, reset or cut off: {:?}",
         &outcome.failures[..outcome.failures.len().min(5)]
     );
-    outcome
+}
+
+/// One request of a load: its status and, for an order answered 202, the order id.
+type LoadRequest = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(u16, Option<String>), reqwest::Error>> + Send>,
+>;
+
+/// Catalogue reads through the gateway (its pooled keep-alive connections to inventory are
+/// the ones a restart or a stop closes), for `load_until`.
+fn catalogue_reads(platform: &Platform) -> impl Fn() -> LoadRequest + Clone + Send + 'static {
+    let http = platform.http.clone();
+    let url = format!("{}/api/movies?limit=20", platform.gateway_url);
+    move || {
+        let request = http.get(&url).send();
+        Box::pin(async move {
+            let response = request.await?;
+            let status = response.status().as_u16();
+            response.bytes().await?;
+            Ok((status, None))
+        })
+    }
 }
 
 #[tokio::test]
@@ -669,20 +695,8 @@ async fn s8_gateway_restarted_under_load_finishes_what_it_accepted_and_resets_no
 async fn s8_inventory_restarted_under_load_every_read_through_the_gateway_answered() {
     let _serial = SERIAL.lock().await;
     let mut platform = Platform::start().await;
-    // Reads through the gateway, whose pooled keep-alive connections to inventory are the ones
-    // a restart closes.
-    let http = platform.http.clone();
-    let url = format!("{}/api/movies?limit=20", platform.gateway_url);
-    let outcome = restart_under_load(&mut platform, Restarted::Inventory, 16, move || {
-        let request = http.get(&url).send();
-        async move {
-            let response = request.await?;
-            let status = response.status().as_u16();
-            response.bytes().await?;
-            Ok((status, None))
-        }
-    })
-    .await;
+    let reads = catalogue_reads(&platform);
+    let outcome = restart_under_load(&mut platform, Restarted::Inventory, 16, reads).await;
     assert_eq!(
         outcome.answers.keys().copied().collect::<Vec<_>>(),
         [200],
@@ -732,18 +746,8 @@ async fn s10_two_billing_consumers_drain_one_backlog_and_one_is_killed_half_way(
 async fn s11_two_inventories_one_stopped_under_read_load_every_read_answered() {
     let _serial = SERIAL.lock().await;
     let mut platform = Platform::start_with_inventories(2).await;
-    let http = platform.http.clone();
-    let url = format!("{}/api/movies?limit=20", platform.gateway_url);
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(load_until(16, stop.clone(), move || {
-        let request = http.get(&url).send();
-        async move {
-            let response = request.await?;
-            let status = response.status().as_u16();
-            response.bytes().await?;
-            Ok((status, None))
-        }
-    }));
+    let load = tokio::spawn(load_until(16, stop.clone(), catalogue_reads(&platform)));
     tokio::time::sleep(Duration::from_secs(2)).await;
     // `systemctl stop inventory` on one machine: SIGTERM, and its socket closed once it exits.
     let stopping = Instant::now();
@@ -758,11 +762,7 @@ async fn s11_two_inventories_one_stopped_under_read_load_every_read_answered() {
         stopped_in.as_secs_f64(),
         outcome.summary()
     ));
-    assert!(
-        outcome.failures.is_empty(),
-        "no read refused, reset or cut off: {:?}",
-        &outcome.failures[..outcome.failures.len().min(5)]
-    );
+    assert_nothing_cut_off("s11", &outcome);
     assert_eq!(
         outcome.answers.keys().copied().collect::<Vec<_>>(),
         [200],

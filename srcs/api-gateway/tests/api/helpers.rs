@@ -77,6 +77,17 @@ impl TestGateway {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `POST /api/movies` with the admin token.
+    pub async fn post_movie(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/movies"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_order(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
         let mut request = self.http.post(self.url("/api/billing")).json(body);
         if let Some(key) = key {

@@ -79,14 +79,7 @@ async fn with_two_inventories_reads_and_writes_fail_over_from_one_that_is_down()
     assert!(connected);
 
     // Writes too: a request that never reached an instance is safe to send to another.
-    let created = gateway
-        .http
-        .post(gateway.url("/api/movies"))
-        .bearer_auth(test_support::ADMIN_TOKEN)
-        .json(&json!({"title": "Shared"}))
-        .send()
-        .await
-        .unwrap();
+    let created = gateway.post_movie(&json!({"title": "Shared"})).await;
     assert_eq!(created.status(), 201);
     // One after another: this is about which instance answers, not about load.
     for _ in 0..100 {
@@ -137,13 +130,8 @@ async fn an_instance_that_never_answers_a_connection_is_passed_over_too() {
     let (gateway, connected) = spawn_gateway_with(settings).await;
     assert!(connected);
     let created = gateway
-        .http
-        .post(gateway.url("/api/movies"))
-        .bearer_auth(test_support::ADMIN_TOKEN)
-        .json(&json!({"title": "Behind a silent instance"}))
-        .send()
-        .await
-        .unwrap();
+        .post_movie(&json!({"title": "Behind a silent instance"}))
+        .await;
     assert_eq!(created.status(), 201, "a write never sent may go elsewhere");
     // Through the circuit's opening and at least one probe of the silent instance (2 s).
     let started = std::time::Instant::now();
