@@ -29,3 +29,8 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
 pub async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// `GET url`, and its body as text (whatever the status).
+pub async fn get_text(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}

@@ -19,7 +19,7 @@ mod settings;
 pub use amqp::{amqp_channel, order_message, queue_depth, test_amqp_url, unique_queue};
 pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};
-pub use http::{assert_problem, get_json};
+pub use http::{assert_problem, get_json, get_text};
 pub use proxy::TcpProxy;
 pub use settings::{billing_settings, gateway_settings, inventory_settings, ServiceEnv};
 

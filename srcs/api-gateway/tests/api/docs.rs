@@ -71,14 +71,8 @@ async fn the_spec_and_swagger_ui_are_served_from_the_binary() {
         .unwrap()
         .starts_with("text/html"));
     assert!(index.text().await.unwrap().contains("swagger-ui"));
-    let initializer = http
-        .get(gateway.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let initializer =
+        test_support::get_text(&http, gateway.url("/docs/swagger-initializer.js")).await;
     assert!(
         initializer.contains("/openapi.yaml"),
         "Swagger UI loads our spec"

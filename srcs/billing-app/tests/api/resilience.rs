@@ -163,14 +163,7 @@ async fn with_several_broker_nodes_billing_moves_to_the_next_when_its_node_is_lo
             .await;
     }
     bed.wait_for_rows(20).await;
-    let metrics = http
-        .get(billing.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = test_support::get_text(&http, billing.url("/metrics")).await;
     let gauge = |node: &str| {
         test_support::metric(
             &metrics,
