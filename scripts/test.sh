@@ -3,6 +3,7 @@
 # On a fresh Debian 12 / Ubuntu machine with only the Rust toolchain, it installs what is missing.
 set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
+. "$(dirname "$0")/lib/rabbitmq-cluster.sh"
 cd "$REPO_ROOT"
 
 start_local_servers
@@ -15,8 +16,13 @@ pg_psql -c "SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_data
 rmq_recreate_vhost movie-test
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
 
+log "starting the three-node test cluster of RabbitMQ (scripts/lib/rabbitmq-cluster.sh)"
+start_test_cluster
+
 export TEST_DATABASE_URL="postgres://movie_test:${TEST_DB_PASSWORD}@127.0.0.1:5432/postgres"
 export TEST_AMQP_URL="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"
+TEST_AMQP_CLUSTER_URL="$(test_cluster_urls)"
+export TEST_AMQP_CLUSTER_URL
 export RUST_BACKTRACE=1
 
 log "building"

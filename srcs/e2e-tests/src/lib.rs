@@ -188,6 +188,16 @@ impl Platform {
     /// [`Platform::start`] with `count` inventory instances on one catalogue database, all
     /// behind the gateway (`INVENTORY_URL` lists them).
     pub async fn start_with_inventories(count: usize) -> Self {
+        Self::start_shaped(count, None).await
+    }
+
+    /// [`Platform::start`] on the three-node test cluster of RabbitMQ: the gateway lists the
+    /// nodes `movie-a` first, billing `movie-c` first, as if each ran on the machine of its node.
+    pub async fn start_on_cluster() -> Self {
+        Self::start_shaped(1, Some(test_support::test_cluster_url())).await
+    }
+
+    async fn start_shaped(count: usize, cluster: Option<String>) -> Self {
         let no_migration = |_url: String| async {};
         let inventory_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
         let billing_db = test_support::TestDatabase::create("e2e", "empty", no_migration).await;
@@ -215,6 +225,16 @@ impl Platform {
             &queue,
         )
         .with("GATEWAY_BIND_ADDR", gateway_addr.to_string());
+        let (billing_env, gateway_env) = match cluster {
+            None => (billing_env, gateway_env),
+            Some(nodes) => {
+                let reversed: Vec<&str> = nodes.split(',').rev().collect();
+                (
+                    billing_env.with("AMQP_URL", reversed.join(",")),
+                    gateway_env.with("AMQP_URL", nodes),
+                )
+            }
+        };
         let mut platform = Self {
             gateway_url: format!("http://{gateway_addr}"),
             inventory_url,
@@ -442,18 +462,43 @@ pub fn report(line: &str) {
     writeln!(file, "{line}").unwrap();
 }
 
+/// A node of the test cluster (`movie-a`, `movie-b`, `movie-c`): `kill` (SIGKILL), `stop`
+/// (the whole node, gracefully, once it is safe to), `start` (and wait until it runs) or
+/// `await-healthy` (until losing it would leave every queue its majority), through
+/// scripts/lib/service-ctl.sh.
+pub async fn cluster_node(action: &str, node: &str) {
+    service_ctl(action, node).await;
+}
+
+/// The test cluster node leading `queue` (its quorum queue's Raft leader), asked of `via`.
+pub async fn queue_leader(queue: &str, via: &str) -> String {
+    let output = tokio::process::Command::new("bash")
+        .args([SERVICE_CTL, "leader", via, queue])
+        .output()
+        .await
+        .expect("run service-ctl.sh");
+    assert!(
+        output.status.success(),
+        "service-ctl.sh leader {via} {queue} failed"
+    );
+    let leader = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(!leader.is_empty(), "{queue} has a leader");
+    leader
+}
+
+const SERVICE_CTL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../scripts/lib/service-ctl.sh"
+);
+
 /// Stops or starts PostgreSQL or RabbitMQ the way scripts/test.sh runs them (with or without
 /// systemd), through scripts/lib/service-ctl.sh. Async, so that load running on the same
 /// (single-threaded) test runtime keeps going meanwhile: a stop or start takes seconds, and a
 /// blocking call would hold every request in flight, which the load would then count as slow
 /// answers from the gateway.
 pub async fn service_ctl(action: &str, service: &str) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/lib/service-ctl.sh"
-    );
     let status = tokio::process::Command::new("bash")
-        .args([script, action, service])
+        .args([SERVICE_CTL, action, service])
         .status()
         .await
         .expect("run service-ctl.sh");

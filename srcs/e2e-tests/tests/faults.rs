@@ -771,3 +771,160 @@ async fn s11_two_inventories_one_stopped_under_read_load_every_read_answered() {
     );
     platform.stop_all().await;
 }
+
+/// Orders with fresh Idempotency-Keys through the gateway, for `load_until`.
+fn fresh_orders(
+    platform: &Platform,
+) -> impl Fn() -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(u16, Option<String>), reqwest::Error>> + Send>,
+> + Clone
+       + Send
+       + 'static {
+    let http = platform.http.clone();
+    let url = format!("{}/api/billing", platform.gateway_url);
+    move || {
+        let request = http
+            .post(&url)
+            .header("idempotency-key", Uuid::new_v4().to_string())
+            .json(&serde_json::json!({"user_id": "cluster", "number_of_items": 1, "total_amount": "1.00"}))
+            .send();
+        Box::pin(async move {
+            let response = request.await?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let order_id = (status == 202).then(|| body["order_id"].as_str().unwrap().to_owned());
+            Ok((status, order_id))
+        })
+    }
+}
+
+/// Asserts what the clients of a cluster scenario saw: every order answered (202, or a quick 503
+/// while the gateway moved to another node), none hanging or cut off.
+fn assert_answered_or_refused_quickly(scenario: &str, outcome: &RestartOutcome) {
+    assert!(
+        outcome.failures.is_empty(),
+        "{scenario}: no request refused, reset or cut off: {:?}",
+        &outcome.failures[..outcome.failures.len().min(5)]
+    );
+    assert!(
+        outcome
+            .answers
+            .keys()
+            .all(|status| [202, 503].contains(status)),
+        "{scenario}: only 202 or 503: {}",
+        outcome.summary()
+    );
+    // The publish timeout (5 s) plus a connection attempt (5 s) bound any answer.
+    assert!(
+        outcome.slowest < Duration::from_secs(11),
+        "{scenario}: no answer hangs: {}",
+        outcome.summary()
+    );
+}
+
+/// SIGKILLs a cluster node under the running load, waits until a new order is confirmed again
+/// (the order ids of the probes join `probed`), lets the load run on without it, and starts the
+/// node again. Returns how long orders could not be confirmed.
+async fn kill_node_under_load(
+    platform: &Platform,
+    node: &str,
+    probed: &mut HashSet<String>,
+) -> Duration {
+    // One machine lost while the other two are whole (their queue members caught up).
+    e2e_tests::cluster_node("await-healthy", node).await;
+    let killed = Instant::now();
+    e2e_tests::cluster_node("kill", node).await;
+    let probe = fresh_orders(platform);
+    let failover = loop {
+        if let Ok((202, Some(order_id))) = probe().await {
+            probed.insert(order_id);
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "orders are confirmed again within a minute of losing {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    e2e_tests::cluster_node("start", node).await;
+    failover
+}
+
+#[tokio::test]
+async fn s12_the_node_leading_the_order_queue_killed_under_order_load() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start_on_cluster().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load_until(32, stop.clone(), fresh_orders(&platform)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut probed = HashSet::new();
+    // The queue's leader first; then the gateway's own node (movie-a, first in its list), so
+    // the gateway has to move to another node as well, whichever node led the queue.
+    let leader = e2e_tests::queue_leader(platform.queue.name(), "movie-b").await;
+    let leader_lost = kill_node_under_load(&platform, &leader, &mut probed).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gateway_node_lost = kill_node_under_load(&platform, "movie-a", &mut probed).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut outcome = load.await.unwrap();
+    outcome.acknowledged.extend(probed);
+    report(&format!(
+        "s12 leader {leader} SIGKILLed under order load: orders confirmed again after {:.1}s; \
+         then the gateway's node movie-a: after {:.1}s; {}",
+        leader_lost.as_secs_f64(),
+        gateway_node_lost.as_secs_f64(),
+        outcome.summary()
+    ));
+    assert_answered_or_refused_quickly("s12", &outcome);
+    let recovery = platform
+        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(120))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_billed_exactly_once(
+        &platform,
+        "s12 queue leader killed",
+        &outcome.acknowledged,
+        recovery,
+    )
+    .await;
+    platform.stop_all().await;
+}
+
+#[tokio::test]
+async fn s13_rolling_restart_of_the_three_broker_nodes_under_order_load() {
+    let _serial = SERIAL.lock().await;
+    let platform = Platform::start_on_cluster().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load_until(16, stop.clone(), fresh_orders(&platform)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    for node in ["movie-a", "movie-b", "movie-c"] {
+        // `stop` waits until the node is not needed for any queue's majority.
+        e2e_tests::cluster_node("stop", node).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        e2e_tests::cluster_node("start", node).await;
+    }
+    let rolled = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.await.unwrap();
+    report(&format!(
+        "s13 rolling restart of 3 nodes ({:.1}s) under order load: {}",
+        rolled.as_secs_f64(),
+        outcome.summary()
+    ));
+    assert_answered_or_refused_quickly("s13", &outcome);
+    let recovery = platform
+        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(120))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_billed_exactly_once(
+        &platform,
+        "s13 rolling restart",
+        &outcome.acknowledged,
+        recovery,
+    )
+    .await;
+    platform.stop_all().await;
+}

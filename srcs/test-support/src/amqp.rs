@@ -14,6 +14,12 @@ pub fn test_amqp_url() -> String {
     required_env("TEST_AMQP_URL")
 }
 
+/// `AMQP_URL` for the three-node test cluster (every node, `movie-a` first), from
+/// `TEST_AMQP_CLUSTER_URL`.
+pub fn test_cluster_url() -> String {
+    required_env("TEST_AMQP_CLUSTER_URL")
+}
+
 /// A queue name no other test uses.
 pub fn unique_queue() -> OrderQueue {
     OrderQueue::new(&format!("test-{}", Uuid::new_v4().simple())).expect("valid queue name")

@@ -16,7 +16,9 @@ mod http;
 mod proxy;
 mod settings;
 
-pub use amqp::{amqp_channel, order_message, queue_depth, test_amqp_url, unique_queue};
+pub use amqp::{
+    amqp_channel, order_message, queue_depth, test_amqp_url, test_cluster_url, unique_queue,
+};
 pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};
 pub use http::{assert_problem, get_json, get_text};
