@@ -20,8 +20,10 @@ cluster_node_port() {
 
 cluster_ctl() { local node="$1"; shift; as_root rabbitmqctl -q -n "$node@localhost" "$@"; }
 
-# start_cluster_node NODE: starts the node's Erlang VM (its data kept from earlier starts).
-start_cluster_node() {
+# launch_cluster_node NODE: starts the node's Erlang VM (its data kept from earlier starts)
+# without waiting: a clustered node restarted after all were down waits for its peers' tables,
+# so nodes that are all down start together (start_test_cluster) and are awaited afterwards.
+launch_cluster_node() {
     local node="$1" port dir
     port="$(cluster_node_port "$node")"
     dir="$CLUSTER_DIR/$node"
@@ -36,14 +38,22 @@ start_cluster_node() {
         RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
         RABBITMQ_PID_FILE="$dir/pid" \
         /usr/lib/rabbitmq/bin/rabbitmq-server -detached
-    wait_until --every 1 120 "cluster node $node to start" \
-        cluster_ctl "$node" await_startup --timeout 60 || die "cluster node $node did not start (see $dir/log)"
 }
+
+# await_cluster_node NODE: until the node runs RabbitMQ.
+await_cluster_node() {
+    wait_until --every 1 180 "cluster node $1 to start" cluster_ctl "$1" await_startup --timeout 60 ||
+        die "cluster node $1 did not start (see $CLUSTER_DIR/$1/log)"
+}
+
+# start_cluster_node NODE: starts the node and waits until it runs.
+start_cluster_node() { launch_cluster_node "$1"; await_cluster_node "$1"; }
 
 # kill_cluster_node NODE: SIGKILL to the node's Erlang VM, as a crash or a power cut.
 kill_cluster_node() {
     local pid
-    pid="$(as_root cat "$CLUSTER_DIR/$1/pid")"
+    pid="$(cluster_ctl "$1" eval 'os:getpid().' | tr -dc 0-9)"
+    [ -n "$pid" ] || die "cluster node $1 does not tell its process id"
     as_root kill -KILL "$pid"
     wait_until 30 "cluster node $1 to die" process_gone "$pid"
 }
@@ -51,10 +61,14 @@ kill_cluster_node() {
 # start_test_cluster: the three nodes up and clustered, and the test vhost and user on them
 # (the same user and password as the single test broker).
 start_test_cluster() {
-    local node
+    local node launched=()
     for node in "${CLUSTER_NODES[@]}"; do
-        cluster_ctl "$node" status >/dev/null 2>&1 || start_cluster_node "$node"
+        if ! cluster_ctl "$node" status >/dev/null 2>&1; then
+            launch_cluster_node "$node"
+            launched+=("$node")
+        fi
     done
+    for node in "${launched[@]}"; do await_cluster_node "$node"; done
     for node in "${CLUSTER_NODES[@]:1}"; do
         if ! cluster_ctl "$node" cluster_status 2>/dev/null | grep -q "${CLUSTER_NODES[0]}@localhost"; then
             log "joining $node to the test cluster"

@@ -61,7 +61,7 @@ pub(crate) struct OrderPublisher {
     /// The broker node the channel is to, while connected.
     node: Arc<Mutex<Option<BrokerNode>>>,
     /// Tells the supervisor a publish failed, so it checks the connection (and the topology).
-    trouble: mpsc::Sender<()>,
+    trouble: mpsc::Sender<Trouble>,
     queue: OrderQueue,
     publish_timeout: Duration,
     /// Until then, a publish without a connection waits for the first one...
@@ -192,9 +192,13 @@ impl OrderPublisher {
                 None => Ok(()),
             },
         };
-        if result.is_err() {
+        if let Err(e) = &result {
+            let trouble = match e {
+                PublishError::Nacked | PublishError::Timeout(_) => Trouble::Unconfirmed,
+                _ => Trouble::Failed,
+            };
             // Full means the supervisor already has a report to look at.
-            let _ = self.trouble.try_send(());
+            let _ = self.trouble.try_send(trouble);
         } else {
             timer.observe_duration();
         }
@@ -207,12 +211,27 @@ impl OrderPublisher {
     }
 }
 
+/// Why a publish failed, as the supervisor sees it.
+#[derive(Debug, Clone, Copy)]
+enum Trouble {
+    /// Nacked or not confirmed in time. A channel opened while its node still counted a dead
+    /// node as the queue's leader was seen nacking every publish for over a minute after a new
+    /// leader was elected (RabbitMQ 3.10): a new connection and channel publish normally.
+    Unconfirmed,
+    /// Anything else: the channel may be closed, or the queue deleted.
+    Failed,
+}
+
+/// A connection that lasted this long resets the reconnect backoff: one that keeps failing at
+/// once (every publish nacked) is replaced at a slowing pace, not in a tight loop.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 async fn supervise(
     settings: PublisherSettings,
     channel_tx: watch::Sender<Option<Channel>>,
     node_in_use: Arc<Mutex<Option<BrokerNode>>>,
     connected_once: Arc<AtomicBool>,
-    mut trouble: mpsc::Receiver<()>,
+    mut trouble: mpsc::Receiver<Trouble>,
     shutdown: CancellationToken,
     metrics: PublishMetrics,
 ) {
@@ -220,7 +239,7 @@ async fn supervise(
     loop {
         match connect(&settings).await {
             Ok((connection, channel, node)) => {
-                backoff.reset();
+                let connected_at = Instant::now();
                 log::info!(
                     "connected to the broker (node {}); publishing orders to queue {}",
                     node.address(),
@@ -247,6 +266,9 @@ async fn supervise(
                     connection.close(200, "closing".into()),
                 )
                 .await;
+                if connected_at.elapsed() >= STABLE_CONNECTION {
+                    backoff.reset();
+                }
                 match reason {
                     None => {
                         log::info!("order publisher stopped");
@@ -268,13 +290,17 @@ async fn supervise(
 async fn connect(
     settings: &PublisherSettings,
 ) -> Result<(Connection, Channel, BrokerNode), amqp::AmqpError> {
-    let (connection, node) =
-        amqp::connect(&settings.brokers, "api-gateway", settings.connect_timeout).await?;
-    let channel = connection.create_channel().await?;
-    settings.queue.declare(&channel).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let (connection, channel, node) = amqp::open_channel(
+        &settings.brokers,
+        "api-gateway",
+        &settings.queue,
+        settings.connect_timeout,
+    )
+    .await?;
+    let confirm_mode = channel.confirm_select(ConfirmSelectOptions::default());
+    tokio::time::timeout(settings.connect_timeout, confirm_mode)
+        .await
+        .map_err(|_| amqp::AmqpError::Timeout(settings.connect_timeout))??;
     Ok((connection, channel, node))
 }
 
@@ -283,10 +309,12 @@ async fn watch_connection(
     settings: &PublisherSettings,
     connection: &Connection,
     channel: &Channel,
-    trouble: &mut mpsc::Receiver<()>,
+    trouble: &mut mpsc::Receiver<Trouble>,
     shutdown: &CancellationToken,
 ) -> Option<String> {
     let mut events = connection.events_listener();
+    // Reports about the connection this one replaces.
+    while trouble.try_recv().is_ok() {}
     // A safety net for failures that raise no event (a channel closed by the broker).
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -298,15 +326,22 @@ async fn watch_connection(
                 Some(_) => {}
             },
             _ = check.tick() => {}
-            _ = trouble.recv() => {
-                // A publish failed: if the channel is fine, the queue may have been deleted;
-                // declaring it again is harmless and restores routing.
-                if channel.status().connected() {
-                    if let Err(e) = settings.queue.declare(channel).await {
-                        return Some(format!("re-declaring the topology failed: {}", error_chain(&e)));
+            Some(report) = trouble.recv() => match report {
+                Trouble::Unconfirmed => {
+                    return Some("a publish was not confirmed: replacing the connection".to_owned());
+                }
+                // If the channel is fine, the queue may have been deleted; declaring it again
+                // is harmless and restores routing.
+                Trouble::Failed if channel.status().connected() => {
+                    let declare = settings.queue.declare(channel);
+                    match tokio::time::timeout(settings.connect_timeout, declare).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Some(format!("re-declaring the topology failed: {}", error_chain(&e))),
+                        Err(_) => return Some("the broker did not answer a re-declaration".to_owned()),
                     }
                 }
-            }
+                Trouble::Failed => {}
+            },
         }
         if !connection.status().connected() || !channel.status().connected() {
             return Some("channel or connection closed".to_owned());

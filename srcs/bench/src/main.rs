@@ -46,11 +46,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn queue_channel(url: &str, queue: &str) -> (lapin::Connection, lapin::Channel, OrderQueue) {
     let queue = OrderQueue::new(queue).expect("queue name");
     let brokers = url.parse().expect("an amqp:// URL");
-    let (connection, _) = common::amqp::connect(&brokers, "bench", Duration::from_secs(5))
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    queue.declare(&channel).await.expect("declare");
+    let (connection, channel, _) =
+        common::amqp::open_channel(&brokers, "bench", &queue, Duration::from_secs(5))
+            .await
+            .expect("connect and declare");
     (connection, channel, queue)
 }
 

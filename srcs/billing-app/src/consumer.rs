@@ -211,22 +211,30 @@ async fn session(
 async fn start_consuming(
     settings: &Settings,
 ) -> Result<(Connection, Channel, String, Consumer, BrokerNode), SessionError> {
-    let (connection, node) =
-        amqp::connect(&settings.brokers, "billing-app", settings.connect_timeout).await?;
-    let channel = connection.create_channel().await?;
-    settings.queue.declare(&channel).await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
+    let (connection, channel, node) = amqp::open_channel(
+        &settings.brokers,
+        "billing-app",
+        &settings.queue,
+        settings.connect_timeout,
+    )
+    .await?;
     let tag = amqp::consumer_tag("billing");
-    let consumer = channel
-        .basic_consume(
-            settings.queue.name().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let consume = async {
+        channel
+            .basic_qos(settings.prefetch, BasicQosOptions::default())
+            .await?;
+        channel
+            .basic_consume(
+                settings.queue.name().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    };
+    let consumer = tokio::time::timeout(settings.connect_timeout, consume)
+        .await
+        .map_err(|_| amqp::AmqpError::Timeout(settings.connect_timeout))??;
     Ok((connection, channel, tag, consumer, node))
 }
 

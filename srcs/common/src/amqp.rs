@@ -16,9 +16,15 @@ use uuid::Uuid;
 /// crashes the consumer every time ends in the dead-letter queue instead of looping forever.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// The heartbeat a connection asks for unless its URL names one (`?heartbeat=S`): a node that
+/// goes silent (powered off, cut off by a firewall) is noticed after two missed heartbeats,
+/// 10 s, instead of RabbitMQ's default 60 s heartbeat (two minutes). RabbitMQ advises against
+/// values under 5 s.
+pub const HEARTBEAT_SECONDS: u16 = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
-    #[error("AMQP connection to the broker timed out after {0:?}")]
+    #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
     Lapin(#[from] lapin::Error),
@@ -68,10 +74,18 @@ impl FromStr for BrokerNodes {
             .split(',')
             .enumerate()
             .map(|(i, url)| {
-                let uri: AMQPUri = url
-                    .trim()
+                let url = url.trim();
+                let mut uri: AMQPUri = url
                     .parse()
                     .map_err(|_| format!("URL {} of the list is not an amqp:// URL", i + 1))?;
+                // The URL parser turns a bracketed IPv6 host into "localhost".
+                if url.contains('[') {
+                    return Err(format!(
+                        "URL {} of the list has an IPv6 address: name the host instead",
+                        i + 1
+                    ));
+                }
+                uri.query.heartbeat.get_or_insert(HEARTBEAT_SECONDS);
                 let address = format!("{}:{}", uri.authority.host, uri.authority.port);
                 Ok(BrokerNode { uri, address })
             })
@@ -112,27 +126,61 @@ impl NodeGauge {
     }
 }
 
-/// Connects to the first node of `nodes` that answers within `timeout`; `name` shows in the
-/// broker's connection list. Returns the connection and the node it is to.
-pub async fn connect(
+/// Connects to the first node of `nodes` that answers and opens a channel on it with the order
+/// topology declared; `name` shows in the broker's connection list. Each node gets `timeout`
+/// for all of it, so a node that accepts connections but cannot serve the queue (one cut off
+/// from its cluster) is passed over like one that is down. Returns the node used.
+pub async fn open_channel(
     nodes: &BrokerNodes,
     name: &str,
+    queue: &OrderQueue,
     timeout: Duration,
-) -> Result<(Connection, BrokerNode), AmqpError> {
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
     let mut failures = Vec::new();
     for node in nodes.iter() {
-        let properties =
-            ConnectionProperties::default().with_connection_name(LongString::from(name));
-        let attempt = Connection::connect_uri(node.uri.clone(), properties);
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(connection)) => return Ok((connection, node.clone())),
-            Ok(Err(e)) if nodes.0.len() == 1 => return Err(e.into()),
-            Err(_) if nodes.0.len() == 1 => return Err(AmqpError::Timeout(timeout)),
-            Ok(Err(e)) => failures.push(format!("{}: {e}", node.address)),
-            Err(_) => failures.push(format!("{}: no answer within {timeout:?}", node.address)),
+        match open_channel_on(node, name, queue, timeout).await {
+            Ok((connection, channel)) => return Ok((connection, channel, node.clone())),
+            Err(e) if nodes.0.len() == 1 => return Err(e),
+            Err(e) => failures.push(format!("{}: {e}", node.address)),
         }
     }
     Err(AmqpError::NoNode(failures.join("; ")))
+}
+
+async fn open_channel_on(
+    node: &BrokerNode,
+    name: &str,
+    queue: &OrderQueue,
+    timeout: Duration,
+) -> Result<(Connection, Channel), AmqpError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
+    let connection = tokio::time::timeout_at(
+        deadline,
+        Connection::connect_uri(node.uri.clone(), properties),
+    )
+    .await
+    .map_err(|_| AmqpError::Timeout(timeout))??;
+    let opened = tokio::time::timeout_at(deadline, async {
+        let channel = connection.create_channel().await?;
+        queue.declare(&channel).await?;
+        Ok::<_, lapin::Error>(channel)
+    })
+    .await;
+    match opened {
+        Ok(Ok(channel)) => Ok((connection, channel)),
+        failed => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                connection.close(200, "giving up".into()),
+            )
+            .await;
+            Err(match failed {
+                Ok(Err(e)) => e.into(),
+                _ => AmqpError::Timeout(timeout),
+            })
+        }
+    }
 }
 
 /// The orders queue (a durable quorum queue) and its dead-letter exchange and queue.
@@ -176,11 +224,10 @@ impl OrderQueue {
     /// RabbitMQ 3.10 (Debian 12) as on 4.x. Dead-lettering is at-least-once, so a poison message
     /// is never lost on its way to the dead-letter queue (this requires `reject-publish`).
     fn arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
+        let mut args = quorum_queue();
         let mut put = |key: &str, value: AMQPValue| {
             args.insert(ShortString::from(key), value);
         };
-        put("x-queue-type", AMQPValue::LongString("quorum".into()));
         put("x-delivery-limit", AMQPValue::LongLongInt(DELIVERY_LIMIT));
         put(
             "x-dead-letter-exchange",
@@ -215,7 +262,7 @@ impl OrderQueue {
             .queue_declare(
                 self.dead_letter_queue().as_str().into(),
                 durable,
-                FieldTable::default(),
+                quorum_queue(),
             )
             .await?;
         channel
@@ -232,6 +279,18 @@ impl OrderQueue {
             .await?;
         Ok(())
     }
+}
+
+/// A quorum queue: replicated on the cluster's nodes, so it outlives any one of them (a classic
+/// queue lives on one node and is unavailable while that node is down). Both the order queue
+/// and its dead-letter queue are.
+fn quorum_queue() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
 }
 
 /// A consumer tag that tells which process holds a delivery.
@@ -261,6 +320,17 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("URL 2") && !err.contains("secret"), "{err}");
         assert!("".parse::<BrokerNodes>().is_err());
+        let err = "amqp://u:p@[::1]:5672/v"
+            .parse::<BrokerNodes>()
+            .unwrap_err();
+        assert!(err.contains("IPv6"), "{err}");
+    }
+
+    #[test]
+    fn connections_ask_for_a_short_heartbeat_unless_the_url_names_one() {
+        let nodes: BrokerNodes = "amqp://a/v,amqp://b/v?heartbeat=30".parse().unwrap();
+        let heartbeats: Vec<_> = nodes.iter().map(|node| node.uri.query.heartbeat).collect();
+        assert_eq!(heartbeats, [Some(HEARTBEAT_SECONDS), Some(30)]);
     }
 
     #[test]

@@ -773,13 +773,7 @@ async fn s11_two_inventories_one_stopped_under_read_load_every_read_answered() {
 }
 
 /// Orders with fresh Idempotency-Keys through the gateway, for `load_until`.
-fn fresh_orders(
-    platform: &Platform,
-) -> impl Fn() -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(u16, Option<String>), reqwest::Error>> + Send>,
-> + Clone
-       + Send
-       + 'static {
+fn fresh_orders(platform: &Platform) -> impl Fn() -> LoadRequest + Clone + Send + 'static {
     let http = platform.http.clone();
     let url = format!("{}/api/billing", platform.gateway_url);
     move || {

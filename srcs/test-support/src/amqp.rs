@@ -4,7 +4,9 @@ use common::{
     amqp::OrderQueue,
     order::{message::OrderMessage, Amount, NumberOfItems, Order, UserId},
 };
-use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
+use lapin::{
+    options::QueueDeclareOptions, types::FieldTable, Channel, Connection, ConnectionProperties,
+};
 use uuid::Uuid;
 
 use crate::required_env;
@@ -27,11 +29,12 @@ pub fn unique_queue() -> OrderQueue {
 
 /// A channel on a new connection to the test broker.
 pub async fn amqp_channel() -> Channel {
-    let brokers = test_amqp_url()
-        .parse()
-        .expect("TEST_AMQP_URL is an amqp:// URL");
-    let (connection, _) = common::amqp::connect(&brokers, "test-support", Duration::from_secs(5))
+    let url = test_amqp_url();
+    let connect = Connection::connect(&url, ConnectionProperties::default());
+    let connection = tokio::time::timeout(Duration::from_secs(5), connect)
         .await
+        .map_err(|_| "no answer within 5 s".to_owned())
+        .and_then(|connected| connected.map_err(|e| e.to_string()))
         .unwrap_or_else(|e| {
             panic!("cannot connect to the test RabbitMQ ({e}); run scripts/test.sh")
         });
