@@ -8,10 +8,13 @@
 #      queue (billing draining it during both), 64 in flight;
 #   3. billing draining a 10,000-order backlog vs raw inserts in the same batches, and one row
 #      per commit;
-#   4. memory (RSS) of each service idle and after the load, and time from start to ready.
+#   4. confirmed publishes into a quorum queue on the three-node test cluster vs the single
+#      test broker (the price of replication), 64 in flight, no consumer;
+#   5. memory (RSS) of each service idle and after the load, and time from start to ready.
 # Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
 set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
+. "$(dirname "$0")/lib/rabbitmq-cluster.sh"
 . "$(dirname "$0")/bench/cpu-accounting.sh"
 cd "$REPO_ROOT"
 
@@ -28,6 +31,9 @@ ensure_packages wrk procps
 start_local_servers
 pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
+# Scenario 4's cluster: started if down, its test vhost emptied (scripts/lib/rabbitmq-cluster.sh).
+log "starting the three-node test cluster of RabbitMQ"
+start_test_cluster
 
 log "building (release)"
 cargo build --release --locked --bins >/dev/null 2>&1 || cargo build --release --locked --bins
@@ -40,6 +46,8 @@ for db in movie_test_bench_inventory movie_test_bench_billing movie_test_bench_i
 done
 DB="postgres://movie_test:${TEST_DB_PASSWORD}@127.0.0.1:5432"
 AMQP="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"
+# Every node, movie-a first: the publisher connects to movie-a.
+CLUSTER_AMQP="$(test_cluster_urls)"
 QUEUE="bench-$$"
 GATEWAY=127.0.0.1:28080
 INVENTORY=127.0.0.1:28081
@@ -264,6 +272,56 @@ raw_consume_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_consume")"
 raw_single="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 2000 1)"
 raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
 
+log "4. confirmed publishes: the three-node test cluster vs the single broker ($CONNECTIONS in flight, $ROUNDS rounds)"
+# The raw publisher of scenario 2 into a fresh queue per run that nobody consumes, deleted after
+# it: on the cluster (declared on movie-a, so its leader is there and its followers on movie-b
+# and movie-c) against the single test broker. About a run's worth of messages at scenario 2's
+# raw rate, the same number on both sides. The three nodes share this machine's cores and disk.
+replication_messages="$(awk -v r="${raw_pub_rps:-0}" -v s="$(seconds "$DURATION")" \
+    'BEGIN { n = r * s; printf "%d", (n < 1000 ? 1000 : n) }')"
+# publish_run NAME URL QUEUE: one measured run into QUEUE; the publisher's line in
+# $OUT/NAME.out, its CPU accounting labelled NAME without the round number.
+publish_run() {
+    local name="$1" url="$2" queue="$3"
+    measured_run "$OUT/$name.out" "$BIN/bench-baselines" publish "$url" "$queue" \
+        "$replication_messages" "$CONNECTIONS"
+    cpu_record_run "${name%-*}" "$OUT/$name.out" "$replication_messages"
+}
+# publish_figure KEY NAME: one figure of publish_run NAME's line.
+publish_figure() { sed -nE "s/.* $1=([0-9.]+).*/\1/p" "$OUT/$2.out"; }
+declare -a cluster_pub_rps_runs cluster_pub_p50_runs cluster_pub_p99_runs
+declare -a single_pub_rps_runs single_pub_p50_runs single_pub_p99_runs
+cluster_queue=""
+for round in $(seq 1 "$ROUNDS"); do
+    queue="$QUEUE-replication-$round"
+    publish_run "publish-3-nodes-$round" "$CLUSTER_AMQP" "$queue"
+    if ((round == 1)); then
+        # Where the queue's replicas were, asked once (and checked after the table): a queue on
+        # fewer than the three nodes would not measure replication.
+        cluster_queue="$(cluster_ctl "${CLUSTER_NODES[0]}" list_queues -p "$CLUSTER_VHOST" name leader members |
+            awk -v q="$queue" -F '\t' '$1 == q { print "leader " $2 ", members " $3 }' || true)"
+    fi
+    "$BIN/bench-baselines" delete "$CLUSTER_AMQP" "$queue"
+    cluster_pub_rps_runs+=("$(publish_figure per_second "publish-3-nodes-$round")")
+    cluster_pub_p50_runs+=("$(publish_figure p50_ms "publish-3-nodes-$round")")
+    cluster_pub_p99_runs+=("$(publish_figure p99_ms "publish-3-nodes-$round")")
+    publish_run "publish-1-node-$round" "$AMQP" "$queue"
+    "$BIN/bench-baselines" delete "$AMQP" "$queue"
+    single_pub_rps_runs+=("$(publish_figure per_second "publish-1-node-$round")")
+    single_pub_p50_runs+=("$(publish_figure p50_ms "publish-1-node-$round")")
+    single_pub_p99_runs+=("$(publish_figure p99_ms "publish-1-node-$round")")
+done
+replication_ratios="$(ratios_by_round cluster_pub_rps_runs single_pub_rps_runs)"
+{
+    echo "confirmed publishes/s, 3 nodes, by round: $(rounds_of "${cluster_pub_rps_runs[@]}")"
+    echo "confirmed publishes/s, 1 node, by round: $(rounds_of "${single_pub_rps_runs[@]}")"
+    echo "confirmed publishes, 3 nodes / 1 node by round: $replication_ratios"
+    echo "the cluster's queue: $cluster_queue; publisher on $(sed -nE 's/.* node=([^ ]+).*/\1/p' "$OUT/publish-3-nodes-1.out")"
+} >>"$OUT/rounds.txt"
+cluster_pub_rps="$(median "${cluster_pub_rps_runs[@]}")" single_pub_rps="$(median "${single_pub_rps_runs[@]}")"
+cluster_pub_p50="$(median "${cluster_pub_p50_runs[@]}")" cluster_pub_p99="$(median "${cluster_pub_p99_runs[@]}")"
+single_pub_p50="$(median "${single_pub_p50_runs[@]}")" single_pub_p99="$(median "${single_pub_p99_runs[@]}")"
+
 # cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
 cpu_row() {
     local label="$1" group row="| $2 |"
@@ -278,7 +336,7 @@ cpu_row() {
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores, $(free -g | awk '/^Mem/ {print $2}') GiB;" \
         "release build; wrk -t2 -c$CONNECTIONS -d$DURATION on loopback; rate limit off;" \
-        "scenarios 1 and 2: $ROUNDS alternating rounds, medians of the rates and of the rounds' ratios."
+        "scenarios 1, 2 and 4: $ROUNDS alternating rounds, medians of the rates and of the rounds' ratios."
     echo
     echo "| scenario | ours | limit | ratio |"
     echo "|---|---|---|---|"
@@ -292,6 +350,8 @@ cpu_row() {
     echo "| (the same drain from process start to last row, $drain_ms ms) | billing $drain_wall_rps | | |"
     echo "| (the broker alone: consume, prefetch 500, ack per 200) | | raw consumer $raw_consume_rps | $(ratio "$drain_rps" "$raw_consume_rps") |"
     echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
+    echo "| confirmed publishes/s into a quorum queue, no consumer (the price of replication; the three nodes share this machine) | 3 nodes $cluster_pub_rps | 1 node $single_pub_rps | $(median $replication_ratios) |"
+    echo "| confirmed publish p50 / p99 latency, ms | 3 nodes $cluster_pub_p50 / $cluster_pub_p99 | 1 node $single_pub_p50 / $single_pub_p99 | |"
     echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad, bare proxy $bare_bad, own-core runs $own_bad | |"
     echo
     echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
@@ -301,7 +361,7 @@ cpu_row() {
     echo "| billing-app | $ready_billing | ${IDLE[billing-app]} | ${LOADED[billing-app]} |"
     echo
     echo "CPU time per request or message, µs (user + system, median of the rounds; \"machine\" is"
-    echo "every process and the kernel together):"
+    echo "every process and the kernel together; \"RabbitMQ\" every broker node on it, the cluster's too):"
     echo
     echo "| run | gateway | bare proxy | inventory | PostgreSQL | RabbitMQ | billing | load generator | machine |"
     echo "|---|---|---|---|---|---|---|---|---|"
@@ -310,6 +370,8 @@ cpu_row() {
     cpu_row inventory-get "GET straight to inventory"
     cpu_row gateway-post "POST /api/billing"
     cpu_row raw-publisher "raw publisher"
+    cpu_row publish-3-nodes "confirmed publish, 3 nodes"
+    cpu_row publish-1-node "confirmed publish, 1 node"
     echo
     echo '```'
     cat "$OUT/rounds.txt"
@@ -326,9 +388,12 @@ require_figures() {
         fi
     done
 }
-require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps
+require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps \
+    cluster_pub_rps single_pub_rps
 (($(nproc) < 2)) || require_figures own_gw_rps own_inv_rps
-for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher; do
+for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher publish-3-nodes publish-1-node; do
     cpu_recorded "$label" || die "no CPU accounting for $label"
 done
+[ "$(grep -o '@' <<<"${cluster_queue#*members}" | wc -l)" = 3 ] ||
+    die "the cluster's queue was not on the three nodes (${cluster_queue:-not found})"
 ((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"

@@ -5,18 +5,25 @@
 //!       HTTP hop built from the gateway's components costs. Serves until killed.
 //!   bench-baselines publish AMQP_URL QUEUE COUNT CONCURRENCY
 //!       COUNT order messages with publisher confirms, CONCURRENCY in flight (the limit for
-//!       POST /api/billing, and a way to fill a backlog).
+//!       POST /api/billing, and a way to fill a backlog). AMQP_URL may list a cluster's nodes,
+//!       as the services' AMQP_URL does; the line names the node that took the messages.
 //!   bench-baselines consume AMQP_URL QUEUE COUNT PREFETCH BATCH
 //!       COUNT messages off the queue with billing's prefetch, acknowledged BATCH at a time
 //!       (one multiple-ack), without decoding or a database: what the broker alone allows a drain.
 //!   bench-baselines insert DATABASE_URL COUNT BATCH
 //!       COUNT orders into billing's table (migrated first), BATCH rows per statement and commit,
 //!       with the same INSERT as billing-app (the limit for its drain).
+//!   bench-baselines delete AMQP_URL QUEUE
+//!       deletes the queue, its dead-letter queue and exchange (queues made for one run).
 //! Each prints one line of figures.
 
 use std::time::{Duration, Instant};
 
-use common::{amqp::OrderQueue, config::Env, order::message::OrderEnvelope};
+use common::{
+    amqp::{BrokerNode, OrderQueue},
+    config::Env,
+    order::message::OrderEnvelope,
+};
 use database::{build_pool, DatabaseSettings};
 use futures_util::{stream, StreamExt};
 use lapin::{
@@ -42,19 +49,22 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// A channel on a new connection (kept alive by the caller) to `queue`, declared as the
-/// services declare it.
-async fn queue_channel(url: &str, queue: &str) -> (lapin::Connection, lapin::Channel, OrderQueue) {
+/// services declare it, on the first node of `url` that answers (returned too).
+async fn queue_channel(
+    url: &str,
+    queue: &str,
+) -> (lapin::Connection, lapin::Channel, OrderQueue, BrokerNode) {
     let queue = OrderQueue::new(queue).expect("queue name");
     let brokers = url.parse().expect("an amqp:// URL");
-    let (connection, channel, _) =
+    let (connection, channel, node) =
         common::amqp::open_channel(&brokers, "bench", &queue, Duration::from_secs(5))
             .await
             .expect("connect and declare");
-    (connection, channel, queue)
+    (connection, channel, queue, node)
 }
 
 async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
-    let (_connection, channel, queue) = queue_channel(url, queue).await;
+    let (_connection, channel, queue, node) = queue_channel(url, queue).await;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -91,7 +101,8 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
     let elapsed = started.elapsed();
     latencies.sort();
     println!(
-        "publish count={count} concurrency={concurrency} seconds={:.2} per_second={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "publish count={count} concurrency={concurrency} node={} seconds={:.2} per_second={:.0} p50_ms={:.2} p99_ms={:.2}",
+        node.address(),
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.50),
@@ -100,7 +111,7 @@ async fn publish(url: &str, queue: &str, count: usize, concurrency: usize) {
 }
 
 async fn consume(url: &str, queue: &str, count: usize, prefetch: u16, batch: usize) {
-    let (_connection, channel, queue) = queue_channel(url, queue).await;
+    let (_connection, channel, queue, _) = queue_channel(url, queue).await;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
@@ -137,6 +148,12 @@ async fn consume(url: &str, queue: &str, count: usize, prefetch: u16, batch: usi
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// Declaring first (a no-op if the queue exists) reuses the connecting of the other commands.
+async fn delete(url: &str, queue: &str) {
+    let (_connection, channel, queue, _) = queue_channel(url, queue).await;
+    queue.delete(&channel).await.expect("delete");
 }
 
 async fn insert(url: &str, count: usize, batch: usize) {
@@ -227,8 +244,9 @@ async fn main() {
             consume(&args[2], &args[3], number(4), prefetch as u16, number(6)).await
         }
         Some("insert") => insert(&args[2], number(3), number(4)).await,
+        Some("delete") => delete(&args[2], &args[3]).await,
         _ => {
-            eprintln!("usage: bench-baselines proxy LISTEN_ADDR UPSTREAM_URL | publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH");
+            eprintln!("usage: bench-baselines proxy LISTEN_ADDR UPSTREAM_URL | publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH | delete AMQP_URL QUEUE");
             std::process::exit(2);
         }
     }

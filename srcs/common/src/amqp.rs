@@ -5,7 +5,10 @@
 use std::{str::FromStr, time::Duration};
 
 use lapin::{
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    },
     types::{AMQPValue, FieldTable, LongString, ShortString},
     uri::AMQPUri,
     Channel, Connection, ConnectionProperties, ExchangeKind,
@@ -278,6 +281,22 @@ impl OrderQueue {
             .queue_declare(self.name.as_str().into(), durable, self.arguments())
             .await?;
         Ok(())
+    }
+
+    /// Deletes everything `declare` made, messages included (for queues made for one run, such
+    /// as the benchmark's).
+    pub async fn delete(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        for queue in [self.name.clone(), self.dead_letter_queue()] {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        channel
+            .exchange_delete(
+                self.dead_letter_exchange().as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
     }
 }
 
