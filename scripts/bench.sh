@@ -31,7 +31,8 @@ ensure_packages wrk procps
 start_local_servers
 pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
-# Scenario 4's cluster: started if down, its test vhost emptied (scripts/lib/rabbitmq-cluster.sh).
+# Scenario 4's cluster: started if down (scripts/lib/rabbitmq-cluster.sh); each round deletes
+# the queue it made.
 log "starting the three-node test cluster of RabbitMQ"
 start_test_cluster
 

@@ -62,42 +62,58 @@ bash scripts/deploy/rootfs.sh "$MACHINES_ROOTFS"
 machines_network
 for name in "${MACHINES[@]}"; do machine_boot "$name"; done
 
-# The secrets a Vagrant host would generate, for this run only.
+# The secrets a Vagrant host would generate, for this run only, and which machine gets which
+# (as the Vagrantfile hands them out: each machine only those it uses).
 declare -A SECRET
-for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN; do
+for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE; do
     SECRET[$name]="$(openssl rand -hex 24)"
 done
+declare -A MACHINE_SECRETS=(
+    [gateway]="AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
+    [inventory]="INVENTORY_DB_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
+    [billing]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ERLANG_COOKIE"
+)
 provision() { # provision MACHINE: the unchanged setup script, with Vagrant's environment
+    local secret given=()
+    for secret in ${MACHINE_SECRETS[$1]}; do given+=("$secret=${SECRET[$secret]}"); done
     inside "$1" env \
         MOVIE_GATEWAY_IP="${MACHINE_IP[gateway]}" MOVIE_INVENTORY_IP="${MACHINE_IP[inventory]}" MOVIE_BILLING_IP="${MACHINE_IP[billing]}" \
-        INVENTORY_DB_PASSWORD="${SECRET[INVENTORY_DB_PASSWORD]}" BILLING_DB_PASSWORD="${SECRET[BILLING_DB_PASSWORD]}" \
-        AMQP_PASSWORD="${SECRET[AMQP_PASSWORD]}" ADMIN_TOKEN="${SECRET[ADMIN_TOKEN]}" \
+        MOVIE_BROKER_SHAPE=cluster "${given[@]}" \
         bash "/vagrant/scripts/setup_$1.sh"
 }
 
 main_pid() { inside "$1" systemctl show -p MainPID --value "$1"; }
+broker_pid() { inside "$1" systemctl show -p MainPID --value rabbitmq-server; }
 
-# The worst order for dependencies: the gateway before the machines it depends on, as a
-# parallel provider may do it. Each service must wait and retry on its own.
-log "provisioning (as vagrant up would), gateway first"
-for name in gateway inventory billing; do
-    provision "$name" 2>&1 | tee "$WORK/provision-$name.log" | sed 's/^/    /'
+# As libvirt does it: the three machines provisioned at the same time. The gateway's and
+# inventory's RabbitMQ nodes wait for billing's to join it; each service retries the others.
+log "provisioning (as vagrant up would), the three machines at once"
+declare -A PROVISIONING=()
+for name in "${MACHINES[@]}"; do
+    provision "$name" >"$WORK/provision-$name.log" 2>&1 &
+    PROVISIONING[$name]=$!
 done
+provisioned=true
+for name in "${MACHINES[@]}"; do
+    wait "${PROVISIONING[$name]}" || { provisioned=false; log "provisioning $name failed"; }
+    sed "s/^/    /" "$WORK/provision-$name.log"
+done
+$provisioned || die "provisioning failed"
 
 # --- checks --------------------------------------------------------------------------------------
 
 gateway_url="http://${MACHINE_IP[gateway]}:8080"
 curl_host() { from_host curl -sS --max-time 10 "$@"; }
 
-first_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; done)"
+first_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; done)"
 log "provisioning again (idempotence)"
 second_ok=true
 for name in "${MACHINES[@]}"; do
     provision "$name" >"$WORK/provision2-$name.log" 2>&1 || second_ok=false
 done
-second_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; done)"
+second_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; done)"
 check "second provisioning succeeds on all three machines" $second_ok
-check "second provisioning restarts nothing (same main PIDs)" test "$first_pids" = "$second_pids"
+check "second provisioning restarts nothing (same main PIDs of the services and RabbitMQ)" test "$first_pids" = "$second_pids"
 
 units_active_and_enabled() {
     local name
@@ -115,6 +131,74 @@ ready_all() {
 }
 check "all units active and enabled" units_active_and_enabled
 check "all services ready (gateway: broker and inventory up)" ready_all
+
+broker_memory() { # broker_memory: each running machine's RabbitMQ resident memory, for the figures
+    local name
+    for name in "${MACHINES[@]}"; do
+        [ -n "${NSPAWN_PID[$name]:-}" ] || continue
+        printf '%s %s MiB; ' "$name" "$(inside "$name" ps -o rss= -C beam.smp | awk '{ s += $1 } END { printf "%d", s / 1024 }')"
+    done
+}
+rabbitmq_cluster_whole() {
+    local name queue members node
+    for name in "${MACHINES[@]}"; do
+        members="$(inside "$name" rabbitmqctl -q eval 'lists:sort(rabbit_mnesia:cluster_nodes(running)).')"
+        [ "$members" = "[rabbit@billing,rabbit@gateway,rabbit@inventory]" ] ||
+            { echo "$name sees the running nodes $members"; return 1; }
+        inside "$name" rabbitmqctl -q eval 'application:get_env(rabbit, cluster_partition_handling).' |
+            grep -qx '{ok,pause_minority}'
+        # The cookie the host generated (a package-made one could not have joined), private.
+        test "$(inside "$name" stat -c '%a %U' /var/lib/rabbitmq/.erlang.cookie)" = "400 rabbitmq"
+        test "$(inside "$name" cat /var/lib/rabbitmq/.erlang.cookie)" = "${SECRET[RABBITMQ_ERLANG_COOKIE]}"
+    done
+    # Replicated three times: a member on each node, each a leader or a follower of its Raft group.
+    for queue in billing_queue billing_queue.dead-letter; do
+        members="$(inside billing rabbitmq-queues -q quorum_status "$queue" --vhost movie --formatter json |
+            grep -oE '"Node Name":"[^"]+","Raft State":"(leader|follower)"' | sed -E 's/.*"(rabbit@[^"]+)".*"([a-z]+)"$/\1 \2/' | sort)"
+        echo "figures: $queue:" $members
+        for node in billing gateway inventory; do
+            grep -q "^rabbit@$node " <<<"$members" || { echo "$queue has no running member on $node"; return 1; }
+        done
+    done
+    echo "figures: RabbitMQ resident memory, idle: $(broker_memory)"
+}
+check "RabbitMQ: three nodes clustered (the host's cookie, pause_minority); both queues replicated on all three" rabbitmq_cluster_whole
+
+secrets_only_where_used() {
+    local name secret found
+    for name in "${MACHINES[@]}"; do
+        # The host's secrets file (if the checkout has one) is not in the synced folder.
+        inside "$name" test ! -s /vagrant/.vagrant-secrets.env
+        for secret in "${!SECRET[@]}"; do
+            [[ " ${MACHINE_SECRETS[$name]} " == *" $secret "* ]] && continue
+            # Everything a machine has written is in its overlay's upper layer.
+            found="$(grep -rlF -- "${SECRET[$secret]}" "$WORK/$name/upper" 2>/dev/null | head -n 3 || true)"
+            [ -z "$found" ] || { echo "$name holds $secret, which it does not use: $found"; return 1; }
+        done
+    done
+}
+check "each machine holds only the secrets it uses" secrets_only_where_used
+
+connects() { # connects MACHINE|host ADDRESS PORT
+    local where=(inside "$1")
+    [ "$1" != host ] || where=(from_host)
+    "${where[@]}" timeout 3 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+}
+broker_ports_for_the_platform_only() {
+    local port name
+    for port in 4369 25672; do
+        connects inventory "${MACHINE_IP[billing]}" "$port"
+        connects billing "${MACHINE_IP[gateway]}" "$port"
+        connects gateway "${MACHINE_IP[inventory]}" "$port"
+        for name in "${MACHINES[@]}"; do refuse connects host "${MACHINE_IP[$name]}" "$port"; done
+    done
+    for name in "${MACHINES[@]}"; do refuse connects host "${MACHINE_IP[$name]}" 5672; done
+    connects billing "${MACHINE_IP[inventory]}" 5672
+    connects gateway "${MACHINE_IP[billing]}" 5672
+    refuse connects inventory "${MACHINE_IP[gateway]}" 5672
+}
+check "firewall: RabbitMQ's cluster ports between the machines only, AMQP from the gateway and billing only" \
+    broker_ports_for_the_platform_only
 
 movie_crud() {
     local created id auth="Authorization: Bearer ${SECRET[ADMIN_TOKEN]}"
@@ -296,11 +380,121 @@ env_files_protected() {
 }
 check "env files are 0640 root:<service>" env_files_protected
 
+# --- a machine lost, a machine cut off, under order load -------------------------------------------
+
+# order_load_start DIR USER: four clients on the host posting orders (each a new one) until
+# DIR/stop exists, below the gateway's rate limit; each answer is a line of DIR/client-N:
+# "<epoch seconds> <HTTP status or 'failed'> <order id or ->".
+LOAD_PIDS=()
+order_load_start() {
+    local dir="$1" user="$2" i
+    rm -rf "$dir" && mkdir -p "$dir"
+    LOAD_PIDS=()
+    for i in 1 2 3 4; do
+        (
+            while [ ! -e "$dir/stop" ]; do
+                answer="$(from_host curl -sS --max-time 15 -w ' %{http_code}' -X POST "$gateway_url/api/billing" \
+                    -H 'Content-Type: application/json' \
+                    -d "{\"user_id\": \"$user\", \"number_of_items\": 1, \"total_amount\": \"1.00\"}" 2>/dev/null)" ||
+                    answer=" failed"
+                order_id="$(sed -nE 's/.*"order_id":"([^"]+)".*/\1/p' <<<"$answer")"
+                echo "$(date +%s.%N) ${answer##* } ${order_id:--}"
+                sleep 0.15
+            done >"$dir/client-$i"
+        ) &
+        LOAD_PIDS+=($!)
+    done
+}
+order_load_stop() { touch "$1/stop" && wait "${LOAD_PIDS[@]}"; }
+
+billed_ids() { # billed_ids USER: the ids of USER's orders in billing's database, sorted
+    inside billing runuser -u postgres -- psql -X -qAt -d billing -c "SELECT order_id FROM orders WHERE user_id = '$1'" | sort
+}
+acknowledged_billed() { billed_ids "$2" >"$1/billed" && [ -z "$(comm -23 "$1/acked" "$1/billed")" ]; }
+
+# orders_outcome DIR USER FAULT_AT BACK_AT: the load's figures (acknowledged, landed, missing,
+# duplicates; how long orders were refused after the fault); fails unless every answer was 202
+# or 503, orders were accepted while the fault lasted (FAULT_AT to BACK_AT), and every 202 order
+# is billed exactly once (waiting up to three minutes for billing to catch up).
+orders_outcome() {
+    local dir="$1" user="$2" fault_at="$3" back_at="$4" answers during refused_for missing duplicates
+    cat "$dir"/client-* | sort -n >"$dir/all"
+    answers="$(awk '{ print $2 }' "$dir/all" | sort | uniq -c | awk '{ printf "%s%s x %s", sep, $1, $2; sep = ", " }')"
+    awk '$2 == 202 { print $3 }' "$dir/all" | sort >"$dir/acked"
+    during="$(awk -v a="$fault_at" -v b="$back_at" '$1 > a && $1 < b && $2 == 202' "$dir/all" | wc -l)"
+    refused_for="$(awk -v t="$fault_at" '$1 > t && $2 != 202 { last = $1 } END { printf "%.1f", last ? last - t : 0 }' "$dir/all")"
+    wait_until --every 1 180 "every acknowledged order to be billed" acknowledged_billed "$dir" "$user" || true
+    missing="$(comm -23 "$dir/acked" "$dir/billed" | wc -l)"
+    duplicates="$(uniq -d "$dir/billed" | wc -l)"
+    echo "figures: answers $answers; acknowledged=$(wc -l <"$dir/acked") landed=$(comm -12 "$dir/acked" "$dir/billed" | wc -l)" \
+        "missing=$missing duplicates=$duplicates; $during accepted during the fault; last refusal ${refused_for}s after it"
+    [ -z "$(awk '$2 != 202 && $2 != 503' "$dir/all")" ] || { echo "answers other than 202 and 503:"; awk '$2 != 202 && $2 != 503' "$dir/all" | head -n 5; return 1; }
+    [ "$during" -gt 0 ] && [ "$missing" = 0 ] && [ "$duplicates" = 0 ]
+}
+
+# Proof: the whole billing machine loses power for a minute under order load. Its RabbitMQ node
+# and the queue members on it go with it; the other two nodes hold the queue. Here, not in a
+# check: the machine's processes must stay known to this shell.
+log "cutting the billing machine's power for a minute under order load"
+order_load_start "$WORK/power-cut" power-cut
+sleep 5
+leader_before_power_cut="$(inside billing rabbitmq-queues -q quorum_status billing_queue --vhost movie --formatter json |
+    grep -oE '"Node Name":"[^"]+","Raft State":"leader"' | cut -d'"' -f4 || true)"
+power_cut_at="$(date +%s.%N)"
+machine_power_cut billing
+sleep 55
+memory_during_outage="$(broker_memory)"
+sleep 5
+power_back_at="$(date +%s.%N)"
+machine_boot billing
+sleep 5
+order_load_stop "$WORK/power-cut"
+billing_machine_lost() {
+    echo "figures: the order queue's leader before the cut: ${leader_before_power_cut:-unknown}"
+    echo "figures: RabbitMQ resident memory with billing down and its backlog queued: $memory_during_outage"
+    orders_outcome "$WORK/power-cut" power-cut "$power_cut_at" "$power_back_at"
+}
+check "billing machine without power for a minute under order load: orders accepted meanwhile, every one billed once" \
+    billing_machine_lost
+
+# Proof: billing cut off from the other two by its own firewall, then healed. The minority node
+# must stop serving (pause_minority) rather than confirm anything; the majority keeps accepting.
+amqp_refused_on_billing() { refuse connects billing 127.0.0.1 5672; }
+broker_running_on_billing() { inside billing rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1; }
+billing_partitioned() {
+    local cut_at healed_at
+    order_load_start "$WORK/partition" partition
+    sleep 5
+    cut_at="$(date +%s.%N)"
+    inside billing nft -f - <<NFT
+table inet movie_partition {
+    chain input { type filter hook input priority -10; ip saddr { ${MACHINE_IP[gateway]}, ${MACHINE_IP[inventory]} } drop; }
+    chain output { type filter hook output priority -10; ip daddr { ${MACHINE_IP[gateway]}, ${MACHINE_IP[inventory]} } drop; }
+}
+NFT
+    # Erlang notices a silent peer within 60-75 s (net_ticktime); then the node pauses.
+    wait_until --every 1 150 "billing's node, in the minority, to stop serving" amqp_refused_on_billing ||
+        { order_load_stop "$WORK/partition"; inside billing nft delete table inet movie_partition; return 1; }
+    echo "figures: billing's node stopped serving $(($(date +%s) - ${cut_at%.*})) s after the cut"
+    sleep 5
+    inside billing nft delete table inet movie_partition
+    healed_at="$(date +%s.%N)"
+    wait_until --every 1 180 "billing's node to serve again" broker_running_on_billing
+    sleep 5
+    order_load_stop "$WORK/partition"
+    orders_outcome "$WORK/partition" partition "$cut_at" "$healed_at"
+}
+check "billing cut off from the other two (a partition): its node stops serving, orders still accepted; healed: every order billed once" \
+    billing_partitioned
+
 # The reboot itself runs here, not inside a check: checks run in subshells, and the machines'
 # process ids must stay known to this shell (to reach them, and to clean them up).
 log "rebooting all three machines"
 for name in "${MACHINES[@]}"; do machine_poweroff "$name"; done
-for name in "${MACHINES[@]}"; do machine_boot "$name"; done
+# Together, as a host's hypervisor starts them: a RabbitMQ node that was not the last of its
+# cluster to stop waits for the others before it starts.
+for name in "${MACHINES[@]}"; do machine_start "$name"; done
+for name in "${MACHINES[@]}"; do machine_started "$name"; done
 after_reboot() {
     units_active_and_enabled
     ready_all

@@ -20,6 +20,7 @@ pg_ensure_database inventory inventory
 pg_ensure_role billing "$BILLING_DB_PASSWORD"
 pg_ensure_database billing billing
 rmq_ensure_user movie_platform "$AMQP_PASSWORD" movie
+rmq_retire_classic_dead_letter_queue movie
 
 log "building the services (release)"
 cargo build --release --locked --bins

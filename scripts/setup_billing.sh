@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Provisions the billing VM: PostgreSQL (local only), RabbitMQ with a dedicated user and vhost
-# (guest stays local-only), the billing service under systemd, and a firewall that lets only the
-# gateway reach RabbitMQ and billing's HTTP listener. Idempotent. Run as root by Vagrant.
+# Provisions the billing VM: PostgreSQL (local only), a RabbitMQ node (the one the other machines'
+# nodes join, and the only one in the single shape) with the platform's user and vhost (guest
+# stays local-only), the billing service under systemd, and a firewall that lets only the gateway
+# reach billing's HTTP listener and only the platform's machines reach RabbitMQ. Idempotent. Run
+# as root by Vagrant.
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret BILLING_DB_PASSWORD
@@ -12,9 +14,10 @@ ensure_packages postgresql rabbitmq-server curl ca-certificates openssl
 # one; the schema belongs to "billing_owner", used only for migrations.
 local_postgres billing "$BILLING_DB_PASSWORD" "SELECT, INSERT"
 
-systemctl enable --quiet --now rabbitmq-server
-rabbitmqctl -q await_startup --timeout 120 >/dev/null
+rabbitmq_node
 rmq_ensure_user movie_platform "$AMQP_PASSWORD" movie
+rmq_retire_classic_dead_letter_queue movie
+[ "$BROKER_SHAPE" = single ] || rabbitmq_replicate_here
 
 system_user billing
 install_binary billing-app
@@ -22,12 +25,12 @@ write_env billing <<ENV
 BILLING_HTTP_ADDR=$BILLING_IP:8082
 DATABASE_URL=postgres://billing:$BILLING_DB_PASSWORD@127.0.0.1:5432/billing
 DATABASE_MIGRATION_URL=postgres://billing_owner:$DB_OWNER_PASSWORD@127.0.0.1:5432/billing
-AMQP_URL=amqp://movie_platform:$AMQP_PASSWORD@127.0.0.1:5672/movie
+AMQP_URL=$(amqp_urls movie_platform "$AMQP_PASSWORD")
 RUST_LOG=info
 ENV
 install_unit billing
-firewall \
-    "ip saddr $GATEWAY_IP tcp dport 5672 accept comment \"RabbitMQ: the gateway only\"" \
+mapfile -t broker_rules < <(broker_firewall_rules)
+firewall "${broker_rules[@]}" \
     "ip saddr $GATEWAY_IP tcp dport 8082 accept comment \"billing order status: the gateway only\""
 start_unit billing
 wait_ready billing "http://$BILLING_IP:8082/ready" 120

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Provisions the inventory VM: PostgreSQL (local only), the inventory service under systemd, and a
-# firewall that lets only the gateway reach the service. Idempotent. Run as root by Vagrant.
+# Provisions the inventory VM: PostgreSQL (local only), a RabbitMQ node joined to billing's
+# (cluster shape), the inventory service under systemd, and a firewall that lets only the gateway
+# reach the service. Idempotent. Run as root by Vagrant.
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret INVENTORY_DB_PASSWORD
@@ -11,6 +12,11 @@ ensure_packages postgresql curl ca-certificates openssl
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
 # to "inventory_owner", used only for migrations.
 local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE"
+if [ "$BROKER_SHAPE" = cluster ]; then
+    rabbitmq_node
+    rabbitmq_join_cluster
+    rabbitmq_replicate_here
+fi
 
 system_user inventory
 install_binary inventory-app
@@ -22,6 +28,7 @@ ADMIN_TOKEN=$ADMIN_TOKEN
 RUST_LOG=info
 ENV
 install_unit inventory
-firewall "ip saddr $GATEWAY_IP tcp dport 8081 accept comment \"inventory: the gateway only\""
+mapfile -t broker_rules < <(broker_firewall_rules)
+firewall "${broker_rules[@]}" "ip saddr $GATEWAY_IP tcp dport 8081 accept comment \"inventory: the gateway only\""
 start_unit inventory
 wait_ready inventory "http://$INVENTORY_IP:8081/ready" 120

@@ -17,7 +17,7 @@ rmq_recreate_vhost movie-test
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
 
 log "starting the three-node test cluster of RabbitMQ (scripts/lib/rabbitmq-cluster.sh)"
-start_test_cluster
+empty_test_cluster
 
 export TEST_DATABASE_URL="postgres://movie_test:${TEST_DB_PASSWORD}@127.0.0.1:5432/postgres"
 export TEST_AMQP_URL="amqp://movie_test:${TEST_AMQP_PASSWORD}@127.0.0.1:5672/movie-test"

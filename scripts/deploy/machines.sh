@@ -50,7 +50,7 @@ machines_network() {
     ip -n "$MACHINES_TAG-bridge" link set br0 up
     local name link
     for name in "${!MACHINE_IP[@]}"; do
-        link="v$MACHINES_TAG${name:0:3}"
+        link="$(bridge_port "$name")"
         ip netns add "$MACHINES_TAG-$name"
         ip link add "$link" type veth peer name eth1
         ip link set eth1 netns "$MACHINES_TAG-$name"
@@ -72,14 +72,22 @@ system_state_known() { # systemd inside answers with a state other than "offline
 
 # machine_boot MACHINE: boots it on its overlay (kept across reboots: a reboot is a poweroff and
 # a boot on the same disk), in its namespace; returns once systemd has finished starting up.
-machine_boot() {
+machine_boot() { machine_start "$1" && machine_started "$1"; }
+
+# machine_start MACHINE: machine_boot without waiting for the start-up to finish: machines whose
+# start-up waits for one another (clustered RabbitMQ nodes) are started together, then awaited.
+machine_start() {
     local name="$1" dir="$MACHINES_WORK/$1"
     nspawn_runtime_dir
     mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
+    ip -n "$MACHINES_TAG-bridge" link set "$(bridge_port "$name")" up
     mountpoint -q "$dir/merged" ||
         mount -t overlay overlay -o "lowerdir=$MACHINES_ROOTFS,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
+    # Vagrant's rsync leaves the host's secrets file out of /vagrant: hide it here too.
+    local hidden=()
+    [ ! -e "$REPO_ROOT/.vagrant-secrets.env" ] || hidden=(--bind-ro=/dev/null:/vagrant/.vagrant-secrets.env)
     # --register=no needs --keep-unit here: there is no machined.
-    systemd-nspawn -b -D "$dir/merged" --register=no --keep-unit \
+    systemd-nspawn -b -D "$dir/merged" --register=no --keep-unit "${hidden[@]}" \
         --machine="$name" --hostname="$name" \
         --network-namespace-path="/run/netns/$MACHINES_TAG-$name" \
         --resolv-conf=off --timezone=off --link-journal=no --console=read-only \
@@ -87,8 +95,11 @@ machine_boot() {
         >>"$MACHINES_WORK/$name.console" 2>&1 </dev/null &
     NSPAWN_PID[$name]=$!
     wait_until --every 0.1 10 "$name's systemd to start" leader "$name" || true
-    wait_until --every 0.2 20 "$name's systemd to answer" system_state_known "$name" || true
-    inside "$name" systemctl is-system-running --wait >/dev/null 2>&1 || true
+}
+
+machine_started() { # machine_started MACHINE: until systemd in it has finished starting up
+    wait_until --every 0.2 20 "$1's systemd to answer" system_state_known "$1" || true
+    inside "$1" systemctl is-system-running --wait >/dev/null 2>&1 || true
 }
 
 # machine_poweroff MACHINE: a clean shutdown; waits (30 s at most) for systemd-nspawn to exit.
@@ -101,6 +112,23 @@ machine_poweroff() {
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
+    unset "NSPAWN_PID[$name]"
+}
+
+bridge_port() { # bridge_port MACHINE: the machine's link on the bridge
+    echo "v$MACHINES_TAG${1:0:3}"
+}
+
+# machine_power_cut MACHINE: as a power cut: the machine's link goes silent first (its peers get
+# no FIN or RST, as from a machine that lost power), then every process in it is killed at once.
+# Its disk (the overlay) stays; machine_boot starts it again and restores the link.
+machine_power_cut() {
+    local name="$1" pid="${NSPAWN_PID[$1]}"
+    ip -n "$MACHINES_TAG-bridge" link set "$(bridge_port "$name")" down
+    # SIGKILL to a PID namespace's init kills everything in the namespace.
+    kill -KILL "$(leader "$name")"
+    wait_until --every 0.2 30 "$name to stop" process_gone "$pid" || kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
     unset "NSPAWN_PID[$name]"
 }
 

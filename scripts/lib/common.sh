@@ -110,3 +110,18 @@ rmq_ensure_user() {
         as_root rabbitmqctl -q change_password "$user" "$password" >/dev/null
     as_root rabbitmqctl -q set_permissions -p "$vhost" "$user" '.*' '.*' '.*' >/dev/null
 }
+
+# rmq_retire_classic_dead_letter_queue VHOST: the dead-letter queue (billing_queue.dead-letter)
+# is a quorum queue now; one left from an earlier version as a classic queue makes every
+# declaration fail. Deleted if empty; if it holds messages, nothing is touched and this fails
+# with what to do (they are poison orders an operator must look at first).
+rmq_retire_classic_dead_letter_queue() {
+    local vhost="$1" queue=billing_queue.dead-letter type messages
+    read -r type messages < <(as_root rabbitmqctl -q list_queues -p "$vhost" name type messages 2>/dev/null |
+        awk -v q="$queue" '$1 == q { print $2, $3 }') || true
+    [ "${type:-}" = classic ] || return 0
+    [ "${messages:-0}" = 0 ] ||
+        die "$queue in vhost $vhost is a classic queue from an earlier version holding $messages messages: move them elsewhere (e.g. shovel them to a new queue), delete it, and provision again"
+    log "deleting the empty classic $queue (it is a quorum queue now)"
+    as_root rabbitmqctl -q delete_queue -p "$vhost" "$queue" --if-empty >/dev/null
+}

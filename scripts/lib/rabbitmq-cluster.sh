@@ -77,11 +77,17 @@ start_test_cluster() {
             cluster_ctl "$node" start_app
         fi
     done
-    cluster_ctl "${CLUSTER_NODES[0]}" delete_vhost "$CLUSTER_VHOST" >/dev/null 2>&1 || true
-    cluster_ctl "${CLUSTER_NODES[0]}" add_vhost "$CLUSTER_VHOST" >/dev/null
+    cluster_ctl "${CLUSTER_NODES[0]}" add_vhost "$CLUSTER_VHOST" >/dev/null 2>&1 || true
     cluster_ctl "${CLUSTER_NODES[0]}" add_user movie_test "$TEST_AMQP_PASSWORD" >/dev/null 2>&1 ||
         cluster_ctl "${CLUSTER_NODES[0]}" change_password movie_test "$TEST_AMQP_PASSWORD" >/dev/null
     cluster_ctl "${CLUSTER_NODES[0]}" set_permissions -p "$CLUSTER_VHOST" movie_test '.*' '.*' '.*' >/dev/null
+}
+
+# empty_test_cluster: the test vhost deleted and made again, with nothing left from earlier runs
+# (scripts/test.sh, before the tests; never while tests use the cluster).
+empty_test_cluster() {
+    cluster_ctl "${CLUSTER_NODES[0]}" delete_vhost "$CLUSTER_VHOST" >/dev/null 2>&1 || true
+    start_test_cluster
 }
 
 # test_cluster_urls: AMQP_URL for the test cluster, every node, movie-a first.

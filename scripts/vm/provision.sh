@@ -175,3 +175,120 @@ wait_ready() {
     log "$service: $(systemctl is-active "$service") but not ready after ${seconds}s: $body (see journalctl -u $service)"
     return 1
 }
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+# MOVIE_BROKER_SHAPE (the Vagrantfile passes it): "cluster", the default, runs a RabbitMQ node on
+# each of the three machines, clustered through billing's node, with the queues replicated on all
+# three; "single" runs the only node on billing, for hosts short of memory.
+BROKER_SHAPE="${MOVIE_BROKER_SHAPE:-cluster}"
+case "$BROKER_SHAPE" in
+    cluster | single) ;;
+    *) die "MOVIE_BROKER_SHAPE is cluster or single, not '$BROKER_SHAPE'" ;;
+esac
+# The node the others join, and the only node in the single shape.
+BROKER_SEED=billing
+declare -A MACHINE_IP=([gateway]="$GATEWAY_IP" [inventory]="$INVENTORY_IP" [billing]="$BILLING_IP")
+
+# amqp_urls USER PASSWORD: AMQP_URL for a service on this machine: this machine's node first,
+# then the others (cluster), or billing's node (single).
+amqp_urls() {
+    local self machine hosts=() urls=()
+    self="$(hostname -s)"
+    if [ "$BROKER_SHAPE" = single ]; then
+        [ "$self" = "$BROKER_SEED" ] && hosts=(127.0.0.1) || hosts=("${MACHINE_IP[$BROKER_SEED]}")
+    else
+        hosts=(127.0.0.1)
+        for machine in gateway inventory billing; do
+            [ "$machine" = "$self" ] || hosts+=("${MACHINE_IP[$machine]}")
+        done
+    fi
+    for machine in "${hosts[@]}"; do urls+=("amqp://$1:$2@$machine:5672/movie"); done
+    local IFS=,
+    echo "${urls[*]}"
+}
+
+# broker_firewall_rules: the firewall rules this machine's RabbitMQ needs: AMQP from the machines
+# whose services use the broker (gateway and billing), and in the cluster shape Erlang's port
+# mapper (epmd, 4369) and the inter-node port (25672) from the other two machines only.
+broker_firewall_rules() {
+    local self machine peers=()
+    self="$(hostname -s)"
+    if [ "$BROKER_SHAPE" = single ]; then
+        [ "$self" = "$BROKER_SEED" ] &&
+            echo "ip saddr $GATEWAY_IP tcp dport 5672 accept comment \"AMQP: the gateway\""
+        return 0
+    fi
+    for machine in gateway inventory billing; do
+        [ "$machine" = "$self" ] || peers+=("${MACHINE_IP[$machine]}")
+    done
+    echo "ip saddr { $GATEWAY_IP, $BILLING_IP } tcp dport 5672 accept comment \"AMQP: the gateway and billing services\""
+    echo "ip saddr { ${peers[0]}, ${peers[1]} } tcp dport { 4369, 25672 } accept comment \"RabbitMQ clustering: the other two machines\""
+}
+
+# rabbitmq_node: this machine's RabbitMQ node, running: the machines' names in /etc/hosts (node
+# names are rabbit@<machine>), the cluster's Erlang cookie (generated on the Vagrant host: a
+# node with a package-made cookie could not join), and a configuration for a 1 GiB machine.
+rabbitmq_node() {
+    local restart_needed_before="$RESTART_NEEDED" machine
+    RESTART_NEEDED=false
+    {
+        sed '/# movie-platform machines: begin/,/# movie-platform machines: end/d' /etc/hosts
+        echo "# movie-platform machines: begin (written by the provisioning)"
+        for machine in gateway inventory billing; do echo "${MACHINE_IP[$machine]} $machine"; done
+        echo "# movie-platform machines: end"
+    } | install_content /etc/hosts 0644 root:root
+    ensure_packages rabbitmq-server
+    # Measured in scripts/deploy-test.sh: a node holding a backlog of about 1,000 orders, with
+    # one of its peers down, takes about 120 MiB. Above the watermark RabbitMQ blocks publishers
+    # (the gateway answers 503) rather than let the machine run out of memory.
+    install_content /etc/rabbitmq/rabbitmq.conf 0644 root:rabbitmq <<'CONF'
+# Written by the movie platform provisioning; changes are overwritten.
+# A node cut off from the other two stops serving rather than confirm what it cannot replicate
+# (what RabbitMQ recommends for three nodes); it resumes once it sees a majority again.
+cluster_partition_handling = pause_minority
+# A 1 GiB machine, shared with PostgreSQL and a service.
+vm_memory_high_watermark.absolute = 320MiB
+disk_free_limit.absolute = 1GB
+CONF
+    if [ "$BROKER_SHAPE" = cluster ]; then
+        require_secret RABBITMQ_ERLANG_COOKIE
+        printf '%s' "$RABBITMQ_ERLANG_COOKIE" | install_content /var/lib/rabbitmq/.erlang.cookie 0400 rabbitmq:rabbitmq
+    fi
+    systemctl enable --quiet rabbitmq-server
+    if $RESTART_NEEDED; then
+        log "RabbitMQ configuration changed: restarting its node"
+        systemctl restart rabbitmq-server
+    else
+        systemctl start rabbitmq-server
+    fi
+    RESTART_NEEDED="$restart_needed_before"
+    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+}
+
+in_cluster_of() { # in_cluster_of NODE: this machine's node knows NODE as a cluster member
+    rabbitmqctl -q eval "lists:member('$1', rabbit_mnesia:cluster_nodes(all))." 2>/dev/null | grep -qx true
+}
+
+# rabbitmq_join_cluster: this machine's node joins billing's, once (a node that joined stays
+# joined across reboots). Machines boot in any order, so it waits for billing's node. Until it
+# has joined, this node knows no platform user: the services on this machine cannot use it and
+# fail over to the cluster, so nothing is stored on a node that the join then resets.
+rabbitmq_join_cluster() {
+    local seed="rabbit@$BROKER_SEED"
+    in_cluster_of "$seed" && return 0
+    wait_until --every 5 900 "RabbitMQ on $BROKER_SEED to answer" \
+        rabbitmqctl -q -n "$seed" await_startup --timeout 5 ||
+        die "RabbitMQ on $BROKER_SEED did not answer: provision $BROKER_SEED, then this machine again"
+    log "joining the RabbitMQ cluster of $seed"
+    rabbitmqctl -q stop_app
+    rabbitmqctl -q join_cluster "$seed"
+    rabbitmqctl -q start_app
+    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+}
+
+# rabbitmq_replicate_here: every quorum queue of the platform gets a member on this machine's
+# node: a queue declared before this node joined has none (once every machine has run this, each
+# queue has three).
+rabbitmq_replicate_here() {
+    rabbitmq-queues -q grow "rabbit@$(hostname -s)" all --vhost-pattern '^movie$' --errors-only >/dev/null
+}
