@@ -816,6 +816,18 @@ fn assert_answered_or_refused_quickly(scenario: &str, outcome: &RestartOutcome) 
     );
 }
 
+/// What every cluster scenario asserts once its load has stopped: each order answered 202 or a
+/// quick 503, and every 202 billed exactly once. Stops the platform.
+async fn assert_cluster_scenario(platform: Platform, scenario: &str, outcome: &RestartOutcome) {
+    assert_answered_or_refused_quickly(scenario, outcome);
+    let recovery = platform
+        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(120))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_billed_exactly_once(&platform, scenario, &outcome.acknowledged, recovery).await;
+    platform.stop_all().await;
+}
+
 /// SIGKILLs a cluster node under the running load, waits until a new order is confirmed again
 /// (the order ids of the probes join `probed`), lets the load run on without it, and starts the
 /// node again. Returns how long orders could not be confirmed.
@@ -870,19 +882,7 @@ async fn s12_the_node_leading_the_order_queue_killed_under_order_load() {
         gateway_node_lost.as_secs_f64(),
         outcome.summary()
     ));
-    assert_answered_or_refused_quickly("s12", &outcome);
-    let recovery = platform
-        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(120))
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_billed_exactly_once(
-        &platform,
-        "s12 queue leader killed",
-        &outcome.acknowledged,
-        recovery,
-    )
-    .await;
-    platform.stop_all().await;
+    assert_cluster_scenario(platform, "s12 queue leader killed", &outcome).await;
 }
 
 #[tokio::test]
@@ -908,17 +908,5 @@ async fn s13_rolling_restart_of_the_three_broker_nodes_under_order_load() {
         rolled.as_secs_f64(),
         outcome.summary()
     ));
-    assert_answered_or_refused_quickly("s13", &outcome);
-    let recovery = platform
-        .wait_billed(outcome.acknowledged.len(), Duration::from_secs(120))
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_billed_exactly_once(
-        &platform,
-        "s13 rolling restart",
-        &outcome.acknowledged,
-        recovery,
-    )
-    .await;
-    platform.stop_all().await;
+    assert_cluster_scenario(platform, "s13 rolling restart", &outcome).await;
 }
