@@ -29,7 +29,7 @@ launch_cluster_node() {
     dir="$CLUSTER_DIR/$node"
     as_root install -d -o rabbitmq -g rabbitmq "$dir" "$dir/log"
     printf '%s\n' "listeners.tcp.1 = 127.0.0.1:$port" \
-        "cluster_partition_handling = pause_minority" "loopback_users = none" |
+        "cluster_partition_handling = pause_minority" "net_ticktime = 10" "loopback_users = none" |
         as_root tee "$dir/rabbitmq.conf" >/dev/null
     printf '[].\n' | as_root tee "$dir/enabled_plugins" >/dev/null
     as_root runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq \

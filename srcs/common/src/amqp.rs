@@ -10,7 +10,7 @@ use lapin::{
         QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable, LongString, ShortString},
-    uri::AMQPUri,
+    uri::{AMQPScheme, AMQPUri},
     Channel, Connection, ConnectionProperties, ExchangeKind,
 };
 use uuid::Uuid;
@@ -81,11 +81,23 @@ impl FromStr for BrokerNodes {
                 let mut uri: AMQPUri = url
                     .parse()
                     .map_err(|_| format!("URL {} of the list is not an amqp:// URL", i + 1))?;
-                // The URL parser turns a bracketed IPv6 host into "localhost".
+                let position = i + 1;
+                // The URL parser turns a bracketed IPv6 host into "localhost", and a URL with
+                // no host at all into guest@localhost.
                 if url.contains('[') {
                     return Err(format!(
-                        "URL {} of the list has an IPv6 address: name the host instead",
-                        i + 1
+                        "URL {position} of the list has an IPv6 address: name the host instead"
+                    ));
+                }
+                if !url.contains('@') {
+                    return Err(format!(
+                        "URL {position} of the list names no user and host (amqp://user:password@host:port/vhost)"
+                    ));
+                }
+                // Built without TLS: an amqps:// URL would be spoken in plain text.
+                if uri.scheme != AMQPScheme::AMQP {
+                    return Err(format!(
+                        "URL {position} of the list is amqps://, which this build cannot speak (no TLS): use amqp:// on a private network"
                     ));
                 }
                 uri.query.heartbeat.get_or_insert(HEARTBEAT_SECONDS);
@@ -347,7 +359,9 @@ mod tests {
 
     #[test]
     fn connections_ask_for_a_short_heartbeat_unless_the_url_names_one() {
-        let nodes: BrokerNodes = "amqp://a/v,amqp://b/v?heartbeat=30".parse().unwrap();
+        let nodes: BrokerNodes = "amqp://u:p@a/v,amqp://u:p@b/v?heartbeat=30"
+            .parse()
+            .unwrap();
         let heartbeats: Vec<_> = nodes.iter().map(|node| node.uri.query.heartbeat).collect();
         assert_eq!(heartbeats, [Some(HEARTBEAT_SECONDS), Some(30)]);
     }

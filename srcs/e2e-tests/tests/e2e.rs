@@ -275,7 +275,7 @@ async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_
     let (code, stderr) = run_with_env(
         "api-gateway",
         &[
-            ("AMQP_URL", "amqp://127.0.0.1"),
+            ("AMQP_URL", "amqp://u:p@127.0.0.1"),
             ("GATEWAY_BIND_ADDR", "not-an-address"),
         ],
     )
