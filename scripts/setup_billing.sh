@@ -15,6 +15,7 @@ ensure_packages postgresql rabbitmq-server curl ca-certificates openssl
 local_postgres billing "$BILLING_DB_PASSWORD" "SELECT, INSERT"
 
 rabbitmq_node
+[ "$BROKER_SHAPE" = single ] || rabbitmq_rejoin_survivors
 rmq_ensure_user movie_platform "$AMQP_PASSWORD" movie
 rmq_retire_classic_dead_letter_queue movie
 [ "$BROKER_SHAPE" = single ] || rabbitmq_replicate_here

@@ -132,6 +132,14 @@ machine_power_cut() {
     unset "NSPAWN_PID[$name]"
 }
 
+# machine_wipe MACHINE: a powered-off machine's disk lost: its overlay's upper layer emptied, so
+# it boots as a new machine from the root filesystem.
+machine_wipe() {
+    local dir="$MACHINES_WORK/$1"
+    ! mountpoint -q "$dir/merged" || umount "$dir/merged"
+    rm -rf "$dir/upper" "$dir/work"
+}
+
 # machines_teardown: every machine stopped, every overlay unmounted, every namespace and
 # MACHINES_WORK removed. Only what this run created, even after a failure half-way.
 machines_teardown() {

@@ -273,6 +273,23 @@ in_cluster_of() { # in_cluster_of NODE: this machine's node knows NODE as a clus
     rabbitmqctl -q eval "lists:member('$1', rabbit_mnesia:cluster_nodes(all))." 2>/dev/null | grep -qx true
 }
 
+# join_through NODE: this machine's node (just installed, or rebuilt) joins NODE's cluster. A
+# rebuilt machine's node has its predecessor's name but not its identity: the cluster must
+# forget the predecessor first, or it refuses the newcomer (or takes it for the old node).
+join_through() {
+    local seed="$1" self
+    self="rabbit@$(hostname -s)"
+    log "joining the RabbitMQ cluster of $seed"
+    rabbitmqctl -q stop_app
+    if rabbitmqctl -q -n "$seed" eval "lists:member('$self', rabbit_mnesia:cluster_nodes(all))." | grep -qx true; then
+        log "$seed still lists an earlier $self (this machine was rebuilt): forgetting it"
+        rabbitmqctl -q -n "$seed" forget_cluster_node "$self"
+    fi
+    rabbitmqctl -q join_cluster "$seed"
+    rabbitmqctl -q start_app
+    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+}
+
 # rabbitmq_join_cluster: this machine's node joins billing's, once (a node that joined stays
 # joined across reboots). Machines boot in any order, so it waits for billing's node. Until it
 # has joined, this node knows no platform user: the services on this machine cannot use it and
@@ -283,11 +300,30 @@ rabbitmq_join_cluster() {
     wait_until --every 5 900 "RabbitMQ on $BROKER_SEED to answer" \
         rabbitmqctl -q -n "$seed" await_startup --timeout 5 ||
         die "RabbitMQ on $BROKER_SEED did not answer: provision $BROKER_SEED, then this machine again"
-    log "joining the RabbitMQ cluster of $seed"
-    rabbitmqctl -q stop_app
-    rabbitmqctl -q join_cluster "$seed"
-    rabbitmqctl -q start_app
-    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+    join_through "$seed"
+}
+
+holds_the_platform() { # holds_the_platform NODE: NODE runs and has the platform's vhost
+    # Bounded: a peer powered off answers nothing.
+    timeout 20 rabbitmqctl -q -n "$1" eval 'lists:member(<<"movie">>, rabbit_vhost:list_names()).' 2>/dev/null |
+        grep -qx true
+}
+
+# rabbitmq_rejoin_survivors: on billing, whose node starts the cluster: if billing was rebuilt
+# (a lost disk) while the other two nodes kept the cluster and its queued orders, its new node
+# joins them instead of starting a cluster of its own, which would consume from an empty queue
+# while the orders wait on the other two. On a first provisioning the other nodes hold no
+# platform vhost yet (it is made here), so nothing is joined.
+rabbitmq_rejoin_survivors() {
+    local self peer
+    self="rabbit@$(hostname -s)"
+    rabbitmqctl -q eval "rabbit_mnesia:cluster_nodes(all) =:= ['$self']." 2>/dev/null | grep -qx true || return 0
+    for peer in gateway inventory; do
+        if holds_the_platform "rabbit@$peer"; then
+            join_through "rabbit@$peer"
+            return 0
+        fi
+    done
 }
 
 # rabbitmq_replicate_here: every quorum queue of the platform gets a member on this machine's
