@@ -439,11 +439,24 @@ orders_outcome() {
 # Proof: the whole billing machine loses power for a minute under order load. Its RabbitMQ node
 # and the queue members on it go with it; the other two nodes hold the queue. Here, not in a
 # check: the machine's processes must stay known to this shell.
-log "cutting the billing machine's power for a minute under order load"
+orders_leader() { # the node leading the order queue, as billing's node sees it
+    inside billing rabbitmq-queues -q quorum_status billing_queue --vhost movie --formatter json |
+        grep -oE '"Node Name":"[^"]+","Raft State":"leader"' | cut -d'"' -f4
+}
+lead_from_billing() { # the harder case: the queue's leader goes with the machine
+    local leader
+    leader="$(orders_leader)"
+    [ "$leader" != rabbit@billing ] || return 0
+    inside billing rabbitmqctl -q eval \
+        "ra:transfer_leadership({movie_billing_queue, '$leader'}, {movie_billing_queue, 'rabbit@billing'})." >/dev/null
+    sleep 1
+    [ "$(orders_leader)" = rabbit@billing ]
+}
+log "cutting the billing machine's power for a minute under order load, billing's node leading the queue"
+wait_until 30 "billing's node to lead the order queue" lead_from_billing || true
 order_load_start "$WORK/power-cut" power-cut
 sleep 5
-leader_before_power_cut="$(inside billing rabbitmq-queues -q quorum_status billing_queue --vhost movie --formatter json |
-    grep -oE '"Node Name":"[^"]+","Raft State":"leader"' | cut -d'"' -f4 || true)"
+leader_before_power_cut="$(orders_leader || true)"
 power_cut_at="$(date +%s.%N)"
 machine_power_cut billing
 sleep 55
