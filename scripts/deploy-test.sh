@@ -496,7 +496,12 @@ NFT
     sleep 5
     inside billing nft delete table inet movie_partition
     healed_at="$(date +%s.%N)"
-    wait_until --every 1 180 "billing's node to serve again" broker_running_on_billing
+    wait_until --every 1 180 "billing's node to serve again" broker_running_on_billing || {
+        # What RabbitMQ says, for whoever reads the failure.
+        inside billing sh -c 'grep -iE "partition|pause|minority|majority" /var/log/rabbitmq/rabbit@billing.log | tail -n 8'
+        order_load_stop "$WORK/partition"
+        return 1
+    }
     sleep 5
     order_load_stop "$WORK/partition"
     orders_outcome "$WORK/partition" partition "$cut_at" "$healed_at"
