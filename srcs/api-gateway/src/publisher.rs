@@ -298,9 +298,7 @@ async fn connect(
     )
     .await?;
     let confirm_mode = channel.confirm_select(ConfirmSelectOptions::default());
-    tokio::time::timeout(settings.connect_timeout, confirm_mode)
-        .await
-        .map_err(|_| amqp::AmqpError::Timeout(settings.connect_timeout))??;
+    amqp::within(settings.connect_timeout, confirm_mode).await?;
     Ok((connection, channel, node))
 }
 

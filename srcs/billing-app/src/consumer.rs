@@ -232,9 +232,7 @@ async fn start_consuming(
             )
             .await
     };
-    let consumer = tokio::time::timeout(settings.connect_timeout, consume)
-        .await
-        .map_err(|_| amqp::AmqpError::Timeout(settings.connect_timeout))??;
+    let consumer = amqp::within(settings.connect_timeout, consume).await?;
     Ok((connection, channel, tag, consumer, node))
 }
 

@@ -141,6 +141,18 @@ impl NodeGauge {
     }
 }
 
+/// One call to the broker, given at most `timeout`: a broker that accepts a request but never
+/// answers it (a node waiting for a silent peer) must not hold the caller.
+pub async fn within<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| AmqpError::Timeout(timeout))?
+        .map_err(AmqpError::from)
+}
+
 /// Connects to the first node of `nodes` that answers and opens a channel on it with the order
 /// topology declared; `name` shows in the broker's connection list. Each node gets `timeout`
 /// for all of it, so a node that accepts connections but cannot serve the queue (one cut off
