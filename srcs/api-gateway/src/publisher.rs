@@ -113,17 +113,6 @@ impl OrderPublisher {
         node.as_ref().map(|node| node.address().to_owned())
     }
 
-    /// Completes once connected (at once if connected now).
-    pub(crate) fn connected(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut channel = self.channel.clone();
-        async move {
-            // An error means the supervisor is gone (the gateway is stopping): never ready.
-            if channel.wait_for(Option::is_some).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
     /// The channel once connected, if the gateway is still starting and has never been
     /// connected; `None` at once otherwise.
     async fn first_connection(&self) -> Option<Channel> {

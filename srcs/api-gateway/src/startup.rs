@@ -69,13 +69,11 @@ impl Service for Application {
         self.http.addr().port()
     }
 
-    /// Ready once the broker connection is up (orders can be queued).
+    /// Ready as soon as it serves: the broker and inventory may live on machines still booting,
+    /// and waiting for them would get the gateway restarted by systemd. `/ready` says whether
+    /// they answer; orders get 503 until a broker does.
     fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
-        let connected = self.publisher.connected();
-        async move {
-            connected.await;
-            "serving; connected to the broker"
-        }
+        std::future::ready("serving; /ready reports the broker and inventory")
     }
 
     /// Serves until `shutdown`, lets in-flight requests finish, then closes the broker

@@ -32,7 +32,9 @@ pub trait Service: Sized {
     /// for port 0).
     fn port(&self) -> u16;
 
-    /// Completes once the service can do its work; the output is the status line systemd shows.
+    /// Completes once the service can do its work with what its own machine provides; the
+    /// output is the status line systemd shows. Never waits for another machine: systemd would
+    /// restart the service while that machine boots (`/ready` reports those dependencies).
     fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static;
 
     /// Runs until `shutdown` completes, then finishes the work in progress and returns.

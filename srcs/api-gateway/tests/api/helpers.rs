@@ -51,11 +51,15 @@ pub async fn spawn_gateway_in_front_of(inventory: SocketAddr) -> (TestGateway, b
     spawn_gateway_with(gateway_settings(inventory, &test_amqp_url(), &queue)).await
 }
 
-/// Returns the gateway and whether it became ready (connected to the broker) within 5 s.
+/// Returns the gateway and whether it connected to the broker within 5 s (as `/ready` says:
+/// the gateway serves, and tells systemd so, before the broker answers).
 pub async fn spawn_gateway_with(settings: Settings) -> (TestGateway, bool) {
     let queue = settings.queue.clone();
     let app = RunningApp::start::<Application>(settings).await;
-    let connected = app.ready_within(Duration::from_secs(5)).await;
+    assert!(
+        app.ready_within(Duration::from_secs(5)).await,
+        "the gateway is ready as soon as it serves"
+    );
     let gateway = TestGateway {
         address: app.address.clone(),
         queue,
@@ -65,12 +69,27 @@ pub async fn spawn_gateway_with(settings: Settings) -> (TestGateway, bool) {
             .build()
             .unwrap(),
     };
+    let connected = gateway.broker_connected_within(Duration::from_secs(5)).await;
     (gateway, connected)
 }
 
 impl TestGateway {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    async fn broker_connected_within(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let readiness: serde_json::Value = self.get("/ready").await.json().await.unwrap();
+            if readiness["checks"]["broker"] == "up" {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

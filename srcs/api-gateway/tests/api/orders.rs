@@ -228,7 +228,7 @@ async fn broker_down_gives_a_quick_503_and_the_gateway_reconnects_on_its_own() {
 }
 
 #[tokio::test]
-async fn a_gateway_started_before_the_broker_serves_orders_once_it_is_up() {
+async fn a_gateway_started_before_the_broker_is_ready_at_once_and_takes_orders_once_it_is_up() {
     let inventory = spawn_inventory().await;
     let proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
     proxy.cut();
