@@ -2,8 +2,8 @@
 # Provisions the billing VM: PostgreSQL (local only), a RabbitMQ node (the one the other machines'
 # nodes join, and the only one in the single shape) with the platform's user and vhost (guest
 # stays local-only), the billing service under systemd, and a firewall that lets only the gateway
-# reach billing's HTTP listener and only the platform's machines reach RabbitMQ. Idempotent. Run
-# as root by Vagrant.
+# reach billing's HTTP listener and only the platform's machines reach RabbitMQ, and chrony, the
+# clock the other machines follow. Idempotent. Run as root by Vagrant.
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret BILLING_DB_PASSWORD
@@ -13,6 +13,7 @@ ensure_packages postgresql rabbitmq-server curl ca-certificates openssl
 # The service works as "billing", which may read and add orders but never change or delete
 # one; the schema belongs to "billing_owner", used only for migrations.
 local_postgres billing "$BILLING_DB_PASSWORD" "SELECT, INSERT"
+time_sync serve
 
 rabbitmq_node
 [ "$BROKER_SHAPE" = single ] || rabbitmq_rejoin_survivors
@@ -31,7 +32,7 @@ RUST_LOG=info
 ENV
 install_unit billing
 mapfile -t broker_rules < <(broker_firewall_rules)
-firewall "${broker_rules[@]}" \
+firewall "${broker_rules[@]}" "$(time_sync_firewall_rules)" \
     "ip saddr $GATEWAY_IP tcp dport 8082 accept comment \"billing order status: the gateway only\""
 start_unit billing
 wait_ready billing "http://$BILLING_IP:8082/ready" 120

@@ -9,6 +9,7 @@ require_secret AMQP_PASSWORD
 require_secret ADMIN_TOKEN
 
 ensure_packages curl ca-certificates
+time_sync follow
 if [ "$BROKER_SHAPE" = cluster ]; then
     rabbitmq_node
     rabbitmq_join_cluster

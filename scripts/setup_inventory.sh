@@ -9,6 +9,7 @@ require_secret INVENTORY_DB_PASSWORD
 require_secret ADMIN_TOKEN
 
 ensure_packages postgresql curl ca-certificates openssl
+time_sync follow
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
 # to "inventory_owner", used only for migrations.
 local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE"

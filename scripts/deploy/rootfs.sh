@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds (once; cached) the Debian 12 root filesystem the deployment test boots with systemd-nspawn:
-# systemd as PID 1, and the packages the provisioning scripts install (PostgreSQL, RabbitMQ,
-# nftables, curl) pre-fetched into its apt cache, so provisioning runs with no network.
+# systemd as PID 1, and the packages the provisioning scripts install (scripts/vm/packages.sh)
+# pre-fetched into its apt cache, so provisioning runs with no network.
 # Usage: rootfs.sh DIR   (DIR/.complete marks a finished build)
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/machines.sh"
+. "$(dirname "$0")/../vm/packages.sh"
 dir="$1"
 # Bump when the contents below change, so a cached tree is rebuilt.
-VERSION=2
+VERSION=3
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-PACKAGES="postgresql rabbitmq-server nftables curl ca-certificates"
 
 if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$VERSION" ]; then
     exit 0
@@ -37,7 +37,7 @@ chmod +x "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 nspawn_runtime_dir
 systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=off --timezone=off \
-    sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq $PACKAGES" \
+    sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq $VM_PACKAGES" \
     >>"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
 rm -f "$root/usr/sbin/policy-rc.d"
 # Every clone gets its own identity at first boot, and the name systemd-nspawn gives it.

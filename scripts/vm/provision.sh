@@ -149,6 +149,38 @@ firewall() {
     nft -f /etc/nftables.conf
 }
 
+# time_sync serve|follow: chrony keeps this machine's clock. Billing's ("serve") follows Debian's
+# NTP pool when it can reach it and serves the other two ("follow") either way, so the platform's
+# clocks agree even with no internet (an order's received_at comes from the gateway's clock, its
+# processed_at from billing's). Open UDP 123 on billing with time_sync_firewall_rules.
+time_sync() {
+    local restart_needed_before="$RESTART_NEEDED"
+    RESTART_NEEDED=false
+    ensure_packages chrony
+    if [ "$1" = serve ]; then
+        install_content /etc/chrony/conf.d/movie-platform.conf 0644 root:root <<CONF
+# Written by the movie platform provisioning: billing serves time to the platform's machines,
+# from its own clock when no NTP server answers.
+allow $GATEWAY_IP
+allow $INVENTORY_IP
+local stratum 10
+CONF
+    else
+        install_content /etc/chrony/conf.d/movie-platform.conf 0644 root:root <<CONF
+# Written by the movie platform provisioning: billing's clock, always reachable, keeps the
+# platform's machines in agreement; 'prefer' so that they follow it even when the pool answers.
+server $BILLING_IP iburst prefer
+CONF
+    fi
+    systemctl enable --quiet chrony
+    if $RESTART_NEEDED; then systemctl restart chrony; else systemctl start chrony; fi
+    RESTART_NEEDED="$restart_needed_before"
+}
+
+time_sync_firewall_rules() { # the rule that lets the two other machines ask billing the time
+    echo "ip saddr { $GATEWAY_IP, $INVENTORY_IP } udp dport 123 accept comment \"time for the platform's machines\""
+}
+
 # start_unit SERVICE: enables and starts the service's unit (restarting it if its binary, unit
 # or configuration changed), without waiting: a service whose dependencies live on a machine not
 # up yet keeps retrying on its own.
