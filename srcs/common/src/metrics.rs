@@ -22,6 +22,13 @@ pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// What the release pipeline named this build (`MOVIE_BUILD_ID` when it was compiled), so an
+/// operator can tell which build each machine runs.
+pub const BUILD_ID: &str = match option_env!("MOVIE_BUILD_ID") {
+    Some(id) => id,
+    None => "unnamed",
+};
+
 /// A service's metrics registry plus the HTTP request metrics every service has.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,6 +72,14 @@ impl Metrics {
         };
         metrics.register(metrics.http_requests.clone());
         metrics.register(metrics.http_duration.clone());
+        metrics
+            .gauge_vec(
+                "build_info",
+                "Always 1: which build is running (the version, and MOVIE_BUILD_ID at build time).",
+                &["version", "build"],
+            )
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_ID])
+            .set(1);
         metrics
     }
 

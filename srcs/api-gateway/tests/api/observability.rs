@@ -90,6 +90,12 @@ async fn publish_and_request_metrics_count_known_traffic() {
         3.0
     );
     assert_eq!(metric(&scrape, "gateway_broker_connected"), 1.0);
+    let build = format!(
+        r#"gateway_build_info{{build="{}",version="{}"}}"#,
+        common::metrics::BUILD_ID,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric(&scrape, &build), 1.0);
     assert_eq!(
         metric(
             &scrape,
