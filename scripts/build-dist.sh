@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the three service binaries in release mode and puts them in dist/, where the Vagrant
-# VMs take them from (the Vagrantfile runs this on Linux hosts before provisioning).
+# VMs take them from (the Vagrantfile runs this on Linux hosts before provisioning). A
+# MOVIE_BUILD_ID in the environment names the build (the services' build_info metric).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bins
 target="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p dist
+# -C: an unchanged binary keeps its timestamp, so rsync does not send it to the VMs again.
 for binary in api-gateway inventory-app billing-app; do
-    install -m 0755 "$target/$binary" "dist/$binary"
+    install -C -m 0755 "$target/$binary" "dist/$binary"
 done
 echo "built dist/{api-gateway,inventory-app,billing-app}"
