@@ -12,23 +12,13 @@ TARGET="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 BIN_DIR="$TARGET/debug"
 OUT_DIR="$TARGET/conformance"
 RUN_DIR="$OUT_DIR/run"
-VENV="$LOCAL_DIR/venv"
-REQUIREMENTS="tests/conformance/requirements.txt"
 
-ensure_packages python3 python3-venv chromium
 ensure_local_secrets
 for binary in api-gateway inventory-app billing-app; do
     [ -x "$BIN_DIR/$binary" ] || die "$BIN_DIR/$binary is missing: run 'cargo build --workspace --bins' first"
 done
 
-# A virtualenv with the pinned tools, rebuilt when the pins change.
-if ! cmp -s "$REQUIREMENTS" "$VENV/requirements.txt" 2>/dev/null; then
-    log "installing $(grep -v '^#' "$REQUIREMENTS" | tr '\n' ' ')"
-    rm -rf "$VENV"
-    /usr/bin/python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-    cp "$REQUIREMENTS" "$VENV/requirements.txt"
-fi
+ensure_python_tools
 
 rm -rf "$OUT_DIR"
 mkdir -p "$OUT_DIR"

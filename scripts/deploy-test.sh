@@ -7,6 +7,7 @@
 # everything it created, even when it fails. Traffic stays inside the namespaces it creates.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
+. "$(dirname "$0")/lib/checks.sh"
 . "$(dirname "$0")/deploy/machines.sh"
 cd "$REPO_ROOT"
 
@@ -20,38 +21,7 @@ declare -A MACHINE_IP=([gateway]=192.168.56.10 [inventory]=192.168.56.11 [billin
 trap machines_teardown EXIT
 # Interrupted or stopped: still clean up (the EXIT trap runs on exit, not on a fatal signal).
 trap 'exit 130' INT TERM
-PASSED=0
-FAILED=0
-
-check() { # check NAME COMMAND...: one named pass/fail line; any failing step fails the check
-    local name="$1" status
-    shift
-    # errexit in a subshell that is not an `if` condition (where bash would ignore it).
-    set +e
-    (
-        set -e
-        "$@"
-    ) >"$WORK/check.log" 2>&1
-    status=$?
-    set -e
-    if [ "$status" -eq 0 ]; then
-        PASSED=$((PASSED + 1))
-        printf 'PASS  %s\n' "$name"
-        # A passing check's measurements still count: lines it marks "figures:" are shown.
-        sed -n 's/^figures: /      /p' "$WORK/check.log"
-    else
-        FAILED=$((FAILED + 1))
-        printf 'FAIL  %s\n' "$name"
-        sed 's/^/      /' "$WORK/check.log" | tail -n 15
-    fi
-}
-
-refuse() { # refuse COMMAND...: succeeds only if the command fails
-    if "$@"; then
-        echo "unexpectedly succeeded: $*"
-        return 1
-    fi
-}
+CHECK_LOG="$WORK/check.log"
 
 # --- set-up --------------------------------------------------------------------------------------
 
@@ -622,6 +592,4 @@ vagrant_validate() {
 }
 check "vagrant validate (no network)" vagrant_validate
 
-echo
-echo "deploy: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+checks_summary deploy

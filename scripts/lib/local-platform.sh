@@ -71,6 +71,21 @@ ensure_local_secrets() {
 }
 
 # A fresh, empty vhost (tests start from nothing and leave nothing behind in the dev vhost).
+# ensure_python_tools: Chromium and a virtualenv at $VENV with the pinned Python tools
+# (schemathesis, Playwright: tests/conformance/requirements.txt), rebuilt when the pins change.
+VENV="$LOCAL_DIR/venv"
+ensure_python_tools() {
+    local requirements="$REPO_ROOT/tests/conformance/requirements.txt"
+    ensure_packages python3 python3-venv chromium
+    if ! cmp -s "$requirements" "$VENV/requirements.txt" 2>/dev/null; then
+        log "installing $(grep -v '^#' "$requirements" | tr '\n' ' ')"
+        rm -rf "$VENV"
+        /usr/bin/python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$VENV/requirements.txt"
+    fi
+}
+
 rmq_recreate_vhost() {
     local vhost="$1"
     as_root rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
