@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked --bins
 target="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p dist
-# -C: an unchanged binary keeps its timestamp, so rsync does not send it to the VMs again.
+# Without debug info (function names stay, for backtraces): a quarter of the size to send to
+# each VM. -C: an unchanged binary keeps its timestamp, so rsync does not send it again.
+stripped="$(mktemp -d)"
+trap 'rm -rf "$stripped"' EXIT
 for binary in api-gateway inventory-app billing-app; do
-    install -C -m 0755 "$target/$binary" "dist/$binary"
+    objcopy --strip-debug "$target/$binary" "$stripped/$binary"
+    install -C -m 0755 "$stripped/$binary" "dist/$binary"
 done
 echo "built dist/{api-gateway,inventory-app,billing-app}"

@@ -58,15 +58,21 @@ else
     status=1
 fi
 
+# system_test NAME SCRIPT: a test of whole machines; its closing "NAME: N passed, M failed" line
+# counts like tests.
+system_test() {
+    local name="$1" script="$2" output
+    output="$(mktemp)"
+    if bash "$REPO_ROOT/$script" 2>&1 | tee "$output"; then :; else status=1; fi
+    if ! sed -nE "s/^$name: ([0-9]+) passed, ([0-9]+) failed\$/test result: $name. \1 passed; \2 failed/p" "$output" |
+        tee -a "$results" | grep -q .; then
+        echo "test result: FAILED. 0 passed; 1 failed ($script stopped before its checks)" >>"$results"
+    fi
+    rm -f "$output"
+}
+
 log "the three-machine deployment on systemd (scripts/deploy-test.sh)"
-deploy_log="$(mktemp)"
-if bash "$REPO_ROOT/scripts/deploy-test.sh" 2>&1 | tee "$deploy_log"; then :; else status=1; fi
-# Its checks count like tests: "deploy: N passed, M failed".
-if ! sed -nE 's/^deploy: ([0-9]+) passed, ([0-9]+) failed$/test result: deploy. \1 passed; \2 failed/p' "$deploy_log" |
-    tee -a "$results" | grep -q .; then
-    echo "test result: FAILED. 0 passed; 1 failed (the deployment test stopped before its checks)" >>"$results"
-fi
-rm -f "$deploy_log"
+system_test deploy scripts/deploy-test.sh
 
 # One closing line for the whole suite, summed over every test binary and check.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
