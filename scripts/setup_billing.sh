@@ -9,7 +9,8 @@ set -euo pipefail
 require_secret BILLING_DB_PASSWORD
 require_secret AMQP_PASSWORD
 
-ensure_packages postgresql rabbitmq-server curl ca-certificates openssl
+# Everything this machine installs, in one apt run: each run takes a minute on an emulated VM.
+ensure_packages postgresql rabbitmq-server chrony nftables curl ca-certificates openssl
 # The service works as "billing", which may read and add orders but never change or delete
 # one; the schema belongs to "billing_owner", used only for migrations.
 local_postgres billing "$BILLING_DB_PASSWORD" "SELECT, INSERT"

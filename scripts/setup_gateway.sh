@@ -8,7 +8,12 @@ set -euo pipefail
 require_secret AMQP_PASSWORD
 require_secret ADMIN_TOKEN
 
-ensure_packages curl ca-certificates
+# Everything this machine installs, in one apt run: each run takes a minute on an emulated VM.
+if [ "$BROKER_SHAPE" = cluster ]; then
+    ensure_packages rabbitmq-server chrony nftables curl ca-certificates
+else
+    ensure_packages chrony nftables curl ca-certificates
+fi
 time_sync follow
 if [ "$BROKER_SHAPE" = cluster ]; then
     rabbitmq_node

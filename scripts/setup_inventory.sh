@@ -8,7 +8,12 @@ require_secret INVENTORY_DB_PASSWORD
 # Writes need the admin token here too, so a firewall mistake does not open the catalogue.
 require_secret ADMIN_TOKEN
 
-ensure_packages postgresql curl ca-certificates openssl
+# Everything this machine installs, in one apt run: each run takes a minute on an emulated VM.
+if [ "$BROKER_SHAPE" = cluster ]; then
+    ensure_packages postgresql rabbitmq-server chrony nftables curl ca-certificates openssl
+else
+    ensure_packages postgresql chrony nftables curl ca-certificates openssl
+fi
 time_sync follow
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
 # to "inventory_owner", used only for migrations.

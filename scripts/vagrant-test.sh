@@ -64,11 +64,11 @@ api() { lab_in curl -sS --max-time 10 "$@"; }
 # reading from dies of SIGPIPE and fails the check.)
 secret() { sed -n "s/^$1=//p" "$VAGRANT_SECRETS"; }
 
-units_of() { # units_of MACHINE: the platform's units on it
+units_of() { # units_of MACHINE: the platform's daemons on it (nftables is loaded, not run)
     case "$1" in
-        gateway) echo "gateway rabbitmq-server chrony nftables" ;;
-        inventory) echo "inventory postgresql@15-main rabbitmq-server chrony nftables" ;;
-        billing) echo "billing postgresql@15-main rabbitmq-server chrony nftables" ;;
+        gateway) echo "gateway rabbitmq-server chrony" ;;
+        inventory) echo "inventory postgresql@15-main rabbitmq-server chrony" ;;
+        billing) echo "billing postgresql@15-main rabbitmq-server chrony" ;;
     esac
 }
 main_pids() { # the main PIDs of every platform unit on every machine, one line each
@@ -136,7 +136,8 @@ stop_billing_demo() {
         [ "$status" = 202 ] && accepted=$((accepted + 1))
     done
     echo "figures: 20 orders while billing was stopped: $accepted answered 202, $(($(orders_in_billing demo) - before)) rows meanwhile"
-    [ "$accepted" = 20 ] && [ "$(orders_in_billing demo)" = "$before" ]
+    [ "$accepted" = 20 ]
+    [ "$(orders_in_billing demo)" = "$before" ]
     on billing 'systemctl start billing'
     wait_until 120 "20 new rows" orders_billed demo $((before + 20))
     echo "figures: once billing started: $(($(orders_in_billing demo) - before)) new rows"
@@ -239,12 +240,17 @@ counts() {
     on billing "runuser -u postgres -- psql -qAt -d billing -c 'SELECT count(*) FROM orders'"
 }
 reload_keeps_everything() {
-    local before after
+    local before after machine
     before="$(counts)"
     vagrant_logged reload reload
     ssh_config
     wait_until 300 "the gateway ready after the reload" api -f -o /dev/null "$GATEWAY/ready"
+    # Ready through any broker node: its own machine's may still be starting.
+    wait_until 300 "every unit active after the reload" units_active_without_restarts
     units_active_without_restarts
+    for machine in gateway inventory billing; do
+        on "$machine" 'nft list table inet movie_platform' >/dev/null || { echo "no firewall on $machine after the reboot"; return 1; }
+    done
     after="$(counts)"
     echo "figures: movies and orders before the reload: $(echo "$before" | paste -sd /), after: $(echo "$after" | paste -sd /)"
     [ "$before" = "$after" ]
@@ -258,7 +264,8 @@ check "vagrant reload: every unit back on its own, the catalogue and the orders 
 
 destroy_leaves_nothing() {
     vagrant_logged destroy destroy -f
-    test -z "$(lab_in virsh -c qemu:///system list --all --name | grep -v '^$' || true)"
+    lab_virsh list --all --name | sort | comm -13 "$LAB_WORK/domains.before" - >"$WORK/domains.left"
+    [ ! -s "$WORK/domains.left" ] || { cat "$WORK/domains.left"; return 1; }
 }
 check "vagrant destroy -f removes the three machines" destroy_leaves_nothing
 

@@ -20,6 +20,9 @@ GATEWAY_IP="${MOVIE_GATEWAY_IP:-192.168.56.10}" \
     BILLING_IP="${MOVIE_BILLING_IP:-192.168.56.12}"
 # Set by a provisioning step that changed something the running service uses.
 RESTART_NEEDED=false
+# Before the Vagrantfile excluded it, the host's secrets file was synced to every VM, and rsync
+# never deletes what it excludes: a VM made then would keep every machine's secrets.
+if [ -f "$REPO_ROOT/.vagrant-secrets.env" ]; then rm -f "$REPO_ROOT/.vagrant-secrets.env"; fi
 
 require_secret() {
     local name="$1"
