@@ -23,18 +23,7 @@ debootstrap --variant=minbase \
     bookworm "$dir.tmp" "$MIRROR" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
 
 root="$dir.tmp"
-# Keep downloaded packages; no docker-style cache cleaning.
-rm -f "$root/etc/apt/apt.conf.d/docker-clean"
-echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >"$root/etc/apt/apt.conf.d/90keep-packages"
-cat >"$root/etc/apt/sources.list" <<LIST
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
-LIST
-# Package scripts must not start daemons while we fetch (this tree is not booted).
-printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-chmod +x "$root/usr/sbin/policy-rc.d"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
+prepare_to_fetch "$root" "$MIRROR"
 nspawn_runtime_dir
 systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=off --timezone=off \
     sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install --download-only -y -qq $VM_PACKAGES" \

@@ -45,18 +45,7 @@ debootstrap --variant=minbase \
     --include=linux-image-amd64,udev,openssh-server,sudo,rsync,ca-certificates,systemd-sysv,ifupdown,isc-dhcp-client,iproute2,dbus,libpam-systemd,netbase,procps \
     bookworm "$root" "$MIRROR" >>"$buildlog" 2>&1 || fail
 
-# Keep downloaded packages: they are the VMs' only package source.
-rm -f "$root/etc/apt/apt.conf.d/docker-clean"
-echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >"$root/etc/apt/apt.conf.d/90keep-packages"
-cat >"$root/etc/apt/sources.list" <<LIST
-deb $MIRROR bookworm main
-deb $MIRROR bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
-LIST
-# Package scripts must not start daemons while we fetch (this tree is not booted).
-printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-chmod +x "$root/usr/sbin/policy-rc.d"
-cp /etc/resolv.conf "$root/etc/resolv.conf"
+prepare_to_fetch "$root" "$MIRROR"
 mount -t proc proc "$root/proc"
 # Download only: rabbitmq-server's node name would bind to this build host's name, and the
 # setup scripts install what they need themselves (ensure_packages, from this cache).
