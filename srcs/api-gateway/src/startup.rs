@@ -27,6 +27,9 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "api-gateway";
     type Settings = Settings;
+    /// The broker and inventory may live on machines still booting; orders get 503 until a
+    /// broker answers.
+    const READY_STATUS: &'static str = "serving; /ready reports the broker and inventory";
 
     /// Binds the listener and starts the broker connection's supervisor. Neither inventory nor
     /// the broker needs to be up yet: requests that need them get 502/503 until they are.
@@ -67,13 +70,6 @@ impl Service for Application {
 
     fn port(&self) -> u16 {
         self.http.addr().port()
-    }
-
-    /// Ready as soon as it serves: the broker and inventory may live on machines still booting,
-    /// and waiting for them would get the gateway restarted by systemd. `/ready` says whether
-    /// they answer; orders get 503 until a broker does.
-    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
-        std::future::ready("serving; /ready reports the broker and inventory")
     }
 
     /// Serves until `shutdown`, lets in-flight requests finish, then closes the broker

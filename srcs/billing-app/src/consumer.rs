@@ -34,7 +34,6 @@ use lapin::{
     Channel, Connection, Consumer,
 };
 use prometheus::IntGauge;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -49,12 +48,12 @@ const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// The longest the way out waits for the broker to answer a cancel or a close.
 const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whether the consumer is consuming right now: for readiness (`/ready`, and READY=1 to
-/// systemd) and the `consumer_connected` gauge.
+/// Whether the consumer is consuming right now, and from which node: for `/ready` and the
+/// `consumer_connected` gauge.
 #[derive(Clone)]
 pub(crate) struct ConsumerStatus {
     /// The broker node it consumes from, while consuming.
-    consuming: std::sync::Arc<watch::Sender<Option<BrokerNode>>>,
+    consuming: std::sync::Arc<std::sync::RwLock<Option<BrokerNode>>>,
     gauge: IntGauge,
     node_gauge: NodeGauge,
 }
@@ -62,35 +61,33 @@ pub(crate) struct ConsumerStatus {
 impl ConsumerStatus {
     pub(crate) fn new(metrics: &common::metrics::Metrics, brokers: &BrokerNodes) -> Self {
         Self {
-            consuming: std::sync::Arc::new(watch::Sender::new(None)),
+            consuming: std::sync::Arc::default(),
             gauge: metrics.gauge("consumer_connected", "1 while consuming from the broker."),
             node_gauge: NodeGauge::new(metrics, brokers),
         }
     }
 
     fn set(&self, consuming_from: Option<&BrokerNode>) {
-        self.consuming.send_replace(consuming_from.cloned());
+        *self.consuming.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            consuming_from.cloned();
         self.gauge.set(i64::from(consuming_from.is_some()));
         self.node_gauge.set(consuming_from);
     }
 
     pub(crate) fn is_consuming(&self) -> bool {
-        self.consuming.borrow().is_some()
+        self.consuming
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     /// The broker node it consumes from (`host:port`), while consuming.
     pub(crate) fn node(&self) -> Option<String> {
-        let node = self.consuming.borrow();
+        let node = self
+            .consuming
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         node.as_ref().map(|node| node.address().to_owned())
-    }
-
-    /// Completes once consuming (at once if consuming now).
-    pub(crate) fn started(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut consuming = self.consuming.subscribe();
-        async move {
-            // The sender lives as long as the application: an error cannot happen while waiting.
-            let _ = consuming.wait_for(Option::is_some).await;
-        }
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "billing-app";
     type Settings = Settings;
+    /// Even the local broker node may wait for its peers on other machines (a whole cluster
+    /// restarted): the consumer connects in the background.
+    const READY_STATUS: &'static str = "serving; /ready reports the database and the broker";
 
     /// Migrates the database (waiting for it while it is unreachable) and binds the HTTP
     /// listener; `run_until` starts consuming.
@@ -74,14 +77,6 @@ impl Service for Application {
         self.http.addr().port()
     }
 
-    /// Migrated and listening; ready once consuming from the broker.
-    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
-        let started = self.consumer_status.started();
-        async move {
-            started.await;
-            "consuming orders"
-        }
-    }
 
     /// Consumes orders until `shutdown` completes, then stops taking new ones, finishes the
     /// ones already delivered (for at most `SHUTDOWN_TIMEOUT_MS`), stops the HTTP listener and

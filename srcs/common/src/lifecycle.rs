@@ -1,6 +1,6 @@
 //! One lifecycle for every service, so the three `main.rs` read the same ([`run`]): settings
-//! read and checked, then [`Service::build`] (database migrated, socket bound), then
-//! [`Service::ready`] (the service can do its work: systemd hears READY=1), and
+//! read and checked, then [`Service::build`] (database migrated, socket bound: the service
+//! serves, and systemd hears READY=1 with [`Service::READY_STATUS`]), and
 //! [`Service::run_until`] a shutdown future completes (SIGTERM or SIGINT in production, whatever
 //! the test chooses in tests), after which the service finishes what it started and returns.
 
@@ -32,10 +32,10 @@ pub trait Service: Sized {
     /// for port 0).
     fn port(&self) -> u16;
 
-    /// Completes once the service can do its work with what its own machine provides; the
-    /// output is the status line systemd shows. Never waits for another machine: systemd would
-    /// restart the service while that machine boots (`/ready` reports those dependencies).
-    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static;
+    /// The status line systemd shows once the service is built. Readiness waits for nothing
+    /// beyond `build`, never for another machine (systemd would restart the service while that
+    /// machine boots): `/ready` reports those dependencies.
+    const READY_STATUS: &'static str;
 
     /// Runs until `shutdown` completes, then finishes the work in progress and returns.
     fn run_until(
@@ -63,8 +63,7 @@ pub async fn run<S: Service>() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ready = service.ready();
-    tokio::spawn(async move { notify::ready(ready.await) });
+    notify::ready(S::READY_STATUS);
     let stop_signal = async {
         signal().await;
         notify::stopping();

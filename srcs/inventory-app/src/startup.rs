@@ -20,6 +20,7 @@ pub struct Application {
 impl Service for Application {
     const NAME: &'static str = "inventory-app";
     type Settings = Settings;
+    const READY_STATUS: &'static str = "serving the catalogue";
 
     /// Migrates the database (waiting for it while it is unreachable), binds the listener and
     /// builds the server.
@@ -47,11 +48,6 @@ impl Service for Application {
 
     fn port(&self) -> u16 {
         self.http.addr().port()
-    }
-
-    /// Migrated and listening: ready to serve.
-    fn ready(&self) -> impl Future<Output = &'static str> + Send + 'static {
-        std::future::ready("serving the catalogue")
     }
 
     /// Serves until `shutdown`, then finishes the requests in progress.

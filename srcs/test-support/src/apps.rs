@@ -6,7 +6,7 @@ use std::time::Duration;
 use common::{config::Env, lifecycle::Service};
 use database::{build_pool, DatabaseSettings};
 use tokio::{
-    sync::{oneshot, watch},
+    sync::oneshot,
     task::JoinHandle,
 };
 
@@ -19,7 +19,6 @@ pub struct RunningApp {
     pub addr: std::net::SocketAddr,
     /// ...and as a base URL, `http://127.0.0.1:<port>`.
     pub address: String,
-    ready: watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<std::io::Result<()>>,
 }
@@ -33,12 +32,6 @@ impl RunningApp {
             .unwrap_or_else(|e| panic!("{} builds: {e}", S::NAME));
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], app.port()));
         let address = format!("http://{addr}");
-        let (ready_tx, ready) = watch::channel(false);
-        let becoming_ready = app.ready();
-        tokio::spawn(async move {
-            becoming_ready.await;
-            let _ = ready_tx.send(true);
-        });
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async move {
             // Dropped without `stop`: it runs until the test's runtime ends.
@@ -49,7 +42,6 @@ impl RunningApp {
         Self {
             addr,
             address,
-            ready,
             stop: Some(stop),
             handle,
         }
@@ -58,15 +50,6 @@ impl RunningApp {
     /// A URL on its HTTP listener.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
-    }
-
-    /// Whether it became ready (as it would tell systemd) within `timeout`.
-    pub async fn ready_within(&self, timeout: Duration) -> bool {
-        let mut ready = self.ready.clone();
-        let became_ready = tokio::time::timeout(timeout, ready.wait_for(|ready| *ready))
-            .await
-            .is_ok_and(|waited| waited.is_ok());
-        became_ready
     }
 
     /// Stops it as SIGTERM would, and waits (at most 20 s) until it has finished.
