@@ -35,6 +35,9 @@ trap 'exit 130' INT TERM
 
 # --- set-up --------------------------------------------------------------------------------------
 
+# sudo resets PATH, which loses a rustup toolchain: say so now rather than after the installs.
+command -v cargo >/dev/null ||
+    die "cargo is not on root's PATH (under sudo: sudo env \"PATH=\$PATH\" bash scripts/vagrant-test.sh)"
 lab_install
 ensure_packages curl openssl
 ensure_python_tools

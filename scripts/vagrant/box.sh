@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/../vm/packages.sh"
 dir="$1"
 # Bump when the contents below change, so a cached box is rebuilt.
-VERSION=2
+VERSION=3
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BOX="$dir/movie-debian12.box"
 
@@ -137,6 +137,9 @@ Vagrant.configure("2") do |config|
   # TCG boots in minutes, not seconds.
   config.vm.boot_timeout = 900
   config.vm.provider :libvirt do |lv|
+    # The lab's libvirtd reads this machine's /etc/libvirt: its own names cannot clash with the
+    # domains of a checkout that an operator brought up here.
+    lv.default_prefix = "movie-lab-"
     lv.driver = ENV.fetch("MOVIE_LAB_DRIVER", "qemu")
     if lv.driver == "kvm"
       lv.cpu_mode = "host-passthrough"

@@ -32,12 +32,19 @@ LAB_URI=qemu:///system
 # they install, unless one is there already. QEMU comes from bookworm-backports where the
 # machine's qemu-utils does (the bookworm one conflicts with it).
 lab_install() {
-    local policy=/usr/sbin/policy-rc.d made_policy=false
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod +x "$policy"
-        made_policy=true
-    fi
+    local policy=/usr/sbin/policy-rc.d
+    if [ -e "$policy" ]; then lab_install_packages; return; fi
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    # Removed however the install ends (a failure, Ctrl-C): left behind, it would keep every
+    # package installed later on this machine from starting its service.
+    (
+        trap 'rm -f "$policy"' EXIT
+        trap 'exit 130' INT TERM
+        lab_install_packages
+    )
+}
+lab_install_packages() {
     ensure_packages vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-system-sysv libvirt-daemon-system \
         libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables ebtables rsync debootstrap \
         qemu-utils openssh-client
@@ -53,7 +60,6 @@ lab_install() {
             ensure_packages qemu-system-x86
         fi
     fi
-    if $made_policy; then rm -f "$policy"; fi
 }
 
 # lab_virsh ARGS...: virsh on the lab's libvirtd (a unix socket: reachable from any namespace).
