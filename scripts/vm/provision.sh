@@ -49,6 +49,17 @@ install_content() {
     rm -f "$tmp"
 }
 
+# changed COMMAND...: runs COMMAND's install steps and succeeds if they changed a file, leaving
+# RESTART_NEEDED as it was: for what a change restarts other than the machine's service.
+changed() {
+    local restart_needed_before="$RESTART_NEEDED" changed
+    RESTART_NEEDED=false
+    "$@"
+    changed="$RESTART_NEEDED"
+    RESTART_NEEDED="$restart_needed_before"
+    $changed
+}
+
 # The running PostgreSQL cluster's conf.d (Debian 12 ships version 15).
 postgres_conf_dir() {
     local dir
@@ -64,18 +75,13 @@ postgres_conf_dir() {
 #   the tables the owner creates, and use their sequences.
 # Sets DB_OWNER_PASSWORD (generated once, then read back from the service's env file).
 local_postgres() {
-    local service="$1" password="$2" privileges="$3" restart_needed_before="$RESTART_NEEDED"
+    local service="$1" password="$2" privileges="$3"
     DB_OWNER_PASSWORD="$(sed -nE 's|^DATABASE_MIGRATION_URL=postgres://[^:]+:([^@]+)@.*|\1|p' \
         "$CONFIG_DIR/$service.env" 2>/dev/null || true)"
     [ -n "$DB_OWNER_PASSWORD" ] || DB_OWNER_PASSWORD="$(openssl rand -hex 24)"
-    # A change here restarts PostgreSQL, not the service.
-    RESTART_NEEDED=false
-    install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
-listen_addresses = 'localhost'
-CONF
     systemctl enable --quiet --now postgresql
-    if $RESTART_NEEDED; then systemctl restart postgresql; fi
-    RESTART_NEEDED="$restart_needed_before"
+    # A change here restarts PostgreSQL, not the service.
+    if changed postgres_local_only; then systemctl restart postgresql; fi
     pg_ensure_role "${service}_owner" "$DB_OWNER_PASSWORD"
     pg_ensure_role "$service" "$password"
     pg_ensure_database "$service" "${service}_owner"
@@ -90,6 +96,12 @@ SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA public GRANT USAGE
 SELECT format('GRANT $privileges ON ALL TABLES IN SCHEMA public TO %I', :'app') \gexec
 SELECT format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', :'app') \gexec
 SQL
+}
+
+postgres_local_only() {
+    install_content "$(postgres_conf_dir)/movie-platform.conf" 0644 postgres:postgres <<'CONF'
+listen_addresses = 'localhost'
+CONF
 }
 
 system_user() {
@@ -117,14 +129,16 @@ write_env() {
 # install_unit SERVICE: the service's unit, and the drop-in every service of the platform shares
 # (readiness, restarts, the kept socket, the watchdog, the hardening).
 install_unit() {
-    local service="$1" restart_needed_before="$RESTART_NEEDED"
-    RESTART_NEEDED=false
-    install_file "$REPO_ROOT/systemd/$service.service" "/etc/systemd/system/$service.service" 0644 root:root
-    install_file "$REPO_ROOT/systemd/movie-platform.conf" \
-        "/etc/systemd/system/$service.service.d/movie-platform.conf" 0644 root:root
     # A changed unit needs systemd to read it again, and the service a restart.
-    if $RESTART_NEEDED; then systemctl daemon-reload; fi
-    if $restart_needed_before; then RESTART_NEEDED=true; fi
+    if changed install_unit_files "$1"; then
+        systemctl daemon-reload
+        RESTART_NEEDED=true
+    fi
+}
+install_unit_files() {
+    install_file "$REPO_ROOT/systemd/$1.service" "/etc/systemd/system/$1.service" 0644 root:root
+    install_file "$REPO_ROOT/systemd/movie-platform.conf" \
+        "/etc/systemd/system/$1.service.d/movie-platform.conf" 0644 root:root
 }
 
 # firewall RULES...: the host firewall, SSH always open, everything else dropped unless listed.
@@ -157,9 +171,11 @@ firewall() {
 # clocks agree even with no internet (an order's received_at comes from the gateway's clock, its
 # processed_at from billing's). Open UDP 123 on billing with time_sync_firewall_rules.
 time_sync() {
-    local restart_needed_before="$RESTART_NEEDED"
-    RESTART_NEEDED=false
     ensure_packages chrony
+    systemctl enable --quiet chrony
+    if changed chrony_config "$1"; then systemctl restart chrony; else systemctl start chrony; fi
+}
+chrony_config() {
     if [ "$1" = serve ]; then
         install_content /etc/chrony/conf.d/movie-platform.conf 0644 root:root <<CONF
 # Written by the movie platform provisioning: billing serves time to the platform's machines,
@@ -175,9 +191,6 @@ CONF
 server $BILLING_IP iburst prefer
 CONF
     fi
-    systemctl enable --quiet chrony
-    if $RESTART_NEEDED; then systemctl restart chrony; else systemctl start chrony; fi
-    RESTART_NEEDED="$restart_needed_before"
 }
 
 time_sync_firewall_rules() { # the rule that lets the two other machines ask billing the time
@@ -264,8 +277,19 @@ broker_firewall_rules() {
 # names are rabbit@<machine>), the cluster's Erlang cookie (generated on the Vagrant host: a
 # node with a package-made cookie could not join), and a configuration for a 1 GiB machine.
 rabbitmq_node() {
-    local restart_needed_before="$RESTART_NEEDED" machine
-    RESTART_NEEDED=false
+    if changed rabbitmq_node_files; then
+        log "RabbitMQ configuration changed: restarting its node"
+        systemctl enable --quiet rabbitmq-server
+        systemctl restart rabbitmq-server
+    else
+        systemctl enable --quiet rabbitmq-server
+        systemctl start rabbitmq-server
+    fi
+    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+    rabbitmq_resume_guard
+}
+rabbitmq_node_files() {
+    local machine
     {
         sed '/# movie-platform machines: begin/,/# movie-platform machines: end/d' /etc/hosts
         echo "# movie-platform machines: begin (written by the provisioning)"
@@ -293,15 +317,20 @@ CONF
         require_secret RABBITMQ_ERLANG_COOKIE
         printf '%s' "$RABBITMQ_ERLANG_COOKIE" | install_content /var/lib/rabbitmq/.erlang.cookie 0400 rabbitmq:rabbitmq
     fi
-    systemctl enable --quiet rabbitmq-server
-    if $RESTART_NEEDED; then
-        log "RabbitMQ configuration changed: restarting its node"
-        systemctl restart rabbitmq-server
-    else
-        systemctl start rabbitmq-server
-    fi
-    RESTART_NEEDED="$restart_needed_before"
-    rabbitmqctl -q await_startup --timeout 120 >/dev/null
+}
+
+# rabbitmq_resume_guard: a timer that restarts this machine's node if it stays paused after a
+# partition has healed (why: scripts/vm/rabbitmq-resume.sh).
+rabbitmq_resume_guard() {
+    if changed rabbitmq_resume_guard_files; then systemctl daemon-reload; fi
+    systemctl enable --quiet --now movie-rabbitmq-resume.timer
+}
+rabbitmq_resume_guard_files() {
+    install_file "$REPO_ROOT/scripts/vm/rabbitmq-resume.sh" /usr/local/sbin/movie-rabbitmq-resume 0755 root:root
+    local unit
+    for unit in movie-rabbitmq-resume.service movie-rabbitmq-resume.timer; do
+        install_file "$REPO_ROOT/systemd/$unit" "/etc/systemd/system/$unit" 0644 root:root
+    done
 }
 
 in_cluster_of() { # in_cluster_of NODE: this machine's node knows NODE as a cluster member
