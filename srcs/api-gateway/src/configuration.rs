@@ -7,6 +7,8 @@ use common::{
 
 use common::auth::AdminToken;
 
+use crate::upstream::UpstreamLimits;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `GATEWAY_BIND_ADDR` (default `0.0.0.0:8080`: the gateway is the public entry).
@@ -16,10 +18,9 @@ pub struct Settings {
     /// `BILLING_URL`: billing-app's HTTP listeners (order status), comma-separated, e.g.
     /// `http://127.0.0.1:8082`.
     pub billing_urls: Vec<String>,
-    /// `UPSTREAM_CONNECT_TIMEOUT_MS`: connecting to inventory or billing.
-    pub upstream_connect_timeout: Duration,
-    /// `UPSTREAM_TIMEOUT_MS`: a whole request to inventory or billing.
-    pub upstream_timeout: Duration,
+    /// How each instance of inventory or billing is called: `UPSTREAM_CONNECT_TIMEOUT_MS`,
+    /// `UPSTREAM_TIMEOUT_MS`, `UPSTREAM_MAX_CONNECTIONS`, `UPSTREAM_QUEUE_TIMEOUT_MS`.
+    pub upstream: UpstreamLimits,
     /// `AMQP_URL`: the broker nodes, comma-separated, the local one first (with credentials:
     /// never logged).
     pub brokers: BrokerNodes,
@@ -53,9 +54,12 @@ impl FromEnv for Settings {
                 .map_err(|e| ConfigError::invalid("INVENTORY_URL", e))?,
             billing_urls: parse_base_urls(&billing_url)
                 .map_err(|e| ConfigError::invalid("BILLING_URL", e))?,
-            upstream_connect_timeout: env
-                .millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
-            upstream_timeout: env.millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
+            upstream: UpstreamLimits {
+                connect_timeout: env.millis_or_default("UPSTREAM_CONNECT_TIMEOUT_MS", 1_000)?,
+                request_timeout: env.millis_or_default("UPSTREAM_TIMEOUT_MS", 10_000)?,
+                max_connections: env.count_or_default("UPSTREAM_MAX_CONNECTIONS", 32, 1..=4096)?,
+                queue_timeout: env.millis_or_default("UPSTREAM_QUEUE_TIMEOUT_MS", 2_000)?,
+            },
             brokers: env.required("AMQP_URL")?,
             queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
             amqp_connect_timeout: env.millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,

@@ -49,6 +49,12 @@ impl GatewayError {
                         Problem::new(StatusCode::BAD_GATEWAY)
                             .with_detail(format!("The {service} service gave an unusable answer."))
                     }
+                    UpstreamFailure::Busy(_) => Problem::unavailable(
+                        format!(
+                            "The {service} service is busy with other requests; try again shortly."
+                        ),
+                        1,
+                    ),
                     UpstreamFailure::CircuitOpen => Problem::unavailable(
                         format!(
                             "The {service} service is failing; the gateway is not calling it for a moment. Try again shortly."

@@ -51,8 +51,7 @@ impl Service for Application {
                     UpstreamTarget::new(
                         name,
                         url.clone(),
-                        settings.upstream_connect_timeout,
-                        settings.upstream_timeout,
+                        settings.upstream,
                         upstream_metrics.clone(),
                     )
                 })

@@ -3,7 +3,10 @@
 //! body and the headers that matter.
 
 use std::{
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -17,6 +20,7 @@ use common::{
     telemetry::error_chain,
 };
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
+use tokio::sync::Semaphore;
 
 use crate::{circuit_breaker::CircuitBreaker, error::GatewayError};
 
@@ -39,6 +43,20 @@ const FORWARDED_RESPONSE_HEADERS: [&str; 5] = [
 ];
 /// The largest answer is a 500-movie page; anything far beyond that is a fault.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How the gateway calls each instance of a service behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamLimits {
+    pub connect_timeout: Duration,
+    /// A whole request, answer included.
+    pub request_timeout: Duration,
+    /// At most this many requests at once to one instance from this gateway: whatever the
+    /// number of clients, the instance sees a bounded number of requests and connections, and
+    /// the gateway holds a bounded number of upstream buffers.
+    pub max_connections: usize,
+    /// How long a request beyond those waits for its turn before a 503.
+    pub queue_timeout: Duration,
+}
 
 /// A service behind the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +102,8 @@ pub(crate) enum UpstreamFailure {
     TooLarge(usize),
     #[error("circuit open after repeated failures")]
     CircuitOpen,
+    #[error("every connection busy for {0:?}")]
+    Busy(Duration),
 }
 
 impl UpstreamFailure {
@@ -94,6 +114,7 @@ impl UpstreamFailure {
             Self::Timeout(_) => "timeout",
             Self::BadAnswer(_) | Self::TooLarge(_) => "bad_answer",
             Self::CircuitOpen => "circuit_open",
+            Self::Busy(_) => "busy",
         }
     }
 }
@@ -160,7 +181,9 @@ impl UpstreamGroup {
                     UpstreamFailure::Unreachable(_) | UpstreamFailure::CircuitOpen => true,
                     UpstreamFailure::BadAnswer(_) => repeatable,
                     // Waiting as long again elsewhere would double the client's wait.
-                    UpstreamFailure::Timeout(_) | UpstreamFailure::TooLarge(_) => false,
+                    UpstreamFailure::Timeout(_)
+                    | UpstreamFailure::TooLarge(_)
+                    | UpstreamFailure::Busy(_) => false,
                 },
                 _ => false,
             };
@@ -220,24 +243,26 @@ impl UpstreamMetrics {
     }
 }
 
-/// What every worker's copy of an upstream shares: where it is, its timeouts, its metrics and
-/// its circuit breaker. Requests go through an [`Upstream`] made from it per actix worker.
+/// What every worker's copy of an upstream shares: where it is, its limits, its metrics, its
+/// circuit breaker and its request slots. Requests go through an [`Upstream`] made from it per
+/// actix worker.
 #[derive(Clone)]
 pub(crate) struct UpstreamTarget {
     name: UpstreamName,
     base_url: String,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    limits: UpstreamLimits,
     metrics: UpstreamMetrics,
-    breaker: std::sync::Arc<CircuitBreaker>,
+    breaker: Arc<CircuitBreaker>,
+    /// [`UpstreamLimits::max_connections`] permits, shared by the workers; waiters are served
+    /// in turn.
+    slots: Arc<Semaphore>,
 }
 
 impl UpstreamTarget {
     pub(crate) fn new(
         name: UpstreamName,
         base_url: String,
-        connect_timeout: Duration,
-        request_timeout: Duration,
+        limits: UpstreamLimits,
         metrics: UpstreamMetrics,
     ) -> Self {
         let breaker = CircuitBreaker::new(
@@ -250,21 +275,28 @@ impl UpstreamTarget {
         Self {
             name,
             base_url,
-            connect_timeout,
-            request_timeout,
+            limits,
             metrics,
-            breaker: std::sync::Arc::new(breaker),
+            breaker: Arc::new(breaker),
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
         }
     }
 
     /// The upstream with connections of its own, for one actix worker. A worker runs its own
     /// single-threaded runtime, and a connection's task lives on the runtime that opened it:
     /// with a pool per worker, no request waits on another worker's thread, and a worker that
-    /// stops first at shutdown takes only its own connections with it.
+    /// stops first at shutdown takes only its own connections with it. A worker never uses more
+    /// connections than the slots, and keeps no more idle.
     fn for_this_worker(&self) -> Upstream {
+        let UpstreamLimits {
+            connect_timeout,
+            request_timeout,
+            max_connections,
+            ..
+        } = self.limits;
         Upstream {
-            http: http_client(self.connect_timeout, self.request_timeout, usize::MAX),
-            fresh_connection_http: http_client(self.connect_timeout, self.request_timeout, 0),
+            http: http_client(connect_timeout, request_timeout, max_connections),
+            fresh_connection_http: http_client(connect_timeout, request_timeout, 0),
             target: self.clone(),
         }
     }
@@ -287,6 +319,21 @@ impl Upstream {
         body: Bytes,
         request_id: &RequestId,
     ) -> Result<HttpResponse, GatewayError> {
+        let queue_timeout = self.target.limits.queue_timeout;
+        // Taken before the breaker's permit: waiting for a slot says nothing about the upstream.
+        let Ok(slot) = tokio::time::timeout(queue_timeout, self.target.slots.acquire()).await
+        else {
+            self.target
+                .metrics
+                .errors
+                .with_label_values(&[self.target.name.label(), "busy"])
+                .inc();
+            return Err(GatewayError::Upstream {
+                upstream: self.target.name,
+                failure: UpstreamFailure::Busy(queue_timeout),
+            });
+        };
+        let _slot = slot.expect("the slots are never closed");
         let Some(permit) = self.target.breaker.permit() else {
             self.target
                 .metrics

@@ -65,7 +65,9 @@ pub async fn spawn_gateway_with(settings: Settings) -> (TestGateway, bool) {
             .build()
             .unwrap(),
     };
-    let connected = gateway.broker_connected_within(Duration::from_secs(5)).await;
+    let connected = gateway
+        .broker_connected_within(Duration::from_secs(5))
+        .await;
     (gateway, connected)
 }
 

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_problem, gateway_settings, spawn_gateway, spawn_gateway_in_front_of, spawn_gateway_with,
-    ADMIN_TOKEN,
+    spawn_inventory, ADMIN_TOKEN,
 };
 
 #[tokio::test]
@@ -126,7 +126,7 @@ async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
     });
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(hanging, &test_support::test_amqp_url(), &queue);
-    settings.upstream_timeout = Duration::from_millis(300);
+    settings.upstream.request_timeout = Duration::from_millis(300);
     let (gateway, _) = spawn_gateway_with(settings).await;
     let started = Instant::now();
     let response = gateway.get("/api/movies").await;
@@ -136,6 +136,81 @@ async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
         "{elapsed:?}"
     );
     assert_problem(response, 504).await;
+}
+
+/// Whatever the number of clients, one instance gets at most `UPSTREAM_MAX_CONNECTIONS` requests
+/// (and connections) at once from the gateway; the others wait their turn, and after
+/// `UPSTREAM_QUEUE_TIMEOUT_MS` get a 503 instead of piling up.
+#[tokio::test]
+async fn requests_beyond_the_upstream_slots_wait_briefly_then_get_a_503() {
+    // Accepts connections, counts those that bring a catalogue request (not the readiness
+    // probe's), and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = [0; 64];
+                let read = tokio::io::AsyncReadExt::read(&mut socket, &mut head).await;
+                if head.starts_with(b"GET /api/movies") && read.is_ok() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+                drop(socket);
+            });
+        }
+    });
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(hanging, &test_support::test_amqp_url(), &queue);
+    settings.upstream.max_connections = 2;
+    settings.upstream.queue_timeout = Duration::from_millis(200);
+    settings.upstream.request_timeout = Duration::from_millis(1500);
+    let (gateway, _) = spawn_gateway_with(settings).await;
+
+    let requests = (0..8).map(|_| async {
+        let started = Instant::now();
+        let response = gateway.get("/api/movies").await;
+        (started.elapsed(), response)
+    });
+    let mut statuses = Vec::new();
+    for (elapsed, response) in futures_util::future::join_all(requests).await {
+        let status = response.status().as_u16();
+        statuses.push(status);
+        if status == 503 {
+            assert!(
+                elapsed < Duration::from_millis(1000),
+                "a quick 503: {elapsed:?}"
+            );
+            assert_eq!(response.headers()["retry-after"], "1");
+            let problem = assert_problem(response, 503).await;
+            assert!(
+                problem["detail"].as_str().unwrap().contains("busy"),
+                "{problem}"
+            );
+        }
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [503, 503, 503, 503, 503, 503, 504, 504]);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn requests_beyond_the_upstream_slots_are_answered_in_turn() {
+    let inventory = spawn_inventory().await;
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(inventory, &test_support::test_amqp_url(), &queue);
+    settings.upstream.max_connections = 1;
+    let (gateway, _) = spawn_gateway_with(settings).await;
+    let requests = (0..40).map(|_| gateway.get("/api/movies"));
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert_eq!(statuses, [200; 40]);
 }
 
 #[tokio::test]
