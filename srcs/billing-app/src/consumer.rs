@@ -68,8 +68,10 @@ impl ConsumerStatus {
     }
 
     fn set(&self, consuming_from: Option<&BrokerNode>) {
-        *self.consuming.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            consuming_from.cloned();
+        *self
+            .consuming
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = consuming_from.cloned();
         self.gauge.set(i64::from(consuming_from.is_some()));
         self.node_gauge.set(consuming_from);
     }

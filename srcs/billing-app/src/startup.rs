@@ -77,7 +77,6 @@ impl Service for Application {
         self.http.addr().port()
     }
 
-
     /// Consumes orders until `shutdown` completes, then stops taking new ones, finishes the
     /// ones already delivered (for at most `SHUTDOWN_TIMEOUT_MS`), stops the HTTP listener and
     /// returns.

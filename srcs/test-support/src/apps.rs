@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use common::{config::Env, lifecycle::Service};
 use database::{build_pool, DatabaseSettings};
-use tokio::{
-    sync::oneshot,
-    task::JoinHandle,
-};
+use tokio::{sync::oneshot, task::JoinHandle};
 
 use crate::TestDatabase;
 
