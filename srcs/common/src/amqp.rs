@@ -33,6 +33,8 @@ pub enum AmqpError {
     Lapin(#[from] lapin::Error),
     #[error("no broker node answered ({0})")]
     NoNode(String),
+    #[error("no AMQP handshake: {0}")]
+    Handshake(#[source] std::io::Error),
 }
 
 /// One broker node named in `AMQP_URL`.
@@ -181,6 +183,7 @@ async fn open_channel_on(
     timeout: Duration,
 ) -> Result<(Connection, Channel), AmqpError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    speaks_amqp(node, deadline, timeout).await?;
     let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
     let connection = tokio::time::timeout_at(
         deadline,
@@ -208,6 +211,37 @@ async fn open_channel_on(
             })
         }
     }
+}
+
+/// Whether `node` starts the AMQP handshake before `deadline`: it answers a protocol header
+/// with Connection.Start. Asked on a connection of our own first because lapin's connection
+/// thread, once started, waits for the server for as long as the socket stays open: a connect
+/// abandoned at its deadline against a node that accepts connections but never speaks (a hung
+/// broker) would leave that thread and its socket behind, one more at every retry.
+async fn speaks_amqp(
+    node: &BrokerNode,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<(), AmqpError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = &node.uri.authority;
+    let handshake = async {
+        let mut stream =
+            tokio::net::TcpStream::connect((authority.host.as_str(), authority.port)).await?;
+        stream.write_all(b"AMQP\x00\x00\x09\x01").await?;
+        // A method frame (type 1): Connection.Start. Anything else is no AMQP 0-9-1 broker.
+        let mut frame_type = [0; 1];
+        stream.read_exact(&mut frame_type).await?;
+        if frame_type[0] == 1 {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("not an AMQP 0-9-1 broker"))
+        }
+    };
+    tokio::time::timeout_at(deadline, handshake)
+        .await
+        .map_err(|_| AmqpError::Timeout(timeout))?
+        .map_err(AmqpError::Handshake)
 }
 
 /// The orders queue (a durable quorum queue) and its dead-letter exchange and queue.
@@ -404,5 +438,39 @@ mod tests {
             inner.get("x-queue-type"),
             Some(&AMQPValue::LongString("quorum".into()))
         );
+    }
+
+    /// The threads of this process named `name`.
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_node_that_accepts_but_never_speaks_costs_nothing_after_the_deadline() {
+        // Accepts connections, holds them, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let nodes: BrokerNodes = format!("amqp://u:p@127.0.0.1:{port}/movie")
+            .parse()
+            .unwrap();
+        let node = nodes.iter().next().unwrap();
+        let queue = OrderQueue::new("silent-node-test").unwrap();
+        let threads_before = threads_named("lapin-io-loop");
+        for _ in 0..5 {
+            let attempt = open_channel_on(node, "test", &queue, Duration::from_millis(100)).await;
+            assert!(matches!(attempt, Err(AmqpError::Timeout(_))), "{attempt:?}");
+        }
+        assert_eq!(threads_named("lapin-io-loop"), threads_before);
+        held.abort();
     }
 }
