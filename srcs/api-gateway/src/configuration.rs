@@ -82,21 +82,43 @@ fn rate_limit(env: &Env) -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError
     Ok(Some((per_second, burst)))
 }
 
-/// A comma-separated list of [`parse_base_url`]s: the instances of one service.
+/// A comma-separated list of [`parse_base_url`]s: the instances of one service, each once.
 fn parse_base_urls(text: &str) -> Result<Vec<String>, String> {
-    text.split(',').map(parse_base_url).collect()
+    let urls = text
+        .split(',')
+        .map(parse_base_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (position, url) in urls.iter().enumerate() {
+        if urls[..position].contains(url) {
+            return Err(format!("lists {url} twice"));
+        }
+    }
+    Ok(urls)
 }
 
-/// An `http://host:port` base URL without a trailing slash (request paths are appended).
+/// An `http://host:port` base URL (request paths are appended), checked by the URL parser: a
+/// port out of range or a malformed host stops the service at start, not each request later.
 fn parse_base_url(text: &str) -> Result<String, String> {
-    let trimmed = text.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("http://")
-        .ok_or_else(|| "must start with http://".to_owned())?;
-    if rest.is_empty() || rest.contains('/') || rest.contains('?') {
-        return Err("must be http://host:port with no path".to_owned());
+    let text = text.trim();
+    let shape = || format!("{text:?} must be http://host:port with no path");
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+    let host = url.host_str().filter(|host| !host.is_empty());
+    match host {
+        Some(host)
+            if url.scheme() == "http"
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Ok(match url.port() {
+                Some(port) => format!("http://{host}:{port}"),
+                None => format!("http://{host}"),
+            })
+        }
+        _ => Err(shape()),
     }
-    Ok(trimmed.to_owned())
 }
 
 #[cfg(test)]
@@ -117,5 +139,15 @@ mod tests {
             ["http://a:1", "http://b:2"]
         );
         assert!(parse_base_urls("http://a:1,").is_err());
+        assert!(parse_base_url("http://127.0.0.1:99999").is_err());
+        assert!(parse_base_url("http://user:pw@host:1").is_err());
+        assert!(parse_base_url("http://host:1?x=1").is_err());
+        assert!(parse_base_url("https://host:1").is_err());
+        assert!(parse_base_url("http://ho st:1").is_err());
+        assert!(parse_base_urls("http://a:1,http://a:1/").is_err());
+        assert_eq!(
+            parse_base_url("http://[::1]:8081").unwrap(),
+            "http://[::1]:8081"
+        );
     }
 }

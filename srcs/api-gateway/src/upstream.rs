@@ -151,8 +151,10 @@ impl UpstreamTargets {
 
 /// The instances of one service. Calls go round-robin over them; a call that never reached an
 /// instance (unreachable, or its circuit open) goes on to the next one, and so does a call that
-/// may be repeated (GET, HEAD, PUT) and got no usable answer (an instance stopping closes its
-/// connections): while one instance is down or stopping, every such call is answered by another.
+/// may be repeated (GET, HEAD, PUT) and got no usable answer in time (an instance stopping
+/// closes its connections; a hung one answers nothing): while one instance is down, stopping
+/// or hung, every such call is answered by another (a hung one's after `UPSTREAM_TIMEOUT_MS`,
+/// until its circuit opens).
 pub(crate) struct UpstreamGroup {
     instances: Vec<Upstream>,
     next: AtomicUsize,
@@ -179,11 +181,11 @@ impl UpstreamGroup {
                 Err(GatewayError::Upstream { failure, .. }) => match failure {
                     // Nothing reached this instance: another cannot do the request twice.
                     UpstreamFailure::Unreachable(_) | UpstreamFailure::CircuitOpen => true,
-                    UpstreamFailure::BadAnswer(_) => repeatable,
-                    // Waiting as long again elsewhere would double the client's wait.
-                    UpstreamFailure::Timeout(_)
-                    | UpstreamFailure::TooLarge(_)
-                    | UpstreamFailure::Busy(_) => false,
+                    // A hung instance (or one whose machine is gone, the connections still
+                    // pooled): a read waits once more elsewhere rather than fail.
+                    UpstreamFailure::BadAnswer(_) | UpstreamFailure::Timeout(_) => repeatable,
+                    // Waiting its turn as long again elsewhere would double the client's wait.
+                    UpstreamFailure::TooLarge(_) | UpstreamFailure::Busy(_) => false,
                 },
                 _ => false,
             };
@@ -487,7 +489,8 @@ fn may_be_repeated(method: &actix_web::http::Method) -> bool {
 /// A connection that could not be made, even for lack of time (a machine that is off or drops
 /// packets), is unreachable: the request never left, so another instance may take it.
 fn classify(e: reqwest::Error) -> UpstreamFailure {
-    if e.is_connect() {
+    // A request that could not even be built was not sent either.
+    if e.is_connect() || e.is_builder() {
         UpstreamFailure::Unreachable(e)
     } else if e.is_timeout() {
         UpstreamFailure::Timeout(e)

@@ -140,3 +140,32 @@ async fn an_instance_that_never_answers_a_connection_is_passed_over_too() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An instance that takes requests and never answers (hung, or a machine gone with the
+/// connections still pooled): reads that timed out on it are answered by the other instance,
+/// through the circuit's opening and its probes.
+#[tokio::test]
+async fn a_read_that_times_out_on_a_hung_instance_is_answered_by_another() {
+    let live = spawn_inventory().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
+    settings.inventory_urls = vec![format!("http://{hung}"), format!("http://{live}")];
+    settings.upstream.request_timeout = Duration::from_millis(300);
+    let (gateway, connected) = spawn_gateway_with(settings).await;
+    assert!(connected);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(gateway.get("/api/movies").await.status(), 200);
+    }
+    // A write that timed out may have been done: it is not sent again.
+    let created = gateway.post_movie(&json!({"title": "Not twice"})).await;
+    assert!([201, 504].contains(&created.status().as_u16()));
+}
