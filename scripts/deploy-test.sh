@@ -620,4 +620,20 @@ vagrant_validate() {
 }
 check "vagrant validate (no network)" vagrant_validate
 
+# The broker shape chosen at `vagrant up` is kept: a copy of the Vagrantfile whose VMs "exist"
+# (an id file, as Vagrant leaves one per machine) and were made in the small shape.
+broker_shape_kept() {
+    local dir="$WORK/vagrant-shape" output
+    mkdir -p "$dir/.vagrant/machines/billing/libvirt"
+    cp Vagrantfile "$dir/"
+    ln -s "$REPO_ROOT/scripts" "$dir/scripts"
+    echo 0f1e2d >"$dir/.vagrant/machines/billing/libvirt/id"
+    echo single >"$dir/.vagrant/movie-broker-shape"
+    in_vagrant_dir() { (cd "$dir" && VAGRANT_CHECKPOINT_DISABLE=1 unshare --net env "$@" vagrant validate --ignore-provider 2>&1); }
+    output="$(in_vagrant_dir MOVIE_BROKER_SHAPE=cluster)" && { echo "the other shape was accepted: $output"; return 1; }
+    grep -q "made with MOVIE_BROKER_SHAPE=single" <<<"$output" || { echo "$output"; return 1; }
+    in_vagrant_dir >/dev/null && in_vagrant_dir MOVIE_BROKER_SHAPE=single >/dev/null
+}
+check "the broker shape chosen at vagrant up is kept; another is refused while the VMs exist" broker_shape_kept
+
 checks_summary deploy
