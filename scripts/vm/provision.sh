@@ -151,9 +151,12 @@ firewall() {
         echo 'table inet movie_platform {'
         echo '    chain input {'
         echo '        type filter hook input priority filter; policy drop;'
+        # Loopback first: conntrack did not see connections opened before this ruleset was
+        # loaded, and takes their FIN for invalid. Dropped, a killed RabbitMQ node's FIN left
+        # epmd holding its name, and the node could not start again until a reboot.
+        echo '        iif lo accept'
         echo '        ct state established,related accept'
         echo '        ct state invalid drop'
-        echo '        iif lo accept'
         echo '        meta l4proto { icmp, ipv6-icmp } accept'
         echo '        udp dport 68 accept comment "DHCP on the NAT interface"'
         echo '        tcp dport 22 accept comment "SSH"'
