@@ -478,7 +478,7 @@ NFT
         return 1
     }
     echo "figures: billing's node served again $(($(date +%s) - ${healed_at%.*})) s after the heal;" \
-        "restarted by the guard: $(guard_journal "$healed_at" | grep -c 'restarting it' || true) time(s)"
+        "restarted by the guard: $(guard_journal "$healed_at" | grep -c ': restarting it$' || true) time(s)"
     sleep 5
     order_load_stop "$WORK/partition"
     orders_outcome "$WORK/partition" partition "$cut_at" "$healed_at"
@@ -499,7 +499,7 @@ billing_left_paused() {
     wait_until --every 1 150 "the guard to restart billing's paused node" broker_running_on_billing ||
         { guard_journal "$paused_at" | tail -n 5; return 1; }
     echo "figures: billing's node served again $(($(date +%s) - ${paused_at%.*})) s after it was left paused"
-    guard_journal "$paused_at" | grep -q 'restarting it' ||
+    guard_journal "$paused_at" | grep -q ': restarting it$' ||
         { echo "the node served again, but not through the guard:"; guard_journal "$paused_at"; return 1; }
 }
 check "a RabbitMQ node left paused with its cluster whole is restarted by the guard" billing_left_paused
