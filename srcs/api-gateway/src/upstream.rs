@@ -353,7 +353,9 @@ impl Upstream {
             .duration
             .with_label_values(&[self.target.name.label()])
             .start_timer();
-        let result = self.try_forward(req, body, request_id).await;
+        // Boxed: only a request that has its slot pays for the whole call's state, not the
+        // many that may be waiting for one.
+        let result = Box::pin(self.try_forward(req, body, request_id)).await;
         timer.observe_duration();
         // An upstream that answers, even with an error status, is up.
         self.target.breaker.record(permit, result.is_ok());
