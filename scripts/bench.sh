@@ -10,13 +10,16 @@
 #      per commit;
 #   4. confirmed publishes into a quorum queue on the three-node test cluster vs the single
 #      test broker (the price of replication), 64 in flight, no consumer;
-#   5. memory (RSS) of each service idle and after the load, and time from start to ready.
+#   5. memory (RSS) of each service idle and after the load, and time from start to ready;
+#   6. memory per client connection: the gateway vs nginx in front of the same inventory, at
+#      1,024 and 10,000 keep-alive connections (scripts/bench/connection-memory.sh).
 # Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
 set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
 . "$(dirname "$0")/lib/rabbitmq-cluster.sh"
 . "$(dirname "$0")/bench/cpu-accounting.sh"
 cd "$REPO_ROOT"
+MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-10000}"
 
 # Short runs, many rounds: pairs run close together in time drift less apart.
 DURATION="${BENCH_DURATION:-5s}"
@@ -27,7 +30,13 @@ BIN="$TARGET/release"
 OUT="${BENCH_OUT:-$TARGET/bench}"
 RUN="$OUT/run"
 
-ensure_packages wrk procps
+ensure_packages wrk procps iproute2
+# nginx is only the reference proxy of scenario 6: its package's own service stays stopped.
+without_service_starts ensure_packages nginx
+# Scenario 6's 10,000 connections: a file descriptor each in wrk and in the proxy.
+ulimit -n "$(ulimit -Hn)"
+((${BENCH_MANY_CONNECTIONS:-10000} + 1024 <= $(ulimit -n))) ||
+    die "scenario 6 needs $((${BENCH_MANY_CONNECTIONS:-10000} + 1024)) open files; the hard limit is $(ulimit -Hn)"
 start_local_servers
 pg_ensure_role movie_test "$TEST_DB_PASSWORD" CREATEDB
 rmq_ensure_user movie_test "$TEST_AMQP_PASSWORD" movie-test
@@ -68,7 +77,8 @@ unpin() {
     # shellcheck disable=SC2046 # one pid per word
     pin "0-$(($(nproc) - 1))" $(cat "$RUN"/*.pid 2>/dev/null) $(pgrep -u postgres)
 }
-trap 'unpin; stop_bare_proxy; stop_spawned_services "$RUN"' EXIT
+. "$REPO_ROOT/scripts/bench/connection-memory.sh"
+trap 'unpin; stop_bare_proxy; connection_memory_cleanup; stop_spawned_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
 # Every wait is bounded (wait_until), so that a broken run ends instead of hanging.
@@ -118,7 +128,8 @@ cpu_groups() {
 }
 
 # wrk_run NAME ARGS...: runs wrk, keeps its report and its CPU accounting (cpu.txt, labelled
-# NAME without the round number), prints "requests/s p50_ms p99_ms".
+# NAME without the round number), prints "requests/s p50_ms p99_ms failures" (non-2xx answers
+# and socket errors, timeouts included).
 wrk_run() {
     local name="$1"
     shift
@@ -132,8 +143,10 @@ wrk_run() {
         /Requests\/sec/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
-        /Non-2xx/ { bad = $NF }
-        END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' "$OUT/$name.wrk"
+        /Non-2xx/ { bad += $NF }
+        # "Socket errors: connect 0, read 0, write 0, timeout 12": failures too.
+        /Socket errors/ { for (i = 3; i <= NF; i += 2) bad += $(i + 1) }
+        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad }' "$OUT/$name.wrk"
 }
 
 seconds() { awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }'; }
@@ -323,6 +336,21 @@ cluster_pub_rps="$(median "${cluster_pub_rps_runs[@]}")" single_pub_rps="$(media
 cluster_pub_p50="$(median "${cluster_pub_p50_runs[@]}")" cluster_pub_p99="$(median "${cluster_pub_p99_runs[@]}")"
 single_pub_p50="$(median "${single_pub_p50_runs[@]}")" single_pub_p99="$(median "${single_pub_p99_runs[@]}")"
 
+log "6. memory per client connection: the gateway vs nginx at 1,024 and $MANY_CONNECTIONS connections"
+declare -A CONN_FIGURES
+for connections in 1024 "$MANY_CONNECTIONS"; do
+    for proxy in gateway nginx; do
+        CONN_FIGURES[$proxy-$connections]="$(connection_memory "$proxy" "$connections")"
+    done
+done
+# conn_figure PROXY CONNECTIONS N: the Nth figure of connection_memory's line.
+conn_figure() { awk -v n="$3" '{ print $n }' <<<"${CONN_FIGURES[$1-$2]}"; }
+conn_mb() { awk -v k="$(conn_figure "$1" "$2" 5)" 'BEGIN { printf "%.1f", k / 1024 }'; }
+conn_row() { # conn_row CONNECTIONS: the table row of one connection count
+    local c="$1"
+    echo "| memory per client connection at $c connections, KiB (peak − idle RSS; requests/s, p99 ms; inventory's connections at most) | gateway $(conn_figure gateway "$c" 6) ($(conn_figure gateway "$c" 1)/s, p99 $(conn_figure gateway "$c" 2), inventory $(conn_figure gateway "$c" 7)) | nginx $(conn_figure nginx "$c" 6) ($(conn_figure nginx "$c" 1)/s, p99 $(conn_figure nginx "$c" 2), inventory $(conn_figure nginx "$c" 7)) | $(ratio "$(conn_figure gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
+}
+
 # cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
 cpu_row() {
     local label="$1" group row="| $2 |"
@@ -353,7 +381,10 @@ cpu_row() {
     echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
     echo "| confirmed publishes/s into a quorum queue, no consumer (the price of replication; the three nodes share this machine) | 3 nodes $cluster_pub_rps | 1 node $single_pub_rps | $(median $replication_ratios) |"
     echo "| confirmed publish p50 / p99 latency, ms | 3 nodes $cluster_pub_p50 / $cluster_pub_p99 | 1 node $single_pub_p50 / $single_pub_p99 | |"
-    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad | inventory $inv_bad, bare proxy $bare_bad, own-core runs $own_bad | |"
+    conn_row 1024
+    conn_row "$MANY_CONNECTIONS"
+    echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad, at many connections $(conn_figure gateway 1024 3) + $(conn_figure gateway "$MANY_CONNECTIONS" 3) | inventory $inv_bad, bare proxy $bare_bad, own-core runs $own_bad, nginx $(conn_figure nginx 1024 3) + $(conn_figure nginx "$MANY_CONNECTIONS" 3) | |"
+    echo "| (peak RSS at 1,024 / $MANY_CONNECTIONS connections, MB) | gateway $(conn_mb gateway 1024) / $(conn_mb gateway "$MANY_CONNECTIONS") | nginx $(conn_mb nginx 1024) / $(conn_mb nginx "$MANY_CONNECTIONS") | |"
     echo
     echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
     echo "|---|---|---|---|"
@@ -398,3 +429,8 @@ done
 [ "$(grep -o '@' <<<"${cluster_queue#*members}" | wc -l)" = 3 ] ||
     die "the cluster's queue was not on the three nodes (${cluster_queue:-not found})"
 ((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
+for key in "${!CONN_FIGURES[@]}"; do
+    read -r rps _ bad _ <<<"${CONN_FIGURES[$key]}"
+    [[ $rps =~ ^[0-9]+$ ]] && ((rps > 0)) || die "scenario 6 ($key) did not run: ${CONN_FIGURES[$key]}"
+    ((bad == 0)) || die "failures in scenario 6 ($key): $OUT/${key%-*}-c${key##*-}-1.wrk"
+done

@@ -48,6 +48,22 @@ ensure_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# without_service_starts COMMAND...: runs COMMAND (package installs) so that no package starts
+# its daemon on this machine (it would run outside anything this project manages: nginx on port
+# 80, libvirtd outside the Vagrant lab's namespace): a policy-rc.d says no meanwhile, removed
+# however COMMAND ends (left behind, it would stop every later package's service from starting).
+# One already there is left as it is.
+without_service_starts() {
+    local policy=/usr/sbin/policy-rc.d
+    if [ -e "$policy" ]; then "$@"; return; fi
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >"$1" && chmod +x "$1"' policy "$policy"
+    (
+        trap 'as_root rm -f "$policy"' EXIT
+        trap 'exit 130' INT TERM
+        "$@"
+    )
+}
+
 # wait_until [--every STEP] SECONDS WHAT COMMAND...: runs COMMAND (its output discarded) every
 # STEP seconds (0.5 by default) until it succeeds. After SECONDS (whole) without success, prints
 # "timed out after SECONDS s waiting for WHAT" on stderr and returns 1: whether that ends the

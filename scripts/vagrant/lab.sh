@@ -27,23 +27,10 @@
 
 LAB_URI=qemu:///system
 
-# lab_install: Vagrant, vagrant-libvirt, libvirt and QEMU from Debian's packages. No package may
-# start its daemon here (that would be outside the lab's namespace): a policy-rc.d says no while
-# they install, unless one is there already. QEMU comes from bookworm-backports where the
-# machine's qemu-utils does (the bookworm one conflicts with it).
-lab_install() {
-    local policy=/usr/sbin/policy-rc.d
-    if [ -e "$policy" ]; then lab_install_packages; return; fi
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-    # Removed however the install ends (a failure, Ctrl-C): left behind, it would keep every
-    # package installed later on this machine from starting its service.
-    (
-        trap 'rm -f "$policy"' EXIT
-        trap 'exit 130' INT TERM
-        lab_install_packages
-    )
-}
+# lab_install: Vagrant, vagrant-libvirt, libvirt and QEMU from Debian's packages, none of their
+# daemons started here (they run in the lab's namespace only). QEMU comes from
+# bookworm-backports where the machine's qemu-utils does (the bookworm one conflicts with it).
+lab_install() { without_service_starts lab_install_packages; }
 lab_install_packages() {
     ensure_packages vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-system-sysv libvirt-daemon-system \
         libvirt-daemon-driver-qemu libvirt-clients dnsmasq-base iptables ebtables rsync debootstrap \
