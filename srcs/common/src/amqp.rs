@@ -91,7 +91,11 @@ impl FromStr for BrokerNodes {
                         "URL {position} of the list has an IPv6 address: name the host instead"
                     ));
                 }
-                if !url.contains('@') {
+                // The user sits between "://" and the host: an "@" in the path or query does
+                // not count.
+                let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+                let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+                if !authority.contains('@') {
                     return Err(format!(
                         "URL {position} of the list names no user and host (amqp://user:password@host:port/vhost)"
                     ));
@@ -102,11 +106,26 @@ impl FromStr for BrokerNodes {
                         "URL {position} of the list is amqps://, which this build cannot speak (no TLS): use amqp:// on a private network"
                     ));
                 }
+                if uri.authority.port == 0 {
+                    return Err(format!("URL {position} of the list has port 0"));
+                }
                 uri.query.heartbeat.get_or_insert(HEARTBEAT_SECONDS);
                 let address = format!("{}:{}", uri.authority.host, uri.authority.port);
                 Ok(BrokerNode { uri, address })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        for (i, node) in nodes.iter().enumerate() {
+            if nodes[..i]
+                .iter()
+                .any(|earlier| earlier.address == node.address)
+            {
+                return Err(format!(
+                    "URL {} of the list names {} again: list each node once",
+                    i + 1,
+                    node.address
+                ));
+            }
+        }
         Ok(Self(nodes))
     }
 }
@@ -401,6 +420,13 @@ mod tests {
             .parse::<BrokerNodes>()
             .unwrap_err();
         assert!(err.contains("IPv6"), "{err}");
+        for bad in [
+            "amqp://127.0.0.1/v?x=@",
+            "amqp://u:p@a:0/v",
+            "amqp://u:p@a:5672/v,amqp://w:q@a/v",
+        ] {
+            assert!(bad.parse::<BrokerNodes>().is_err(), "{bad}");
+        }
     }
 
     #[test]
