@@ -179,13 +179,16 @@ impl UpstreamGroup {
             result = instance.forward(req, body.clone(), request_id).await;
             let next = match &result {
                 Err(GatewayError::Upstream { failure, .. }) => match failure {
-                    // Nothing reached this instance: another cannot do the request twice.
-                    UpstreamFailure::Unreachable(_) | UpstreamFailure::CircuitOpen => true,
+                    // Nothing reached this instance: another cannot do the request twice. Busy
+                    // too: a hung instance holds all its slots until its circuit opens, and
+                    // another instance likely has one free.
+                    UpstreamFailure::Unreachable(_)
+                    | UpstreamFailure::CircuitOpen
+                    | UpstreamFailure::Busy(_) => true,
                     // A hung instance (or one whose machine is gone, the connections still
                     // pooled): a read waits once more elsewhere rather than fail.
                     UpstreamFailure::BadAnswer(_) | UpstreamFailure::Timeout(_) => repeatable,
-                    // Waiting its turn as long again elsewhere would double the client's wait.
-                    UpstreamFailure::TooLarge(_) | UpstreamFailure::Busy(_) => false,
+                    UpstreamFailure::TooLarge(_) => false,
                 },
                 _ => false,
             };

@@ -169,3 +169,33 @@ async fn a_read_that_times_out_on_a_hung_instance_is_answered_by_another() {
     let created = gateway.post_movie(&json!({"title": "Not twice"})).await;
     assert!([201, 504].contains(&created.status().as_u16()));
 }
+
+/// Under load, a hung instance's slots are all taken: the requests waiting for one go on to the
+/// other instance when their wait ends, instead of getting 503.
+#[tokio::test]
+async fn requests_waiting_for_a_hung_instance_go_on_to_another() {
+    let live = spawn_inventory().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
+    settings.inventory_urls = vec![format!("http://{hung}"), format!("http://{live}")];
+    settings.upstream.max_connections = 2;
+    settings.upstream.queue_timeout = Duration::from_millis(200);
+    settings.upstream.request_timeout = Duration::from_millis(1000);
+    let (gateway, connected) = spawn_gateway_with(settings).await;
+    assert!(connected);
+    let reads = (0..12).map(|_| gateway.get("/api/movies"));
+    let statuses: Vec<u16> = futures_util::future::join_all(reads)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert_eq!(statuses, [200; 12]);
+}
