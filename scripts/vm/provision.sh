@@ -49,15 +49,16 @@ install_content() {
     rm -f "$tmp"
 }
 
-# changed COMMAND...: runs COMMAND's install steps and succeeds if they changed a file, leaving
-# RESTART_NEEDED as it was: for what a change restarts other than the machine's service.
-changed() {
-    local restart_needed_before="$RESTART_NEEDED" changed
+# track_changes COMMAND...: runs COMMAND's install steps and sets CHANGED to true if they changed
+# a file (false if not), leaving RESTART_NEEDED as it was: for what a change restarts other than
+# the machine's service. Call it as a statement, never as a condition: in an `if`, bash would run
+# the steps without `set -e`, and a failed one would not stop the provisioning.
+track_changes() {
+    local restart_needed_before="$RESTART_NEEDED"
     RESTART_NEEDED=false
     "$@"
-    changed="$RESTART_NEEDED"
+    CHANGED="$RESTART_NEEDED"
     RESTART_NEEDED="$restart_needed_before"
-    $changed
 }
 
 # The running PostgreSQL cluster's conf.d (Debian 12 ships version 15).
@@ -81,7 +82,8 @@ local_postgres() {
     [ -n "$DB_OWNER_PASSWORD" ] || DB_OWNER_PASSWORD="$(openssl rand -hex 24)"
     systemctl enable --quiet --now postgresql
     # A change here restarts PostgreSQL, not the service.
-    if changed postgres_local_only; then systemctl restart postgresql; fi
+    track_changes postgres_local_only
+    if $CHANGED; then systemctl restart postgresql; fi
     pg_ensure_role "${service}_owner" "$DB_OWNER_PASSWORD"
     pg_ensure_role "$service" "$password"
     pg_ensure_database "$service" "${service}_owner"
@@ -130,7 +132,8 @@ write_env() {
 # (readiness, restarts, the kept socket, the watchdog, the hardening).
 install_unit() {
     # A changed unit needs systemd to read it again, and the service a restart.
-    if changed install_unit_files "$1"; then
+    track_changes install_unit_files "$1"
+    if $CHANGED; then
         systemctl daemon-reload
         RESTART_NEEDED=true
     fi
@@ -176,7 +179,8 @@ firewall() {
 time_sync() {
     ensure_packages chrony
     systemctl enable --quiet chrony
-    if changed chrony_config "$1"; then systemctl restart chrony; else systemctl start chrony; fi
+    track_changes chrony_config "$1"
+    if $CHANGED; then systemctl restart chrony; else systemctl start chrony; fi
 }
 chrony_config() {
     if [ "$1" = serve ]; then
@@ -280,7 +284,8 @@ broker_firewall_rules() {
 # names are rabbit@<machine>), the cluster's Erlang cookie (generated on the Vagrant host: a
 # node with a package-made cookie could not join), and a configuration for a 1 GiB machine.
 rabbitmq_node() {
-    if changed rabbitmq_node_files; then
+    track_changes rabbitmq_node_files
+    if $CHANGED; then
         log "RabbitMQ configuration changed: restarting its node"
         systemctl enable --quiet rabbitmq-server
         systemctl restart rabbitmq-server
@@ -325,7 +330,8 @@ CONF
 # rabbitmq_resume_guard: a timer that restarts this machine's node if it stays paused after a
 # partition has healed (why: scripts/vm/rabbitmq-resume.sh).
 rabbitmq_resume_guard() {
-    if changed rabbitmq_resume_guard_files; then systemctl daemon-reload; fi
+    track_changes rabbitmq_resume_guard_files
+    if $CHANGED; then systemctl daemon-reload; fi
     systemctl enable --quiet --now movie-rabbitmq-resume.timer
 }
 rabbitmq_resume_guard_files() {
