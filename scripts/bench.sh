@@ -31,8 +31,12 @@ OUT="${BENCH_OUT:-$TARGET/bench}"
 RUN="$OUT/run"
 
 ensure_packages wrk procps iproute2
-# nginx is only the reference proxy of scenario 6: its package's own service stays stopped.
-without_service_starts ensure_packages nginx
+# nginx is only the reference proxy of scenario 6: its package's own service is neither started
+# nor, where this script installed it, started at the next boot.
+if ! dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q 'install ok installed'; then
+    without_service_starts ensure_packages nginx
+    if [ -d /run/systemd/system ]; then as_root systemctl disable --quiet nginx; fi
+fi
 # Scenario 6's 10,000 connections: a file descriptor each in wrk and in the proxy.
 ulimit -n "$(ulimit -Hn)"
 ((${BENCH_MANY_CONNECTIONS:-10000} + 1024 <= $(ulimit -n))) ||

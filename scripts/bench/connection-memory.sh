@@ -24,6 +24,13 @@ events { worker_connections $files; }
 http {
     access_log off;
     keepalive_requests 1000000;
+    # Under the prefix, not Debian's /var/lib/nginx (made on nginx's first start, which the
+    # install skipped).
+    client_body_temp_path $prefix/body;
+    proxy_temp_path $prefix/proxy;
+    fastcgi_temp_path $prefix/fastcgi;
+    uwsgi_temp_path $prefix/uwsgi;
+    scgi_temp_path $prefix/scgi;
     upstream inventory { server $INVENTORY; keepalive 64; }
     server {
         listen $NGINX_PROXY backlog=4096;
@@ -51,7 +58,12 @@ fresh_gateway_start() {
         AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0
     wait_until --every 0.01 60 "the fresh gateway" http_ok "http://$FRESH_GATEWAY/api/movies" || die "$LOGS_HINT"
 }
-connection_memory_cleanup() { nginx_stop; stop_spawned_services "$FRESH_RUN"; }
+connection_memory_cleanup() {
+    # The connection watcher of an interrupted run ends too.
+    mkdir -p "$FRESH_RUN" && touch "$FRESH_RUN/inventory-connections.stop"
+    nginx_stop
+    stop_spawned_services "$FRESH_RUN"
+}
 
 # kib FIELD PID...: the sum of a /proc/PID/status field (VmRSS, VmHWM) over the processes, KiB.
 kib() {
