@@ -99,6 +99,20 @@ units_active_without_restarts() {
 }
 check "every unit active, none restarted by systemd during the parallel first boot" units_active_without_restarts
 
+# The cluster as a user's `vagrant up` leaves it: three nodes, both queues with a member on each.
+rabbitmq_cluster_whole() {
+    local queues queue node
+    # A member on each node: the three are one cluster, and the queues are replicated three times.
+    queues="$(on billing "rabbitmqctl -q list_queues -p movie name members")"
+    echo "$queues"
+    for queue in billing_queue billing_queue.dead-letter; do
+        for node in gateway inventory billing; do
+            awk -v q="$queue" '$1 == q' <<<"$queues" | grep "rabbit@$node" >/dev/null || return 1
+        done
+    done
+}
+check "RabbitMQ: three nodes clustered, both queues with a member on each" rabbitmq_cluster_whole
+
 order_billed() { api -f "$GATEWAY/api/billing/$1" | grep '"billed"' >/dev/null; }
 readme_curls() {
     local token movie_id order_id
