@@ -49,6 +49,9 @@ paused_for=$((now - $(cat "$paused_since")))
 echo "RabbitMQ has not served for ${paused_for} s (${state}): restarting it"
 rm -f "$paused_since"
 # A paused node holds no message in flight, and stopping one stuck in global:sync() would wait
-# for systemd's stop timeout: kill it, then start it again.
-systemctl kill --signal=SIGKILL rabbitmq-server
+# for systemd's stop timeout: kill it, then start it again. The Erlang VM only (its helper
+# processes end with it): `systemctl kill` fails outright where systemd cannot signal the whole
+# control group (as in the deployment test's containers), and the restart would not happen.
+main_pid="$(systemctl show -p MainPID --value rabbitmq-server)"
+if [ "${main_pid:-0}" -gt 0 ]; then kill -KILL "$main_pid" || true; fi
 systemctl restart --no-block rabbitmq-server
