@@ -328,27 +328,11 @@ impl Upstream {
         // Taken before the breaker's permit: waiting for a slot says nothing about the upstream.
         let Ok(slot) = tokio::time::timeout(queue_timeout, self.target.slots.acquire()).await
         else {
-            self.target
-                .metrics
-                .errors
-                .with_label_values(&[self.target.name.label(), "busy"])
-                .inc();
-            return Err(GatewayError::Upstream {
-                upstream: self.target.name,
-                failure: UpstreamFailure::Busy(queue_timeout),
-            });
+            return Err(self.failed(UpstreamFailure::Busy(queue_timeout)));
         };
         let _slot = slot.expect("the slots are never closed");
         let Some(permit) = self.target.breaker.permit() else {
-            self.target
-                .metrics
-                .errors
-                .with_label_values(&[self.target.name.label(), "circuit_open"])
-                .inc();
-            return Err(GatewayError::Upstream {
-                upstream: self.target.name,
-                failure: UpstreamFailure::CircuitOpen,
-            });
+            return Err(self.failed(UpstreamFailure::CircuitOpen));
         };
         let timer = self
             .target
@@ -362,14 +346,23 @@ impl Upstream {
         timer.observe_duration();
         // An upstream that answers, even with an error status, is up.
         self.target.breaker.record(permit, result.is_ok());
-        if let Err(GatewayError::Upstream { failure, .. }) = &result {
-            self.target
-                .metrics
-                .errors
-                .with_label_values(&[self.target.name.label(), failure.kind()])
-                .inc();
+        result.map_err(|e| match e {
+            GatewayError::Upstream { failure, .. } => self.failed(failure),
+            other => other,
+        })
+    }
+
+    /// `failure` counted in the upstream error metric, as the error it answers.
+    fn failed(&self, failure: UpstreamFailure) -> GatewayError {
+        self.target
+            .metrics
+            .errors
+            .with_label_values(&[self.target.name.label(), failure.kind()])
+            .inc();
+        GatewayError::Upstream {
+            upstream: self.target.name,
+            failure,
         }
-        result
     }
 
     /// Whether the upstream's `/health` answers 200 within `timeout`.

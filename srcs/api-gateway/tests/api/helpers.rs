@@ -28,6 +28,19 @@ pub async fn spawn_inventory() -> SocketAddr {
     inventory.addr
 }
 
+/// A listener that accepts connections, holds them and never answers: a hung instance.
+pub async fn hung_instance() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
 /// The gateway's test settings in front of `inventory`, publishing to `queue` through
 /// `amqp_url`. No billing-app in these tests: order status calls meet a closed port (502).
 pub fn gateway_settings(inventory: SocketAddr, amqp_url: &str, queue: &OrderQueue) -> Settings {

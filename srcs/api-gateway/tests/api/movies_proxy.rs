@@ -3,8 +3,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_problem, gateway_settings, spawn_gateway, spawn_gateway_in_front_of, spawn_gateway_with,
-    spawn_inventory, ADMIN_TOKEN,
+    assert_problem, gateway_settings, hung_instance, spawn_gateway, spawn_gateway_in_front_of,
+    spawn_gateway_with, spawn_inventory, ADMIN_TOKEN,
 };
 
 #[tokio::test]
@@ -115,15 +115,7 @@ async fn inventory_unreachable_gives_a_quick_502() {
 
 #[tokio::test]
 async fn a_hanging_inventory_gives_a_504_after_the_upstream_timeout() {
-    // Accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hanging = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let hanging = hung_instance().await;
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(hanging, &test_support::test_amqp_url(), &queue);
     settings.upstream.request_timeout = Duration::from_millis(300);

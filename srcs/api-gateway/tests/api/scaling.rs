@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use test_support::{eventually, get_json, metric, TcpProxy};
 
-use crate::helpers::{gateway_settings, spawn_gateway_with, spawn_inventory};
+use crate::helpers::{gateway_settings, hung_instance, spawn_gateway_with, spawn_inventory};
 
 /// The test broker reached through `proxy`.
 fn via(proxy: &TcpProxy) -> String {
@@ -147,14 +147,7 @@ async fn an_instance_that_never_answers_a_connection_is_passed_over_too() {
 #[tokio::test]
 async fn a_read_that_times_out_on_a_hung_instance_is_answered_by_another() {
     let live = spawn_inventory().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let hung = hung_instance().await;
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
     settings.inventory_urls = vec![format!("http://{hung}"), format!("http://{live}")];
@@ -175,14 +168,7 @@ async fn a_read_that_times_out_on_a_hung_instance_is_answered_by_another() {
 #[tokio::test]
 async fn requests_waiting_for_a_hung_instance_go_on_to_another() {
     let live = spawn_inventory().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let hung = hung_instance().await;
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
     settings.inventory_urls = vec![format!("http://{hung}"), format!("http://{live}")];
