@@ -72,7 +72,7 @@ async fn with_two_inventories_reads_and_writes_fail_over_from_one_that_is_down()
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut settings = in_front_of_two_inventories(down, live);
+    let settings = in_front_of_two_inventories(down, live);
     let (gateway, connected) = spawn_gateway_with(settings).await;
     assert!(connected);
 
@@ -122,7 +122,7 @@ fn silent_listener() -> (
 async fn an_instance_that_never_answers_a_connection_is_passed_over_too() {
     let live = spawn_inventory().await;
     let (_listener, _fillers, silent) = silent_listener();
-    let mut settings = in_front_of_two_inventories(silent, live);
+    let settings = in_front_of_two_inventories(silent, live);
     let (gateway, connected) = spawn_gateway_with(settings).await;
     assert!(connected);
     let created = gateway
