@@ -11,23 +11,27 @@ set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
 . "$(dirname "$0")/lib/checks.sh"
 . "$(dirname "$0")/vagrant/lab.sh"
-cd "$REPO_ROOT"
-
 WORK="$(mktemp -d /var/tmp/movie-vagrant.XXXXXX)"
 CHECK_LOG="$WORK/check.log"
+# The run tests a snapshot of this checkout (tracked and new files as they are now, not what git
+# ignores), so the checkout may change during the hour it takes without changing what the
+# machines get or what "unchanged" means to the provisioning checks.
+cd "$REPO_ROOT"
+mkdir "$WORK/project"
+git ls-files -z --cached --others --exclude-standard |
+    tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$WORK/project"
+cd "$WORK/project"
 # This run's machines, apart from any a developer has made with this checkout.
 export VAGRANT_DOTFILE_PATH="$WORK/dot-vagrant"
 declare -A MACHINE_IP=([gateway]=192.168.56.10 [inventory]=192.168.56.11 [billing]=192.168.56.12)
 GATEWAY=http://127.0.0.1:8080
-VAGRANT_SECRETS="$REPO_ROOT/.vagrant-secrets.env"
-if [ -e "$VAGRANT_SECRETS" ]; then secrets_were_there=true; else secrets_were_there=false; fi
+VAGRANT_SECRETS="$WORK/project/.vagrant-secrets.env" # the Vagrantfile makes it
 
 cleanup() {
     if [ -n "${LAB_NS:-}" ]; then
         lab_vagrant destroy -f >/dev/null 2>&1 || true
         lab_stop
     fi
-    $secrets_were_there || rm -f "$VAGRANT_SECRETS"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
