@@ -145,6 +145,13 @@ lab_start() {
     for volume in $(lab_box_volumes); do
         lab_virsh vol-delete --pool default "$volume" >/dev/null
     done
+    # Machines left by a run that was killed before it could clean up: the lab's own name prefix
+    # (box.sh's default_prefix), and they would block `vagrant up` ("name already taken").
+    for name in $(lab_virsh list --all --name | grep '^movie-lab-' || true); do
+        lab_virsh destroy "$name" >/dev/null 2>&1 || true
+        lab_virsh undefine --nvram --remove-all-storage "$name" >/dev/null 2>&1 ||
+            lab_virsh undefine "$name" >/dev/null 2>&1 || true
+    done
     # What libvirt holds now is not ours: lab_stop removes only what appears after this.
     lab_virsh list --all --name | sort >"$LAB_WORK/domains.before"
     lab_virsh vol-list default | awk '{ print $1 }' | sort >"$LAB_WORK/volumes.before"
