@@ -3,8 +3,9 @@
 //!
 //! What can happen to a delivery:
 //! - valid: stored (or found already stored), then acknowledged;
-//! - can never succeed (not an order, invalid): rejected without requeue, so the broker moves it
-//!   to the dead-letter queue; the reason is logged;
+//! - can never succeed (not an order, invalid, refused by the database): copied to the
+//!   dead-letter queue with a note of why (see `dead_letter`), then acknowledged; if the copy is
+//!   not confirmed, rejected without requeue instead, and the broker moves it there itself;
 //! - database unavailable: held unacknowledged while the write is retried with backoff; on
 //!   shutdown or a lost channel it returns to the queue for later.
 //!
@@ -28,16 +29,18 @@ use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     },
     types::FieldTable,
-    Channel, Connection, Consumer,
+    Channel, Confirmation, Connection, Consumer,
 };
 use prometheus::IntGauge;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     configuration::Settings,
+    dead_letter::DeadLetterNote,
     metrics::ConsumerMetrics,
     store::{self, StoreError},
 };
@@ -47,6 +50,9 @@ use crate::{
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// The longest the way out waits for the broker to answer a cancel or a close.
 const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a copy for the dead-letter queue waits for the broker's confirm before the
+/// delivery is rejected instead.
+const DEAD_LETTER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the consumer is consuming right now, and from which node: for `/ready` and the
 /// `consumer_connected` gauge.
@@ -156,6 +162,7 @@ async fn session(
         node.address()
     );
 
+    let dead_letter_exchange = settings.queue.dead_letter_exchange();
     let mut draining = false;
     loop {
         let next = if draining {
@@ -194,6 +201,7 @@ async fn session(
         metrics.received.inc_by(batch.len() as u64);
         let billing = Billing {
             channel: &channel,
+            dead_letter_exchange: &dead_letter_exchange,
             pool,
             metrics,
             shutdown,
@@ -219,6 +227,10 @@ async fn start_consuming(
     .await?;
     let tag = amqp::consumer_tag("billing");
     let consume = async {
+        // Confirms for the copies sent to the dead-letter queue.
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         channel
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await?;
@@ -284,10 +296,11 @@ enum Attempt {
     Abandoned,
 }
 
-/// What billing a batch needs: the channel its deliveries came on, the database, the counters,
-/// and the stop signal that ends any wait for the database.
+/// What billing a batch needs: the channel its deliveries came on, where poison goes, the
+/// database, the counters, and the stop signal that ends any wait for the database.
 struct Billing<'a> {
     channel: &'a Channel,
+    dead_letter_exchange: &'a str,
     pool: &'a Pool,
     metrics: &'a ConsumerMetrics,
     shutdown: &'a CancellationToken,
@@ -297,21 +310,21 @@ impl Billing<'_> {
     async fn bill_batch(&self, batch: Vec<Delivery>) -> Result<Outcome, lapin::Error> {
         let started = std::time::Instant::now();
         let mut orders = Vec::with_capacity(batch.len());
-        let mut tags = Vec::with_capacity(batch.len());
+        let mut deliveries = Vec::with_capacity(batch.len());
         for delivery in &batch {
             match OrderEnvelope::from_amqp(&delivery.properties, &delivery.data) {
                 Ok(order) => {
-                    tags.push(delivery.delivery_tag);
+                    deliveries.push(delivery);
                     orders.push(order);
                 }
                 Err(reason) => {
                     let request_id = OrderEnvelope::request_id_of(&delivery.properties);
-                    self.dead_letter(delivery.delivery_tag, request_id.as_ref(), &reason)
+                    self.dead_letter(delivery, request_id.as_ref(), &reason)
                         .await?
                 }
             }
         }
-        let Some(&last_tag) = tags.last() else {
+        let Some(last_tag) = deliveries.last().map(|delivery| delivery.delivery_tag) else {
             return Ok(Outcome::Billed);
         };
         match self.store(&orders).await {
@@ -338,7 +351,7 @@ impl Billing<'_> {
                     orders.len(),
                     error_chain(&e)
                 );
-                self.bill_one_by_one(orders, tags).await
+                self.bill_one_by_one(orders, deliveries).await
             }
         }
     }
@@ -348,15 +361,15 @@ impl Billing<'_> {
     async fn bill_one_by_one(
         &self,
         orders: Vec<OrderEnvelope>,
-        tags: Vec<u64>,
+        deliveries: Vec<&Delivery>,
     ) -> Result<Outcome, lapin::Error> {
         let count = orders.len();
-        for (done, (order, tag)) in orders.into_iter().zip(tags).enumerate() {
+        for (done, (order, delivery)) in orders.into_iter().zip(deliveries).enumerate() {
             let order = std::slice::from_ref(&order);
             match self.store(order).await {
                 Attempt::Stored(stored) => {
                     self.channel
-                        .basic_ack(tag, BasicAckOptions::default())
+                        .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
                         .await?;
                     record_billed(order, stored, self.metrics);
                 }
@@ -367,7 +380,7 @@ impl Billing<'_> {
                 }
                 Attempt::Refused(e) => {
                     let reason = format!("refused by the database: {}", error_chain(&e));
-                    self.dead_letter(tag, order[0].request_id.as_ref(), &reason)
+                    self.dead_letter(delivery, order[0].request_id.as_ref(), &reason)
                         .await?;
                 }
             }
@@ -402,25 +415,64 @@ impl Billing<'_> {
         }
     }
 
+    /// Sends `delivery` to the dead-letter queue with a note of why, then acknowledges it. If
+    /// the broker does not confirm the copy, the delivery is rejected instead and the broker
+    /// dead-letters it (without the note): never lost, at worst there twice.
     async fn dead_letter(
         &self,
-        tag: u64,
+        delivery: &Delivery,
         request_id: Option<&RequestId>,
         reason: &str,
     ) -> Result<(), lapin::Error> {
+        let tag = delivery.delivery_tag;
         log::warn!(
             "request_id={} dead-lettering delivery {tag}: {reason}",
             logged(request_id)
         );
-        self.channel
-            .basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: false,
-                    requeue: false,
-                },
-            )
-            .await?;
+        let note = DeadLetterNote::new(delivery, reason);
+        let copied = amqp::within(DEAD_LETTER_CONFIRM_TIMEOUT, async {
+            self.channel
+                .basic_publish(
+                    self.dead_letter_exchange.into(),
+                    "".into(),
+                    // Returned (and so not confirmed as stored) if the dead-letter queue is gone.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &delivery.data,
+                    note.attach(&delivery.properties),
+                )
+                .await?
+                .await
+        })
+        .await;
+        match copied {
+            Ok(Confirmation::Ack(None)) => {
+                self.channel
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await?;
+            }
+            not_stored => {
+                let why = match not_stored {
+                    Err(e) => error_chain(&e),
+                    Ok(_) => "not confirmed".to_owned(),
+                };
+                log::warn!(
+                    "request_id={} the copy for the dead-letter queue failed ({why}); rejecting the delivery so the broker moves it there",
+                    logged(request_id)
+                );
+                self.channel
+                    .basic_nack(
+                        tag,
+                        BasicNackOptions {
+                            multiple: false,
+                            requeue: false,
+                        },
+                    )
+                    .await?;
+            }
+        }
         self.metrics.dead_lettered.inc();
         Ok(())
     }

@@ -292,7 +292,7 @@ impl OrderQueue {
         &self.name
     }
 
-    pub(crate) fn dead_letter_exchange(&self) -> String {
+    pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.name)
     }
 

@@ -23,7 +23,7 @@ impl ConfigError {
 }
 
 /// Loads `.env` from the working directory if there is one; real environment variables win.
-pub(crate) fn load_dotenv() {
+pub fn load_dotenv() {
     // A missing file is the normal case in production (systemd passes an EnvironmentFile).
     let _ = dotenvy::dotenv();
 }

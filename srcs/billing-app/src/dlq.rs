@@ -1,0 +1,504 @@
+//! `billing-app dlq`: the operator's way out of the dead-letter queue.
+//!
+//! - `list`: each dead-lettered message with its order id, why and when it was dead-lettered,
+//!   and how many times it was delivered; the messages stay where they are.
+//! - `replay --all | ORDER_ID...`: back onto the order queue. Each message is published with
+//!   publisher confirms and acknowledged from the dead-letter queue only once the broker has
+//!   confirmed it: a crash in between leaves it in both queues, and billing bills an order once
+//!   whatever the number of copies (the order id is the key).
+//! - `purge [--yes]`: empties the dead-letter queue, after a confirmation typed on stdin.
+//!
+//! The messages are read with `basic.get` and held unacknowledged while the command runs, so a
+//! message is seen once per run, and whatever the command does not settle returns to the
+//! dead-letter queue when its channel closes, in any failure.
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, Write},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use common::{
+    amqp::{self, BrokerNodes, OrderQueue},
+    config::{ConfigError, Env, FromEnv},
+    order::message::OrderEnvelope,
+    telemetry::error_chain,
+};
+use lapin::{
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+        QueueDeclareOptions, QueuePurgeOptions,
+    },
+    types::{AMQPValue, FieldTable},
+    Channel, Confirmation, Connection,
+};
+use uuid::Uuid;
+
+use crate::dead_letter::{without_dead_letter_headers, DeadLetterNote};
+
+const USAGE: &str = "\
+usage: billing-app dlq [--env-file FILE] list
+       billing-app dlq [--env-file FILE] replay (--all | ORDER_ID...)
+       billing-app dlq [--env-file FILE] purge [--yes]
+
+The broker and queue come from AMQP_URL and BILLING_QUEUE, as for the service: from the
+environment (and ./.env), or only from FILE with --env-file (on a VM:
+/etc/movie-platform/billing.env).
+Exit status: 0 done; 1 not everything done (orders not found, purge not confirmed);
+64 usage; 69 broker unavailable; 78 configuration.";
+
+/// Exit statuses (sysexits.h, as the services use 78 for a bad configuration).
+const EXIT_USAGE: u8 = 64;
+const EXIT_UNAVAILABLE: u8 = 69;
+const EXIT_CONFIG: u8 = 78;
+
+/// What a call to the broker may take before the command gives up.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    List,
+    Replay(Selection),
+    Purge { confirmed: bool },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Selection {
+    All,
+    Orders(BTreeSet<Uuid>),
+}
+
+impl Selection {
+    fn includes(&self, order_id: Option<Uuid>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Orders(ids) => order_id.is_some_and(|id| ids.contains(&id)),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation {
+    env_file: Option<PathBuf>,
+    command: Command,
+}
+
+/// Parses the arguments after `dlq`.
+fn parse(args: &[String]) -> Result<Invocation, String> {
+    let mut args = args.iter().map(String::as_str).peekable();
+    let mut env_file = None;
+    if args.peek() == Some(&"--env-file") {
+        args.next();
+        env_file = Some(PathBuf::from(args.next().ok_or("--env-file needs a file")?));
+    }
+    let command = match args.next() {
+        Some("list") => Command::List,
+        Some("replay") => {
+            let rest: Vec<&str> = args.by_ref().collect();
+            match rest.as_slice() {
+                [] => return Err("replay needs --all or the order ids to replay".to_owned()),
+                ["--all"] => Command::Replay(Selection::All),
+                ids => Command::Replay(Selection::Orders(
+                    ids.iter()
+                        .map(|id| {
+                            Uuid::parse_str(id).map_err(|_| {
+                                format!("{id:?} is not an order id (a UUID), nor --all alone")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                )),
+            }
+        }
+        Some("purge") => match args.next() {
+            None => Command::Purge { confirmed: false },
+            Some("--yes") => Command::Purge { confirmed: true },
+            Some(other) => return Err(format!("purge takes only --yes, not {other:?}")),
+        },
+        Some(other) => return Err(format!("unknown command {other:?}")),
+        None => return Err("which command?".to_owned()),
+    };
+    if let Some(extra) = args.next() {
+        return Err(format!("unexpected argument {extra:?}"));
+    }
+    Ok(Invocation { env_file, command })
+}
+
+/// What the commands need from billing's configuration.
+struct Settings {
+    brokers: BrokerNodes,
+    queue: OrderQueue,
+    connect_timeout: Duration,
+}
+
+impl FromEnv for Settings {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let queue: String = env.or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
+        Ok(Self {
+            brokers: env.required("AMQP_URL")?,
+            queue: OrderQueue::new(&queue).map_err(|e| ConfigError::invalid("BILLING_QUEUE", e))?,
+            connect_timeout: env.millis_or_default("AMQP_CONNECT_TIMEOUT_MS", 5_000)?,
+        })
+    }
+}
+
+/// `billing-app dlq ARGS...`: runs one command, says what it did on stdout and what went wrong
+/// on stderr.
+pub async fn main(args: &[String]) -> ExitCode {
+    let invocation = match parse(args) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            eprintln!("billing-app dlq: {e}\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let env = match &invocation.env_file {
+        None => {
+            common::config::load_dotenv();
+            Env::process()
+        }
+        Some(path) => match dotenvy::from_path_iter(path)
+            .and_then(|vars| vars.collect::<Result<Vec<_>, _>>())
+        {
+            Ok(vars) => Env::given(vars),
+            Err(e) => {
+                eprintln!("billing-app dlq: cannot read {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let settings = match Settings::read(&env) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("billing-app dlq: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (connection, channel, node) = match amqp::open_channel(
+        &settings.brokers,
+        "billing-app dlq",
+        &settings.queue,
+        settings.connect_timeout,
+    )
+    .await
+    {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!(
+                "billing-app dlq: the broker is unavailable: {}",
+                error_chain(&e)
+            );
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    let dead_letter_queue = settings.queue.dead_letter_queue();
+    log::debug!("connected to {}", node.address());
+    let outcome = match invocation.command {
+        Command::List => list(&channel, &dead_letter_queue).await,
+        Command::Replay(selection) => {
+            replay(&connection, &channel, &settings.queue, &selection).await
+        }
+        Command::Purge { confirmed } => purge(&channel, &dead_letter_queue, confirmed).await,
+    };
+    // Whatever was read and not settled goes back to the dead-letter queue with the channel.
+    let _ = amqp::within(BROKER_TIMEOUT, connection.close(200, "done".into())).await;
+    match outcome {
+        Ok(Done::All) => ExitCode::SUCCESS,
+        Ok(Done::Partly) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("billing-app dlq: {}", error_chain(&e));
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
+enum Done {
+    All,
+    /// Some of what was asked could not be done (said on stderr).
+    Partly,
+}
+
+/// One dead-lettered message, as `list` shows it.
+struct DeadLetter {
+    order_id: Option<Uuid>,
+    reason: String,
+    dead_lettered_at: Option<DateTime<Utc>>,
+    /// Deliveries from the order queue, when known.
+    deliveries: Option<i64>,
+}
+
+impl DeadLetter {
+    fn of(delivery: &Delivery) -> Self {
+        let properties = &delivery.properties;
+        let order_id = OrderEnvelope::from_amqp(properties, &delivery.data)
+            .map(|envelope| envelope.message.order_id)
+            .ok()
+            // The gateway names the order in the message id too.
+            .or_else(|| {
+                properties
+                    .message_id()
+                    .as_ref()
+                    .and_then(|id| Uuid::parse_str(id.as_str()).ok())
+            });
+        if let Some(note) = DeadLetterNote::read(properties) {
+            return Self {
+                order_id,
+                reason: format!("billing: {}", note.reason),
+                dead_lettered_at: Some(note.at),
+                deliveries: Some(note.deliveries),
+            };
+        }
+        // Dead-lettered by the broker: its x-death header says why and when.
+        let death = properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get("x-death"))
+            .and_then(AMQPValue::as_array)
+            .and_then(|deaths| deaths.as_slice().first())
+            .and_then(AMQPValue::as_field_table)
+            .cloned()
+            .unwrap_or_default();
+        let broker_reason = match death.inner().get("reason") {
+            Some(AMQPValue::LongString(text)) => {
+                String::from_utf8_lossy(text.as_bytes()).into_owned()
+            }
+            _ => "unknown".to_owned(),
+        };
+        let (reason, deliveries) = match broker_reason.as_str() {
+            "delivery_limit" => (
+                "broker: delivery limit reached, never acknowledged (billing crashed or was stopped on it each time?)".to_owned(),
+                Some(amqp::DELIVERY_LIMIT + 1),
+            ),
+            "rejected" => (
+                "broker: rejected by billing (billing's log says why)".to_owned(),
+                None,
+            ),
+            other => (format!("broker: {other}"), None),
+        };
+        Self {
+            order_id,
+            reason,
+            dead_lettered_at: death
+                .inner()
+                .get("time")
+                .and_then(AMQPValue::as_timestamp)
+                .and_then(|seconds| DateTime::from_timestamp(seconds as i64, 0)),
+            deliveries,
+        }
+    }
+}
+
+/// Every message in `queue` now, held unacknowledged on `channel` (each once).
+async fn take_all(channel: &Channel, queue: &str) -> Result<Vec<Delivery>, amqp::AmqpError> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let waiting = amqp::within(
+        BROKER_TIMEOUT,
+        channel.queue_declare(queue.into(), passive, FieldTable::default()),
+    )
+    .await?
+    .message_count();
+    let mut taken = Vec::with_capacity(waiting as usize);
+    while taken.len() < waiting as usize {
+        let got = amqp::within(
+            BROKER_TIMEOUT,
+            channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }),
+        )
+        .await?;
+        match got {
+            Some(message) => taken.push(message.delivery),
+            None => break,
+        }
+    }
+    Ok(taken)
+}
+
+async fn list(channel: &Channel, dead_letter_queue: &str) -> Result<Done, amqp::AmqpError> {
+    let messages = take_all(channel, dead_letter_queue).await?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<36}  {:<20}  {:>10}  REASON",
+        "ORDER ID", "DEAD-LETTERED AT", "DELIVERIES"
+    );
+    for delivery in &messages {
+        let dead = DeadLetter::of(delivery);
+        let _ = writeln!(
+            out,
+            "{:<36}  {:<20}  {:>10}  {}",
+            dead.order_id.map_or("-".to_owned(), |id| id.to_string()),
+            dead.dead_lettered_at.map_or("-".to_owned(), |at| at
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()),
+            dead.deliveries.map_or("-".to_owned(), |n| n.to_string()),
+            dead.reason,
+        );
+    }
+    let _ = writeln!(out, "{} message(s) in {dead_letter_queue}", messages.len());
+    Ok(Done::All)
+}
+
+async fn replay(
+    connection: &Connection,
+    channel: &Channel,
+    queue: &OrderQueue,
+    selection: &Selection,
+) -> Result<Done, amqp::AmqpError> {
+    let messages = take_all(channel, &queue.dead_letter_queue()).await?;
+    // Publishing on a channel of its own in confirm mode; the messages stay held on `channel`.
+    let publisher = amqp::within(BROKER_TIMEOUT, connection.create_channel()).await?;
+    amqp::within(
+        BROKER_TIMEOUT,
+        publisher.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
+    let mut replayed = BTreeSet::new();
+    let mut unnamed = 0;
+    for delivery in &messages {
+        let order_id = DeadLetter::of(delivery).order_id;
+        if !selection.includes(order_id) {
+            continue;
+        }
+        let confirmation = amqp::within(BROKER_TIMEOUT, async {
+            publisher
+                .basic_publish(
+                    "".into(),
+                    queue.name().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &delivery.data,
+                    without_dead_letter_headers(&delivery.properties),
+                )
+                .await?
+                .await
+        })
+        .await?;
+        if !matches!(confirmation, Confirmation::Ack(None)) {
+            // Not taken by the order queue: it stays in the dead-letter queue.
+            eprintln!(
+                "billing-app dlq: the broker did not take {} onto {}; it stays dead-lettered",
+                order_id.map_or("a message without an order id".to_owned(), |id| id
+                    .to_string()),
+                queue.name()
+            );
+            return Ok(Done::Partly);
+        }
+        amqp::within(
+            BROKER_TIMEOUT,
+            channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()),
+        )
+        .await?;
+        match order_id {
+            Some(id) => {
+                println!("replayed {id}");
+                replayed.insert(id);
+            }
+            None => unnamed += 1,
+        }
+    }
+    if unnamed > 0 {
+        println!("replayed {unnamed} message(s) without an order id");
+    }
+    println!(
+        "{} message(s) replayed onto {}",
+        replayed.len() + unnamed,
+        queue.name()
+    );
+    if let Selection::Orders(asked) = selection {
+        let missing: Vec<String> = asked.difference(&replayed).map(Uuid::to_string).collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "billing-app dlq: not in {}: {}",
+                queue.dead_letter_queue(),
+                missing.join(", ")
+            );
+            return Ok(Done::Partly);
+        }
+    }
+    Ok(Done::All)
+}
+
+async fn purge(
+    channel: &Channel,
+    dead_letter_queue: &str,
+    confirmed: bool,
+) -> Result<Done, amqp::AmqpError> {
+    if !confirmed {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let waiting = amqp::within(
+            BROKER_TIMEOUT,
+            channel.queue_declare(dead_letter_queue.into(), passive, FieldTable::default()),
+        )
+        .await?
+        .message_count();
+        eprint!(
+            "Delete the {waiting} message(s) in {dead_letter_queue} for good? Type yes to confirm: "
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            eprintln!("billing-app dlq: not confirmed; nothing purged");
+            return Ok(Done::Partly);
+        }
+    }
+    let purged = amqp::within(
+        BROKER_TIMEOUT,
+        channel.queue_purge(dead_letter_queue.into(), QueuePurgeOptions::default()),
+    )
+    .await?;
+    println!("purged {purged} message(s) from {dead_letter_queue}");
+    Ok(Done::All)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse_and_usage_errors_say_what_is_wrong() {
+        let id = "6f1c3b7e-8a54-4d0b-9e2f-51a7c4d802be";
+        assert_eq!(parse(&args("list")).unwrap().command, Command::List);
+        assert_eq!(
+            parse(&args("--env-file /etc/x.env replay --all")).unwrap(),
+            Invocation {
+                env_file: Some("/etc/x.env".into()),
+                command: Command::Replay(Selection::All)
+            }
+        );
+        assert_eq!(
+            parse(&args(&format!("replay {id}"))).unwrap().command,
+            Command::Replay(Selection::Orders([id.parse().unwrap()].into()))
+        );
+        assert_eq!(
+            parse(&args("purge --yes")).unwrap().command,
+            Command::Purge { confirmed: true }
+        );
+        for (bad, says) in [
+            ("", "which command"),
+            ("replay", "needs --all"),
+            ("replay --all x", "not an order id"),
+            ("replay 12", "not an order id"),
+            ("purge now", "only --yes"),
+            ("list more", "unexpected argument"),
+            ("drop", "unknown command"),
+            ("--env-file", "needs a file"),
+        ] {
+            let error = parse(&args(bad)).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+    }
+}
