@@ -49,6 +49,14 @@ else
     status=1
 fi
 
+log "checking the Prometheus configuration and the alert rules' unit tests (promtool)"
+if bash "$REPO_ROOT/scripts/check-monitoring.sh"; then
+    echo "test result: ok. 1 passed; 0 failed (monitoring configuration and alert rules)" >>"$results"
+else
+    echo "test result: FAILED. 0 passed; 1 failed (monitoring configuration and alert rules)" >>"$results"
+    status=1
+fi
+
 log "the benchmark harness, briefly: every scenario runs and yields its figures (speed is not judged here)"
 if BENCH_DURATION=2s BENCH_ROUNDS=1 BENCH_OUT="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/bench-smoke" \
     bash "$REPO_ROOT/scripts/bench.sh"; then
