@@ -30,16 +30,24 @@ const BREAKER_THRESHOLD: u32 = 5;
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
 
 /// Request headers passed on to inventory (`authorization`: inventory checks the admin token of
-/// a write again).
-const FORWARDED_REQUEST_HEADERS: [&str; 4] =
-    ["content-type", "accept", "traceparent", "authorization"];
+/// a write again; the conditional headers: inventory answers 304 and 412).
+const FORWARDED_REQUEST_HEADERS: [&str; 6] = [
+    "content-type",
+    "accept",
+    "traceparent",
+    "authorization",
+    "if-none-match",
+    "if-match",
+];
 /// Response headers passed back to the client.
-const FORWARDED_RESPONSE_HEADERS: [&str; 5] = [
+const FORWARDED_RESPONSE_HEADERS: [&str; 7] = [
     "content-type",
     "location",
     "retry-after",
     "allow",
     "www-authenticate",
+    "etag",
+    "cache-control",
 ];
 /// The largest answer is a 500-movie page; anything far beyond that is a fault.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -174,7 +182,7 @@ impl UpstreamGroup {
             upstream: self.instances[0].target.name,
             failure: UpstreamFailure::CircuitOpen,
         });
-        let repeatable = may_be_repeated(req.method());
+        let repeatable = may_be_repeated(req);
         for instance in (0..count).map(|i| &self.instances[(first + i) % count]) {
             result = instance.forward(req, body.clone(), request_id).await;
             let next = match &result {
@@ -407,7 +415,7 @@ impl Upstream {
         };
         let response = match send(&self.http).await {
             Ok(response) => response,
-            Err(e) if worth_one_retry(may_be_repeated(req.method()), &e) => {
+            Err(e) if worth_one_retry(may_be_repeated(req), &e) => {
                 log::debug!(
                     "{}: {}; sending the request once more, on a new connection",
                     self.target.name,
@@ -477,11 +485,16 @@ fn worth_one_retry(repeatable: bool, e: &reqwest::Error) -> bool {
     repeatable && !e.is_timeout() && (e.is_connect() || e.is_request())
 }
 
-/// RFC 9110 idempotent methods whose repeat answers the same (not DELETE: its repeat answers
-/// 404).
-fn may_be_repeated(method: &actix_web::http::Method) -> bool {
-    use actix_web::http::Method;
-    [Method::GET, Method::HEAD, Method::PUT].contains(method)
+/// Requests whose repeat answers the same: RFC 9110 idempotent methods, but not DELETE (its
+/// repeat answers 404) nor a conditional PUT (its repeat answers 412 once the first went
+/// through).
+fn may_be_repeated(req: &HttpRequest) -> bool {
+    use actix_web::http::{header, Method};
+    match *req.method() {
+        Method::GET | Method::HEAD => true,
+        Method::PUT => !req.headers().contains_key(header::IF_MATCH),
+        _ => false,
+    }
 }
 
 /// A connection that could not be made, even for lack of time (a machine that is off or drops

@@ -9,6 +9,7 @@
 pub mod amqp;
 pub mod auth;
 pub mod backoff;
+pub mod conditional;
 pub mod config;
 pub mod connection_watch;
 pub mod health;

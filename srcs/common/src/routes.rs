@@ -1,6 +1,7 @@
 //! How every service registers its routes: a table of (method, path, handler) rows, turned into
 //! one resource per path, so that another method on a known path gets 405 with `Allow`, and
-//! listed for the check that `openapi.yaml` documents exactly the public routes.
+//! listed for the check that `openapi.yaml` documents exactly the public routes. Every `GET`
+//! answers `HEAD` too (the same handler; the HTTP layer sends no body).
 
 use actix_web::{
     body::MessageBody,
@@ -94,6 +95,14 @@ impl Routes {
                 .all(|row| row.path != path || (row.audience == audience && row.method != method)),
             "{method} {path} is registered once, for one audience"
         );
+        if method == Method::GET {
+            self.rows.push(Row {
+                method: Method::HEAD,
+                path,
+                route: web::method(Method::HEAD).to(handler.clone()),
+                audience,
+            });
+        }
         let route = web::method(method.clone()).to(handler);
         self.rows.push(Row {
             method,

@@ -11,6 +11,9 @@ use crate::domain::MovieId;
 pub(crate) enum InventoryError {
     #[error("no movie with id {0}")]
     NotFound(MovieId),
+    /// `If-Match` named a version the movie no longer has.
+    #[error("movie {0} changed since the version the client has")]
+    Changed(MovieId),
     /// The request itself is wrong; the problem says how.
     #[error("{0}")]
     BadRequest(Problem),
@@ -32,6 +35,11 @@ impl InventoryError {
             Self::NotFound(id) => {
                 return Problem::new(StatusCode::NOT_FOUND)
                     .with_detail(format!("No movie with id {id}."))
+            }
+            Self::Changed(id) => {
+                return Problem::new(StatusCode::PRECONDITION_FAILED).with_detail(format!(
+                    "Movie {id} has changed since the version in If-Match; GET it again for its current ETag."
+                ))
             }
             Self::BadRequest(problem) => return problem.clone(),
             Self::Pool(_) => Failure::of(None),

@@ -3,16 +3,17 @@
 //! Statements are prepared once per connection (`prepare_cached`): parsing and planning each
 //! query again was most of PostgreSQL's work on the hot list endpoint.
 
+use common::conditional::Precondition;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{types::ToSql, Row};
 
-use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
+use crate::domain::{tagged_version, Movie, MovieDraft, MovieId, MovieListQuery};
 
 // Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
 database::embedded_schema!(0x1A7E_0001);
 
-const COLUMNS: &str =
-    "id, title, description, release_year, genres, runtime_minutes, created_at, updated_at";
+const COLUMNS: &str = "id, title, description, release_year, genres, runtime_minutes, created_at, \
+     updated_at, version";
 
 fn movie_from_row(row: &Row) -> Movie {
     Movie {
@@ -24,7 +25,47 @@ fn movie_from_row(row: &Row) -> Movie {
         runtime_minutes: row.get("runtime_minutes"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        version: row.get("version"),
     }
+}
+
+/// What a write that may carry a precondition (`If-Match`) came to.
+#[derive(Debug)]
+pub(crate) enum Written<T> {
+    Done(T),
+    /// There is no such movie.
+    Missing,
+    /// The movie exists, but not in a version the precondition accepts.
+    PreconditionFailed,
+}
+
+/// The versions a precondition accepts, as the statements' last parameter: `None` for any
+/// version (no precondition, or `*`); an empty list when no tag names a version.
+fn accepted_versions(precondition: &Precondition) -> Option<Vec<i64>> {
+    match precondition {
+        Precondition::None | Precondition::Exists => None,
+        Precondition::OneOf(tags) => Some(tags.iter().filter_map(tagged_version).collect()),
+    }
+}
+
+/// After a conditional write touched no row: why not.
+async fn unwritten<T>(
+    client: &impl GenericClient,
+    id: MovieId,
+    precondition: &Precondition,
+) -> Result<Written<T>, tokio_postgres::Error> {
+    if *precondition == Precondition::None {
+        return Ok(Written::Missing);
+    }
+    let statement = client
+        .prepare_cached("SELECT 1 FROM movies WHERE id = $1")
+        .await?;
+    // RFC 9110, 13.2.1: a precondition is ignored where the answer without it would be an error
+    // (404 for a movie that does not exist).
+    Ok(match client.query_opt(&statement, &[&id.get()]).await? {
+        Some(_) => Written::PreconditionFailed,
+        None => Written::Missing,
+    })
 }
 
 /// `LIKE` pattern matching `text` anywhere, with its own wildcards escaped.
@@ -107,40 +148,51 @@ pub(crate) async fn insert(
     Ok(movie_from_row(&row))
 }
 
-/// Replaces every field of a movie; `None` if there is no such movie.
+/// Replaces every field of a movie, if `precondition` holds for its current version (checked
+/// and written in one statement: of concurrent writers with the same `If-Match`, one wins).
 pub(crate) async fn replace(
     client: &impl GenericClient,
     id: MovieId,
     draft: &MovieDraft,
-) -> Result<Option<Movie>, tokio_postgres::Error> {
+    precondition: &Precondition,
+) -> Result<Written<Movie>, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE movies
          SET title = $1, description = $2, release_year = $3, genres = $4, runtime_minutes = $5,
-             updated_at = now()
-         WHERE id = $6
+             updated_at = now(), version = version + 1
+         WHERE id = $6 AND ($7::bigint[] IS NULL OR version = ANY($7))
          RETURNING {COLUMNS}"
     );
     let params = draft_params(draft);
     let mut refs = params.as_refs();
-    let id = id.get();
-    refs.push(&id);
+    let id_value = id.get();
+    let versions = accepted_versions(precondition);
+    refs.push(&id_value);
+    refs.push(&versions);
     let statement = client.prepare_cached(&sql).await?;
-    Ok(client
-        .query_opt(&statement, &refs)
-        .await?
-        .as_ref()
-        .map(movie_from_row))
+    match client.query_opt(&statement, &refs).await? {
+        Some(row) => Ok(Written::Done(movie_from_row(&row))),
+        None => unwritten(client, id, precondition).await,
+    }
 }
 
-/// Whether a movie was deleted.
+/// Deletes a movie if `precondition` holds for its current version.
 pub(crate) async fn delete(
     client: &impl GenericClient,
     id: MovieId,
-) -> Result<bool, tokio_postgres::Error> {
+    precondition: &Precondition,
+) -> Result<Written<()>, tokio_postgres::Error> {
     let statement = client
-        .prepare_cached("DELETE FROM movies WHERE id = $1")
+        .prepare_cached(
+            "DELETE FROM movies WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))",
+        )
         .await?;
-    Ok(client.execute(&statement, &[&id.get()]).await? == 1)
+    let versions = accepted_versions(precondition);
+    if client.execute(&statement, &[&id.get(), &versions]).await? == 1 {
+        Ok(Written::Done(()))
+    } else {
+        unwritten(client, id, precondition).await
+    }
 }
 
 /// Deletes every movie; returns how many there were.

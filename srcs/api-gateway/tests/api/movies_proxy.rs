@@ -347,3 +347,43 @@ async fn an_upstream_answer_beyond_16_mib_is_a_502_not_a_memory_blow_up() {
         assert_problem(response, 502).await;
     }
 }
+
+#[tokio::test]
+async fn conditional_requests_and_head_pass_through() {
+    use reqwest::header;
+    let gateway = spawn_gateway().await;
+    let http = &gateway.http;
+    let created = gateway.post_movie(&json!({"title": "Solaris"})).await;
+    assert_eq!(created.headers()[header::ETAG], "\"v1\"");
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+
+    let fetched = gateway.get(&location).await;
+    assert_eq!(fetched.headers()[header::ETAG], "\"v1\"");
+    assert_eq!(fetched.headers()[header::CACHE_CONTROL], "public, no-cache");
+    let not_modified = http
+        .get(gateway.url(&location))
+        .header(header::IF_NONE_MATCH, "\"v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()[header::ETAG], "\"v1\"");
+    assert!(not_modified.bytes().await.unwrap().is_empty());
+
+    let head = http.head(gateway.url("/api/movies")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key(header::ETAG));
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let put = |tag: &'static str| {
+        http.put(gateway.url(&location))
+            .bearer_auth(ADMIN_TOKEN)
+            .header(header::IF_MATCH, tag)
+            .json(&json!({"title": "Solaris (1972)"}))
+            .send()
+    };
+    let updated = put("\"v1\"").await.unwrap();
+    assert_eq!(updated.status(), 200);
+    assert_eq!(updated.headers()[header::ETAG], "\"v2\"");
+    assert_problem(put("\"v1\"").await.unwrap(), 412).await;
+}

@@ -1,3 +1,4 @@
+use actix_web::http::header::EntityTag;
 use chrono::{DateTime, Utc};
 use common::{
     json_fields::{self, FieldReader, RawObject, CHECKED},
@@ -157,6 +158,27 @@ pub(crate) struct Movie {
     pub(crate) runtime_minutes: Option<i32>,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    /// 1 when created, one more at each change.
+    pub(crate) version: i64,
+}
+
+impl Movie {
+    /// The movie's entity tag: its version, which every change bumps.
+    pub(crate) fn etag(&self) -> EntityTag {
+        EntityTag::new_strong(format!("v{}", self.version))
+    }
+}
+
+/// The version a strong entity tag names (`"v3"` -> 3); `None` for any other tag, which then
+/// matches no movie.
+pub(crate) fn tagged_version(tag: &EntityTag) -> Option<i64> {
+    if tag.weak {
+        return None;
+    }
+    tag.tag()
+        .strip_prefix('v')
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
 }
 
 #[cfg(test)]

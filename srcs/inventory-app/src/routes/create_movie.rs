@@ -4,7 +4,7 @@ use deadpool_postgres::Pool;
 
 use crate::{domain::MovieDraft, error::InventoryError, store};
 
-/// `POST /api/movies`: 201 with the stored movie and its `Location`.
+/// `POST /api/movies`: 201 with the stored movie, its `Location` and its `ETag`.
 pub(crate) async fn create_movie(
     _: Admin,
     pool: web::Data<Pool>,
@@ -15,5 +15,6 @@ pub(crate) async fn create_movie(
     let movie = store::insert(&client, &draft).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/movies/{}", movie.id)))
+        .insert_header(header::ETag(movie.etag()))
         .json(movie))
 }

@@ -1,20 +1,27 @@
-use actix_web::{web, HttpResponse};
-use common::auth::Admin;
+use actix_web::{web, HttpRequest, HttpResponse};
+use common::{auth::Admin, conditional::Precondition};
 use deadpool_postgres::Pool;
 
-use crate::{domain::MovieId, error::InventoryError, store};
+use crate::{
+    domain::MovieId,
+    error::InventoryError,
+    store::{self, Written},
+};
 
-/// `DELETE /api/movies/{id}`: 204, or 404 if there is no such movie.
+/// `DELETE /api/movies/{id}`: 204, or 404 if there is no such movie; with `If-Match`, only if
+/// the movie is still in that version (412 if it changed meanwhile).
 pub(crate) async fn delete_movie(
     _: Admin,
+    req: HttpRequest,
     pool: web::Data<Pool>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
+    let precondition = Precondition::of(&req)?;
     let client = pool.get().await?;
-    if store::delete(&client, id).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(InventoryError::NotFound(id))
+    match store::delete(&client, id, &precondition).await? {
+        Written::Done(()) => Ok(HttpResponse::NoContent().finish()),
+        Written::Missing => Err(InventoryError::NotFound(id)),
+        Written::PreconditionFailed => Err(InventoryError::Changed(id)),
     }
 }

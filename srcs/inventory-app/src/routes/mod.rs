@@ -8,8 +8,16 @@ mod health;
 mod list_movies;
 mod replace_movie;
 
-use actix_web::{http::Method, web};
-use common::routes::Routes;
+use actix_web::{
+    http::{
+        header::{self, EntityTag},
+        Method,
+    },
+    web, HttpRequest, HttpResponse,
+};
+use common::{conditional, routes::Routes};
+
+use crate::error::InventoryError;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     Routes::operations(health::ready, database::scrape_with_pool)
@@ -32,4 +40,26 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             delete_movie::delete_movie,
         )
         .register(cfg, |_, resource| resource);
+}
+
+/// A catalogue read: the JSON `body` tagged `etag`, which clients and shared caches may keep
+/// and revalidate; 304 (no body) if the client's copy is current.
+fn cacheable(
+    req: &HttpRequest,
+    etag: EntityTag,
+    body: Vec<u8>,
+) -> Result<HttpResponse, InventoryError> {
+    let current = conditional::is_current(req, &etag)?;
+    let mut response = if current {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header(header::ETag(etag))
+        .insert_header((header::CACHE_CONTROL, conditional::REVALIDATE));
+    if current {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type("application/json").body(body))
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use inventory_app::startup::Application;
+use inventory_app::{configuration::Settings, startup::Application};
 use serde_json::{json, Value};
 use test_support::{inventory_database, inventory_settings, RunningApp, TestDatabase, ADMIN_TOKEN};
 
@@ -16,8 +16,15 @@ pub struct TestApp {
 
 /// The real application on a free port, against a database of its own.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with its test settings adjusted first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let db = inventory_database().await;
-    let app = RunningApp::start::<Application>(inventory_settings(&db.url)).await;
+    let mut settings = inventory_settings(&db.url);
+    adjust(&mut settings);
+    let app = RunningApp::start::<Application>(settings).await;
     TestApp {
         address: app.address.clone(),
         db,

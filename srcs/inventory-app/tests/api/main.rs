@@ -1,5 +1,6 @@
 //! inventory-app against a real PostgreSQL: one fresh database per test.
 
+mod conditional;
 mod helpers;
 mod movies;
 mod observability;

@@ -252,7 +252,7 @@ async fn unknown_routes_and_wrong_methods_get_problems() {
         .unwrap()
         .contains("/api/nothing-here"));
     let patch = app.http.patch(app.url("/api/movies")).send().await.unwrap();
-    assert_eq!(patch.headers()["allow"], "GET, POST, DELETE");
+    assert_eq!(patch.headers()["allow"], "HEAD, GET, POST, DELETE");
     assert_problem(patch, 405).await;
     let post_one = app
         .http

@@ -1,0 +1,143 @@
+//! Conditional requests (RFC 9110, section 13): `If-None-Match` on reads (a client's copy is
+//! still current: 304) and `If-Match` on writes (the client's copy is the current one, or 412).
+
+use actix_web::{
+    http::{
+        header::{self, EntityTag, Header, IfMatch, IfNoneMatch},
+        StatusCode,
+    },
+    HttpRequest,
+};
+
+use crate::problem::Problem;
+
+/// What a client may do with a catalogue read: store it (privately or in a shared cache), but
+/// ask again before each use. With the `ETag`, asking again costs a 304 when nothing changed.
+pub const REVALIDATE: &str = "public, no-cache";
+
+/// What `If-Match` asks of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`: the write goes ahead whatever the resource's state.
+    None,
+    /// `If-Match: *`: the resource must exist.
+    Exists,
+    /// The resource's current entity tag must be one of these (strong comparison).
+    OneOf(Vec<EntityTag>),
+}
+
+impl Precondition {
+    /// The request's `If-Match`; a header that is no list of entity tags is a 400.
+    pub fn of(req: &HttpRequest) -> Result<Self, Problem> {
+        if !req.headers().contains_key(header::IF_MATCH) {
+            return Ok(Self::None);
+        }
+        match IfMatch::parse(req) {
+            Ok(IfMatch::Any) => Ok(Self::Exists),
+            // (actix drops the items that are no entity tag: none left is no list.)
+            Ok(IfMatch::Items(tags)) if !tags.is_empty() => Ok(Self::OneOf(tags)),
+            Ok(IfMatch::Items(_)) | Err(_) => Err(unreadable("If-Match")),
+        }
+    }
+
+    /// Whether a resource whose current tag is `current` (`None`: there is none) meets it.
+    pub fn holds_for(&self, current: Option<&EntityTag>) -> bool {
+        match (self, current) {
+            (Self::None, _) => true,
+            (_, None) => false,
+            (Self::Exists, Some(_)) => true,
+            (Self::OneOf(tags), Some(current)) => tags.iter().any(|tag| tag.strong_eq(current)),
+        }
+    }
+}
+
+/// Whether the client's copy, named by `If-None-Match`, is current for a resource tagged
+/// `current` (weak comparison, as RFC 9110 asks for this header). A header that is no list of
+/// entity tags is a 400.
+pub fn is_current(req: &HttpRequest, current: &EntityTag) -> Result<bool, Problem> {
+    if !req.headers().contains_key(header::IF_NONE_MATCH) {
+        return Ok(false);
+    }
+    match IfNoneMatch::parse(req) {
+        Ok(IfNoneMatch::Any) => Ok(true),
+        Ok(IfNoneMatch::Items(tags)) if !tags.is_empty() => {
+            Ok(tags.iter().any(|tag| tag.weak_eq(current)))
+        }
+        Ok(IfNoneMatch::Items(_)) | Err(_) => Err(unreadable("If-None-Match")),
+    }
+}
+
+fn unreadable(name: &str) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST).with_detail(format!(
+        "{name} must be * or a list of entity tags, such as \"v3\" (quotes included)."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn tag(text: &str) -> EntityTag {
+        EntityTag::new_strong(text.to_owned())
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_star_matches_anything() {
+        let current = tag("v3");
+        for (header, expected) in [
+            ("\"v3\"", true),
+            ("W/\"v3\"", true),
+            ("\"v2\", \"v3\"", true),
+            ("*", true),
+            ("\"v2\"", false),
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::IF_NONE_MATCH, header))
+                .to_http_request();
+            assert_eq!(is_current(&req, &current), Ok(expected), "{header}");
+        }
+        assert_eq!(
+            is_current(&TestRequest::default().to_http_request(), &current),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn if_match_compares_strongly_and_star_needs_the_resource() {
+        let current = tag("v3");
+        let of = |header: &str| {
+            Precondition::of(
+                &TestRequest::default()
+                    .insert_header((header::IF_MATCH, header))
+                    .to_http_request(),
+            )
+            .unwrap()
+        };
+        assert!(of("\"v3\"").holds_for(Some(&current)));
+        assert!(of("\"v1\", \"v3\"").holds_for(Some(&current)));
+        assert!(
+            !of("W/\"v3\"").holds_for(Some(&current)),
+            "never weak for a write"
+        );
+        assert!(!of("\"v2\"").holds_for(Some(&current)));
+        assert!(of("*").holds_for(Some(&current)));
+        assert!(!of("*").holds_for(None));
+        assert!(!of("\"v3\"").holds_for(None));
+        let none = Precondition::of(&TestRequest::default().to_http_request()).unwrap();
+        assert!(none.holds_for(None) && none.holds_for(Some(&current)));
+    }
+
+    #[test]
+    fn an_unreadable_header_is_a_bad_request() {
+        for header in ["v3", "\"v3", "", ",", "W/"] {
+            let req = TestRequest::default()
+                .insert_header((header::IF_MATCH, header))
+                .insert_header((header::IF_NONE_MATCH, header))
+                .to_http_request();
+            assert!(Precondition::of(&req).is_err(), "{header}");
+            assert!(is_current(&req, &tag("v3")).is_err(), "{header}");
+        }
+    }
+}

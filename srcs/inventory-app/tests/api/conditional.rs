@@ -1,0 +1,261 @@
+//! Conditional requests on the catalogue: ETag, If-None-Match (304), If-Match (412), HEAD.
+
+use std::time::Duration;
+
+use reqwest::{header, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+
+fn etag(response: &reqwest::Response) -> String {
+    response.headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl TestApp {
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        request.send().await.unwrap()
+    }
+
+    async fn put_movie(
+        &self,
+        id: &Value,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .put(self.url(&format!("/api/movies/{id}")))
+            .json(body);
+        if let Some(tag) = if_match {
+            request = request.header(header::IF_MATCH, tag);
+        }
+        self.send(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_movie_carries_its_version_as_etag_and_a_current_copy_gets_304() {
+    let app = spawn_app().await;
+    let movie = app.create_movie("Alien").await;
+    let path = format!("/api/movies/{}", movie["id"]);
+    assert_eq!(movie["version"], 1);
+
+    let response = app.get(&path).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(etag(&response), "\"v1\"");
+    assert_eq!(
+        response.headers()[header::CACHE_CONTROL],
+        "public, no-cache"
+    );
+
+    for current in ["\"v1\"", "W/\"v1\"", "\"v0\", \"v1\"", "*"] {
+        let response = app
+            .send(
+                app.http
+                    .get(app.url(&path))
+                    .header(header::IF_NONE_MATCH, current),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{current}");
+        assert_eq!(etag(&response), "\"v1\"");
+        assert_eq!(
+            response.headers()[header::CACHE_CONTROL],
+            "public, no-cache"
+        );
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    let stale = app
+        .send(
+            app.http
+                .get(app.url(&path))
+                .header(header::IF_NONE_MATCH, "\"v7\""),
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::OK);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["title"], "Alien");
+
+    let unreadable = app
+        .send(
+            app.http
+                .get(app.url(&path))
+                .header(header::IF_NONE_MATCH, "v1"),
+        )
+        .await;
+    let problem = assert_problem(unreadable, 400).await;
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("If-None-Match"));
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let movie = app.create_movie("Heat").await;
+    for path in [
+        format!("/api/movies/{}", movie["id"]),
+        "/api/movies".to_owned(),
+    ] {
+        let get = app.get(&path).await;
+        let head = app.send(app.http.head(app.url(&path))).await;
+        assert_eq!(head.status(), StatusCode::OK, "{path}");
+        assert_eq!(etag(&head), etag(&get), "{path}");
+        assert_eq!(head.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let missing = app.send(app.http.head(app.url("/api/movies/999999"))).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let allow = app.send(app.http.patch(app.url("/api/movies"))).await;
+    assert_eq!(allow.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(allow.headers()[header::ALLOW]
+        .to_str()
+        .unwrap()
+        .contains("HEAD"));
+}
+
+#[tokio::test]
+async fn a_page_etag_changes_with_what_the_page_shows() {
+    let app = spawn_app().await;
+    let first = app.create_movie("One").await;
+    let page = app.get("/api/movies?limit=10").await;
+    let tag = etag(&page);
+    assert_eq!(etag(&app.get("/api/movies?limit=10").await), tag, "stable");
+    let cached = app
+        .send(
+            app.http
+                .get(app.url("/api/movies?limit=10"))
+                .header(header::IF_NONE_MATCH, &tag),
+        )
+        .await;
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    app.put_movie(&first["id"], &json!({"title": "One, renamed"}), None)
+        .await;
+    let changed = app
+        .send(
+            app.http
+                .get(app.url("/api/movies?limit=10"))
+                .header(header::IF_NONE_MATCH, &tag),
+        )
+        .await;
+    assert_eq!(
+        changed.status(),
+        StatusCode::OK,
+        "a changed movie changes the page"
+    );
+    assert_ne!(etag(&changed), tag);
+    assert_ne!(
+        etag(&app.get("/api/movies?limit=5").await),
+        etag(&changed),
+        "another page"
+    );
+}
+
+#[tokio::test]
+async fn if_match_lets_a_write_through_only_on_the_version_it_names() {
+    let app = spawn_app().await;
+    let movie = app.create_movie("Up").await;
+    let id = &movie["id"];
+
+    let replaced = app
+        .put_movie(id, &json!({"title": "Up!"}), Some("\"v1\""))
+        .await;
+    assert_eq!(replaced.status(), StatusCode::OK);
+    assert_eq!(etag(&replaced), "\"v2\"");
+    let body: Value = replaced.json().await.unwrap();
+    assert_eq!(
+        (body["title"].as_str(), body["version"].as_i64()),
+        (Some("Up!"), Some(2))
+    );
+
+    // A copy that is out of date: refused, nothing written.
+    for stale in ["\"v1\"", "W/\"v2\"", "\"something-else\""] {
+        let refused = app
+            .put_movie(id, &json!({"title": "Lost update"}), Some(stale))
+            .await;
+        let problem = assert_problem(refused, 412).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("If-Match"),
+            "{stale}"
+        );
+    }
+    let stored: Value = app
+        .get(&format!("/api/movies/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (stored["title"].as_str(), stored["version"].as_i64()),
+        (Some("Up!"), Some(2))
+    );
+
+    // `*`: any version; no If-Match: as before, last writer wins.
+    let any = app
+        .put_movie(id, &json!({"title": "Up (any)"}), Some("*"))
+        .await;
+    assert_eq!(etag(&any), "\"v3\"");
+    let plain = app
+        .put_movie(id, &json!({"title": "Up (plain)"}), None)
+        .await;
+    assert_eq!(etag(&plain), "\"v4\"");
+
+    // A precondition on a movie that does not exist is no reason to hide the 404.
+    let missing = app
+        .put_movie(&json!(999_999), &json!({"title": "x"}), Some("\"v1\""))
+        .await;
+    assert_problem(missing, 404).await;
+
+    let delete = |tag: &'static str| {
+        app.http
+            .delete(app.url(&format!("/api/movies/{id}")))
+            .header(header::IF_MATCH, tag)
+    };
+    assert_problem(app.send(delete("\"v3\"")).await, 412).await;
+    assert_eq!(
+        app.get(&format!("/api/movies/{id}")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(delete("\"v4\"")).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(app.send(delete("\"v4\"")).await, 404).await;
+}
+
+#[tokio::test]
+async fn of_fifty_concurrent_writers_with_the_same_version_exactly_one_wins() {
+    // Fifty writers queue for the pool's connections, opened on demand: the tests' usual
+    // half-second wait for one is meant to show failures fast, not to serve a burst.
+    let app =
+        spawn_app_with(|settings| settings.database.pool_timeout = Duration::from_secs(10)).await;
+    let movie = app.create_movie("Race").await;
+    let writes = (0..50).map(|i| {
+        let title = format!("Writer {i}");
+        let app = &app;
+        let id = &movie["id"];
+        async move {
+            app.put_movie(id, &json!({ "title": title }), Some("\"v1\""))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(writes).await;
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+        .count();
+    assert_eq!((won, refused), (1, 49), "{statuses:?}");
+    let stored: Value = app
+        .get(&format!("/api/movies/{}", movie["id"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["version"], 2);
+}
