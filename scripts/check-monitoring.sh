@@ -18,16 +18,17 @@ for job in gateway inventory billing rabbitmq postgres node; do
     prometheus_targets "local=127.0.0.1:1" >"$installed/targets/$job.yml"
 done
 promtool check config "$installed/prometheus.yml"
+promtool check rules config/alerts.yml
 promtool test rules config/alerts.test.yml
 
 untested="$(comm -23 <(sed -nE 's/^ *- alert: *([A-Za-z]+).*/\1/p' config/alerts.yml | sort -u) \
     <(sed -nE 's/^ *alertname: *([A-Za-z]+).*/\1/p' config/alerts.test.yml | sort -u))"
-[ -z "$untested" ] || die "alerts without a unit test in config/alerts.test.yml: $(echo $untested)"
+[ -z "$untested" ] || die "alerts without a unit test in config/alerts.test.yml: ${untested//$'\n'/ }"
 # Each alert tested both ways: firing (an expected alert) and silent (`exp_alerts: []`).
 one_sided=""
-for alert in $(sed -nE 's/^ *- alert: *([A-Za-z]+).*/\1/p' config/alerts.yml); do
+while read -r alert; do
     awk -v a="$alert" '$1 == "alertname:" && $2 == a { getline; if ($0 ~ /exp_alerts: \[\]/) silent = 1; else fires = 1 }
         END { exit !(silent && fires) }' config/alerts.test.yml || one_sided="$one_sided $alert"
-done
+done < <(sed -nE 's/^ *- alert: *([A-Za-z]+).*/\1/p' config/alerts.yml)
 [ -z "$one_sided" ] || die "alerts not tested both firing and silent:$one_sided"
 echo "monitoring: $(grep -c '^ *- alert:' config/alerts.yml) alerts, each tested firing and silent; configuration valid"

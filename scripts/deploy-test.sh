@@ -35,13 +35,14 @@ for name in "${MACHINES[@]}"; do machine_boot "$name"; done
 # The secrets a Vagrant host would generate, for this run only, and which machine gets which
 # (as the Vagrantfile hands them out: each machine only those it uses).
 declare -A SECRET
-for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE; do
+for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE \
+    RABBITMQ_ADMIN_PASSWORD; do
     SECRET[$name]="$(openssl rand -hex 24)"
 done
 declare -A MACHINE_SECRETS=(
     [gateway]="AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
     [inventory]="INVENTORY_DB_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
-    [billing]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ERLANG_COOKIE"
+    [billing]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ADMIN_PASSWORD RABBITMQ_ERLANG_COOKIE"
 )
 provision() { # provision MACHINE: the unchanged setup script, with Vagrant's environment
     local secret given=()
@@ -53,6 +54,16 @@ provision() { # provision MACHINE: the unchanged setup script, with Vagrant's en
 }
 
 main_pid() { inside "$1" systemctl show -p MainPID --value "$1"; }
+# What else runs on each machine: Prometheus and the exporters.
+declare -A MONITORING_UNITS=(
+    [gateway]="prometheus prometheus-node-exporter"
+    [inventory]="prometheus-node-exporter prometheus-postgres-exporter"
+    [billing]="prometheus-node-exporter prometheus-postgres-exporter"
+)
+monitoring_pids() { # monitoring_pids MACHINE: "unit pid" for each of them
+    local unit
+    for unit in ${MONITORING_UNITS[$1]}; do echo "$unit $(inside "$1" systemctl show -p MainPID --value "$unit")"; done
+}
 broker_pid() { inside "$1" systemctl show -p MainPID --value rabbitmq-server; }
 
 # As libvirt does it: the three machines provisioned at the same time. The gateway's and
@@ -75,15 +86,16 @@ $provisioned || die "provisioning failed"
 gateway_url="http://${MACHINE_IP[gateway]}:8080"
 curl_host() { from_host curl -sS --max-time 10 "$@"; }
 
-first_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; done)"
+first_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; monitoring_pids "$name"; done)"
 log "provisioning again (idempotence)"
 second_ok=true
 for name in "${MACHINES[@]}"; do
     provision "$name" >"$WORK/provision2-$name.log" 2>&1 || second_ok=false
 done
-second_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; done)"
+second_pids="$(for name in "${MACHINES[@]}"; do main_pid "$name"; broker_pid "$name"; monitoring_pids "$name"; done)"
 check "second provisioning succeeds on all three machines" $second_ok
-check "second provisioning restarts nothing (same main PIDs of the services and RabbitMQ)" test "$first_pids" = "$second_pids"
+check "second provisioning restarts nothing (same main PIDs of the services, RabbitMQ, Prometheus and the exporters)" \
+    test "$first_pids" = "$second_pids"
 
 units_active_and_enabled() {
     local name
@@ -304,11 +316,114 @@ databases_local_only() {
 }
 check "PostgreSQL listens locally only" databases_local_only
 
-guest_local_only() {
-    inside billing rabbitmqctl -q eval 'application:get_env(rabbit, loopback_users).' | grep -q '<<"guest">>'
-    inside billing rabbitmqctl -q list_users | grep -q '^movie_platform'
+broker_users() {
+    local users
+    users="$(inside billing rabbitmqctl -q list_users)"
+    grep -q '^movie_platform' <<<"$users"
+    grep -q '^movie_admin.*administrator' <<<"$users"
+    ! grep -q '^guest' <<<"$users" || { echo "the guest user exists"; return 1; }
+    # The management UI (billing's node; the Vagrantfile forwards it to the host) with the
+    # generated administrator; reachable neither from the other machines nor the host's network.
+    inside billing curl -fsS --max-time 5 -u "movie_admin:${SECRET[RABBITMQ_ADMIN_PASSWORD]}" \
+        http://127.0.0.1:15672/api/overview | grep -q '"cluster_name"'
+    test "$(inside billing curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -u guest:guest \
+        http://127.0.0.1:15672/api/overview)" = 401
+    refuse connects gateway "${MACHINE_IP[billing]}" 15672
+    refuse connects host "${MACHINE_IP[billing]}" 15672
 }
-check "RabbitMQ: a dedicated user; guest can log in from localhost only" guest_local_only
+check "RabbitMQ: a dedicated user and a generated administrator, no guest; the management UI answers it only" broker_users
+
+# --- monitoring and backups ----------------------------------------------------------------------
+
+prometheus_api() { inside gateway curl -fsS --max-time 5 "http://127.0.0.1:9090/api/v1/$1" "${@:2}"; }
+prometheus_value() { # prometheus_value QUERY: the first sample's value, or "none"
+    prometheus_api query --data-urlencode "query=$1" | grep -oE '"value":\[[0-9.]+,"[^"]+"' | head -n 1 |
+        sed -E 's/.*,"([^"]+)"$/\1/' | grep . || echo none
+}
+targets_up() {
+    local targets
+    targets="$(prometheus_api targets)"
+    test "$(grep -o '"health":"up"' <<<"$targets" | wc -l)" = 15
+}
+prometheus_sees_everything() {
+    # 3 services, 3 broker nodes (twice: the node and its queues), 2 PostgreSQL, 3 machines, itself.
+    wait_until 90 "Prometheus to scrape its 15 targets" targets_up || {
+        prometheus_api targets | grep -oE '"scrapeUrl":"[^"]+"|"health":"[a-z]+"|"lastError":"[^"]*"' | paste - - - | grep -v '"up"'
+        return 1
+    }
+    test "$(prometheus_api rules | grep -o '"type":"alerting"' | wc -l)" = \
+        "$(grep -c '^ *- alert:' config/alerts.yml)"
+    # What the alert rules read is really there, with the labels they expect, and quiet.
+    local query expected
+    while IFS='|' read -r query expected; do
+        [ "$(prometheus_value "$query")" = "$expected" ] ||
+            { echo "$query = $(prometheus_value "$query"), expected $expected"; return 1; }
+    done <<'QUERIES'
+count(rabbitmq_detailed_raft_term_total{queue="billing_queue"})|3
+count(rabbitmq_detailed_raft_term_total{queue="billing_queue.dead-letter"})|3
+count(max by (queue) (rabbitmq_detailed_queue_messages_ready{queue="billing_queue"}))|1
+count(max by (queue) (rabbitmq_detailed_queue_messages{queue="billing_queue.dead-letter"}))|1
+count(erlang_vm_dist_node_state{job="rabbitmq", peer=~"rabbit@.*"} == 3)|6
+sum(rabbitmq_alarms_memory_used_watermark + rabbitmq_alarms_free_disk_space_watermark)|0
+sum(pg_up)|2
+count(billing_messages_acked_total)|1
+count(gateway_circuit_breaker_state)|2
+count(node_memory_MemAvailable_bytes)|3
+count(ALERTS{alertstate="firing"})|none
+QUERIES
+    echo "figures: Prometheus on the gateway: 15 targets up, $(grep -c '^ *- alert:' config/alerts.yml) alert rules loaded, none firing"
+}
+check "Prometheus on the gateway scrapes every service, broker node, database and machine; alert rules loaded, none firing" \
+    prometheus_sees_everything
+
+exporters_for_the_gateway_only() {
+    local name port
+    for name in inventory billing; do
+        for port in 9100 9187 15692; do
+            connects gateway "${MACHINE_IP[$name]}" "$port" || { echo "gateway cannot reach $name:$port"; return 1; }
+            refuse connects host "${MACHINE_IP[$name]}" "$port" || { echo "the host reaches $name:$port"; return 1; }
+        done
+    done
+    refuse connects inventory "${MACHINE_IP[billing]}" 9187
+    refuse connects billing "${MACHINE_IP[gateway]}" 9100
+    refuse connects billing "${MACHINE_IP[gateway]}" 15692
+    # Prometheus' UI: only through the Vagrant host's forwarded port, not from the networks.
+    refuse connects host "${MACHINE_IP[gateway]}" 9090
+    refuse connects inventory "${MACHINE_IP[gateway]}" 9090
+}
+check "firewall: the exporters answer the gateway's Prometheus only; Prometheus' UI no machine's network" \
+    exporters_for_the_gateway_only
+
+orders_fingerprint() { # every order, in order: equal fingerprints, equal rows
+    inside billing runuser -u postgres -- psql -X -qAt -d billing \
+        -c 'SELECT count(*) || md5(string_agg(o::text, chr(10) ORDER BY order_id)) FROM orders o'
+}
+backup_and_restore() {
+    local name dump before
+    for name in inventory billing; do
+        inside "$name" systemctl is-active --quiet "movie-db-backup@$name.timer" ||
+            { echo "$name: movie-db-backup@$name.timer is not active"; return 1; }
+        inside "$name" systemctl start "movie-db-backup@$name.service"
+        dump="$(inside "$name" sh -c "ls -t /var/backups/movie-platform/$name-*.dump | head -n 1")"
+        test "$(inside "$name" stat -c '%a %U' "$dump")" = "600 postgres"
+    done
+    before="$(orders_fingerprint)"
+    # Disaster: the orders database is gone (billing keeps running meanwhile, and must recover).
+    inside billing runuser -u postgres -- psql -X -q -c 'DROP DATABASE billing WITH (FORCE)'
+    inside billing movie-db-restore billing "$dump" | sed 's/^/figures: /'
+    [ "$(orders_fingerprint)" = "$before" ] || { echo "restored $(orders_fingerprint), dumped $before"; return 1; }
+    ready_all
+    order_billed
+    echo "figures: billing's database dropped and restored from $dump: $(orders_fingerprint | cut -c1-12)... rows identical; billing billing again"
+}
+check "daily backups on both database machines; billing's database dropped, restored, identical rows, billing again" \
+    backup_and_restore
+
+dead_letter_command_on_the_machine() {
+    inside billing billing-app dlq --env-file /etc/movie-platform/billing.env list | tail -n 1 |
+        grep -qx '0 message(s) in billing_queue.dead-letter'
+}
+check "billing-app dlq list runs on the billing machine with the service's env file" dead_letter_command_on_the_machine
 
 watchdog_restarts_a_hung_service() {
     local before
@@ -612,8 +727,14 @@ units_security() {
         echo "figures: $name.service exposure: ${score:-none}"
         awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.5) }' || return 1
     done
+    for name in inventory billing; do
+        score="$(inside "$name" systemd-analyze security "movie-db-backup@$name.service" 2>/dev/null |
+            sed -nE 's/.*Overall exposure level for .*: ([0-9.]+).*/\1/p')"
+        echo "figures: movie-db-backup@$name.service exposure: ${score:-none}"
+        awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.5) }' || return 1
+    done
 }
-check "systemd-analyze security rates each unit 2.5 or lower" units_security
+check "systemd-analyze security rates each unit 2.5 or lower (the services and the backups)" units_security
 
 vagrant_validate() {
     VAGRANT_CHECKPOINT_DISABLE=1 unshare --net vagrant validate --ignore-provider

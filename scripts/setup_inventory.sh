@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the inventory VM: PostgreSQL (local only), a RabbitMQ node joined to billing's
-# (cluster shape), the inventory service under systemd, and a firewall that lets only the gateway
-# reach the service. Idempotent. Run as root by Vagrant.
+# (cluster shape), the inventory service under systemd, the exporters for the gateway's
+# Prometheus, a daily backup of the catalogue, and a firewall that lets only the gateway reach
+# the service and the exporters. Idempotent. Run as root by Vagrant.
 set -euo pipefail
 . "${MOVIE_REPO:-/vagrant}/scripts/vm/provision.sh"
 require_secret INVENTORY_DB_PASSWORD
@@ -10,18 +11,24 @@ require_secret ADMIN_TOKEN
 
 # Everything this machine installs, in one apt run: each run takes a minute on an emulated VM.
 if [ "$BROKER_SHAPE" = cluster ]; then
-    ensure_packages postgresql rabbitmq-server chrony nftables curl ca-certificates openssl
+    ensure_packages postgresql rabbitmq-server chrony nftables curl ca-certificates openssl \
+        prometheus-node-exporter prometheus-postgres-exporter
 else
-    ensure_packages postgresql chrony nftables curl ca-certificates openssl
+    ensure_packages postgresql chrony nftables curl ca-certificates openssl \
+        prometheus-node-exporter prometheus-postgres-exporter
 fi
 time_sync follow
 # The service works as "inventory" (reads and writes movies, nothing else); the schema belongs
 # to "inventory_owner", used only for migrations.
 local_postgres inventory "$INVENTORY_DB_PASSWORD" "SELECT, INSERT, UPDATE, DELETE"
+postgres_exporter
+database_backups inventory
+node_exporter
 if [ "$BROKER_SHAPE" = cluster ]; then
     rabbitmq_node
     rabbitmq_join_cluster
     rabbitmq_replicate_here
+    rabbitmq_metrics
 fi
 
 system_user inventory
@@ -35,6 +42,7 @@ RUST_LOG=info
 ENV
 install_unit inventory
 mapfile -t broker_rules < <(broker_firewall_rules)
-firewall "${broker_rules[@]}" "ip saddr $GATEWAY_IP tcp dport 8081 accept comment \"inventory: the gateway only\""
+firewall "${broker_rules[@]}" "ip saddr $GATEWAY_IP tcp dport 8081 accept comment \"inventory: the gateway only\"" \
+    "$(monitoring_firewall_rules 9100 9187)"
 start_unit inventory
 wait_ready inventory "http://$INVENTORY_IP:8081/ready" 120

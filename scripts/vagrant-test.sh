@@ -11,28 +11,40 @@ set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
 . "$(dirname "$0")/lib/checks.sh"
 . "$(dirname "$0")/vagrant/lab.sh"
+LAB_CACHE="${MOVIE_LAB_CACHE:-/var/tmp/movie-lab}"
+PROJECT="$LAB_CACHE/project"
+# The run tests a snapshot of this checkout (tracked and new files as they are now, not what git
+# ignores), and runs from it, this script included: the checkout may change during the hour it
+# takes (bash reads a script as it goes) without changing what runs, what the machines get or
+# what "unchanged" means to the provisioning checks. Always at the same path, with the files'
+# times kept, so cargo rebuilds only what changed since the last run; its .local (the Python
+# tools) is kept too.
+if [ "$REPO_ROOT" != "$PROJECT" ]; then
+    mkdir -p "$LAB_CACHE"
+    exec 9>"$LAB_CACHE/lock"
+    flock -n 9 || die "another Vagrant test runs (it holds $LAB_CACHE/lock)"
+    mkdir -p "$PROJECT"
+    find "$PROJECT" -mindepth 1 -maxdepth 1 ! -name .local -exec rm -rf {} +
+    cd "$REPO_ROOT"
+    git ls-files -z --cached --others --exclude-standard |
+        tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$PROJECT"
+    exec bash "$PROJECT/scripts/vagrant-test.sh" "$@" # (the lock stays held: fd 9 is inherited)
+fi
+cd "$PROJECT"
 WORK="$(mktemp -d /var/tmp/movie-vagrant.XXXXXX)"
 CHECK_LOG="$WORK/check.log"
-# The run tests a snapshot of this checkout (tracked and new files as they are now, not what git
-# ignores), so the checkout may change during the hour it takes without changing what the
-# machines get or what "unchanged" means to the provisioning checks.
-cd "$REPO_ROOT"
-mkdir "$WORK/project"
-git ls-files -z --cached --others --exclude-standard |
-    tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$WORK/project"
-cd "$WORK/project"
 # This run's machines, apart from any a developer has made with this checkout.
 export VAGRANT_DOTFILE_PATH="$WORK/dot-vagrant"
 declare -A MACHINE_IP=([gateway]=192.168.56.10 [inventory]=192.168.56.11 [billing]=192.168.56.12)
 GATEWAY=http://127.0.0.1:8080
-VAGRANT_SECRETS="$WORK/project/.vagrant-secrets.env" # the Vagrantfile makes it
+VAGRANT_SECRETS="$PROJECT/.vagrant-secrets.env" # the Vagrantfile makes it
 
 cleanup() {
     if [ -n "${LAB_NS:-}" ]; then
         lab_vagrant destroy -f >/dev/null 2>&1 || true
         lab_stop
     fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$PROJECT/.vagrant-secrets.env"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -73,9 +85,9 @@ secret() { sed -n "s/^$1=//p" "$VAGRANT_SECRETS"; }
 
 units_of() { # units_of MACHINE: the platform's daemons on it (nftables is loaded, not run)
     case "$1" in
-        gateway) echo "gateway rabbitmq-server chrony" ;;
-        inventory) echo "inventory postgresql@15-main rabbitmq-server chrony" ;;
-        billing) echo "billing postgresql@15-main rabbitmq-server chrony" ;;
+        gateway) echo "gateway rabbitmq-server chrony prometheus prometheus-node-exporter" ;;
+        inventory) echo "inventory postgresql@15-main rabbitmq-server chrony prometheus-node-exporter prometheus-postgres-exporter" ;;
+        billing) echo "billing postgresql@15-main rabbitmq-server chrony prometheus-node-exporter prometheus-postgres-exporter" ;;
     esac
 }
 main_pids() { # the main PIDs of every platform unit on every machine, one line each
@@ -165,6 +177,23 @@ stop_billing_demo() {
 }
 check "the stop-billing demo: 20 orders answered 202 while billing is stopped, 20 rows once it starts" stop_billing_demo
 
+# The operator's two UIs, through the ports the Vagrantfile forwards to the host's loopback.
+prometheus_targets_up() {
+    test "$(api -f http://127.0.0.1:9090/api/v1/targets | grep -o '"health":"up"' | wc -l)" = 15
+}
+operator_uis() {
+    wait_until 120 "Prometheus to see its 15 targets up" prometheus_targets_up || {
+        api http://127.0.0.1:9090/api/v1/targets | grep -oE '"scrapeUrl":"[^"]+"|"health":"[a-z]+"' | paste - - | grep -v '"up"'
+        return 1
+    }
+    api -f http://127.0.0.1:9090/api/v1/rules | grep '"name":"OrdersNotBilled"' >/dev/null
+    api -f -u "movie_admin:$(secret RABBITMQ_ADMIN_PASSWORD)" http://127.0.0.1:15672/api/nodes |
+        grep -o '"name":"rabbit@[a-z]*"' | sort | tr '\n' ' ' | sed 's/^/figures: management UI sees /'
+    echo
+    test "$(api -o /dev/null -w '%{http_code}' -u guest:guest http://127.0.0.1:15672/api/overview)" = 401
+}
+check "the host's 127.0.0.1:9090 (Prometheus: 15 targets up, alert rules) and :15672 (RabbitMQ management, generated admin)" operator_uis
+
 follows_billing() { on "$1" 'chronyc -n sources' | grep "^\^\* *${MACHINE_IP[billing]} " >/dev/null; }
 clocks_in_step() {
     local machine sources
@@ -180,8 +209,8 @@ check "clocks: gateway and inventory follow billing's (chrony); no order process
 
 # Each machine may hold only the secrets its own services use (as the Vagrantfile hands them out).
 declare -A FOREIGN_SECRETS=(
-    [gateway]="INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD"
-    [inventory]="BILLING_DB_PASSWORD AMQP_PASSWORD"
+    [gateway]="INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD RABBITMQ_ADMIN_PASSWORD"
+    [inventory]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ADMIN_PASSWORD"
     [billing]="INVENTORY_DB_PASSWORD ADMIN_TOKEN"
 )
 no_foreign_secrets() {

@@ -38,8 +38,10 @@ start_rabbitmq() {
         as_root systemctl start rabbitmq-server
     elif ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
         log "starting RabbitMQ"
-        # Debian's wrapper drops to the rabbitmq user itself.
-        as_root rabbitmq-server -detached
+        # Debian's wrapper drops to the rabbitmq user itself. Every test declares queues of its
+        # own (three file handles each for a quorum queue): with a shell's 1,024 open files, a
+        # few test runs exhaust RabbitMQ's handle budget and it stops answering handshakes.
+        as_root prlimit --nofile=65536:65536 rabbitmq-server -detached
     fi
     # await_startup needs a node that has begun booting; a detached node takes a moment to appear.
     wait_until --every 1 120 "RabbitMQ to start" as_root rabbitmqctl -q await_startup --timeout 60 ||
@@ -102,17 +104,20 @@ wait_for_log() {
     wait_until 60 "\"$2\" in $1" grep -q "$2" "$1" || die "$3 did not get ready; see $1"
 }
 
-# spawn_service BIN_DIR NAME LOG_DIR RUN_DIR VAR=VALUE...: runs a service binary in the
-# background with exactly these variables, logging to LOG_DIR/NAME.log, its pid in RUN_DIR.
+# spawn_service BIN_DIR NAME LOG_DIR RUN_DIR VAR=VALUE... [-- ARGUMENTS...]: runs a binary in
+# the background with exactly these variables (and arguments), logging to LOG_DIR/NAME.log, its
+# pid in RUN_DIR.
 spawn_service() {
-    local bin_dir="$1" name="$2" log_dir="$3" run_dir="$4"
+    local bin_dir="$1" name="$2" log_dir="$3" run_dir="$4" vars=()
     shift 4
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
+    [ $# -eq 0 ] || shift
     mkdir -p "$log_dir" "$run_dir"
     # Each start gets a fresh log (the previous one is kept as .1), so readiness checks read
     # this run's lines only.
     [ -f "$log_dir/$name.log" ] && mv -f "$log_dir/$name.log" "$log_dir/$name.log.1"
-    env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "$@" \
-        nohup "$bin_dir/$name" >>"$log_dir/$name.log" 2>&1 </dev/null &
+    env -i PATH="$PATH" RUST_LOG="${RUST_LOG:-info}" "${vars[@]}" \
+        nohup "$bin_dir/$name" "$@" >>"$log_dir/$name.log" 2>&1 </dev/null &
     echo $! >"$run_dir/$name.pid"
 }
 
@@ -120,7 +125,7 @@ spawn_service() {
 # in-flight work), SIGKILL after 30 s.
 stop_spawned_services() {
     local run_dir="$1" name pid_file pid
-    for name in api-gateway billing-app inventory-app; do
+    for name in api-gateway billing-app inventory-app prometheus; do
         pid_file="$run_dir/$name.pid"
         [ -f "$pid_file" ] || continue
         pid="$(cat "$pid_file")"

@@ -9,8 +9,8 @@ set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../vm/packages.sh"
 dir="$1"
-# Bump when the contents below change, so a cached box is rebuilt.
-VERSION=3
+# Bump when the contents below change (a new package list does it by itself), so a cached box is rebuilt.
+VERSION="4: $VM_PACKAGES"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 BOX="$dir/movie-debian12.box"
 

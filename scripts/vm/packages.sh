@@ -3,7 +3,7 @@
 # (scripts/deploy/rootfs.sh, scripts/vagrant/box.sh) have them pre-fetched into their apt cache:
 # their machines have no network.
 # shellcheck disable=SC2034
-VM_PACKAGES="postgresql rabbitmq-server nftables chrony curl ca-certificates openssl"
+VM_PACKAGES="postgresql rabbitmq-server nftables chrony curl ca-certificates openssl prometheus prometheus-node-exporter prometheus-postgres-exporter"
 
 # prepare_to_fetch ROOT MIRROR: a debootstrapped tree made ready to download VM_PACKAGES into its
 # apt cache, and to keep them (they are its machines' only package source): Debian's sources,

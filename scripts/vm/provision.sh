@@ -7,6 +7,8 @@
 
 # shellcheck source=scripts/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# shellcheck source=scripts/lib/prometheus.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/prometheus.sh"
 # Vagrant shows what a provisioner writes to stderr in red: progress goes to stdout, each line
 # starting with the machine's name.
 LOG_FD=1
@@ -296,14 +298,19 @@ rabbitmq_node() {
     rabbitmqctl -q await_startup --timeout 120 >/dev/null
     rabbitmq_resume_guard
 }
-rabbitmq_node_files() {
+
+# machines_in_hosts: /etc/hosts with the platform's machines (node names are rabbit@<machine>).
+machines_in_hosts() {
     local machine
-    {
-        sed '/# movie-platform machines: begin/,/# movie-platform machines: end/d' /etc/hosts
-        echo "# movie-platform machines: begin (written by the provisioning)"
-        for machine in gateway inventory billing; do echo "${MACHINE_IP[$machine]} $machine"; done
-        echo "# movie-platform machines: end"
-    } | install_content /etc/hosts 0644 root:root
+    sed '/# movie-platform machines: begin/,/# movie-platform machines: end/d' /etc/hosts
+    echo "# movie-platform machines: begin (written by the provisioning)"
+    for machine in gateway inventory billing; do echo "${MACHINE_IP[$machine]} $machine"; done
+    echo "# movie-platform machines: end"
+}
+rabbitmq_node_files() {
+    # (Process substitution, not a pipe: a pipeline would run install_content in a subshell and
+    # lose the change it records, and the node would not restart for it.)
+    install_content /etc/hosts 0644 root:root < <(machines_in_hosts)
     ensure_packages rabbitmq-server
     # Measured in scripts/deploy-test.sh: a node holding a backlog of about 1,000 orders, with
     # one of its peers down, takes about 120 MiB. Above the watermark RabbitMQ blocks publishers
@@ -323,7 +330,7 @@ disk_free_limit.absolute = 1GB
 CONF
     if [ "$BROKER_SHAPE" = cluster ]; then
         require_secret RABBITMQ_ERLANG_COOKIE
-        printf '%s' "$RABBITMQ_ERLANG_COOKIE" | install_content /var/lib/rabbitmq/.erlang.cookie 0400 rabbitmq:rabbitmq
+        install_content /var/lib/rabbitmq/.erlang.cookie 0400 rabbitmq:rabbitmq < <(printf '%s' "$RABBITMQ_ERLANG_COOKIE")
     fi
 }
 
@@ -404,4 +411,127 @@ rabbitmq_rejoin_survivors() {
 # queue has three).
 rabbitmq_replicate_here() {
     rabbitmq-queues -q grow "rabbit@$(hostname -s)" all --vhost-pattern '^movie$' --errors-only >/dev/null
+}
+
+# --- Monitoring ----------------------------------------------------------------------------------
+# Prometheus runs on the gateway machine and scrapes every machine: the services' /metrics, each
+# RabbitMQ node's rabbitmq_prometheus plugin (15692), PostgreSQL through Debian's
+# prometheus-postgres-exporter (9187), each machine through prometheus-node-exporter (9100). The
+# firewall lets only the gateway machine reach these ports (monitoring_firewall_rules).
+
+# monitoring_firewall_rules PORT...: this machine's exporter ports (and its RabbitMQ node's
+# metrics, if it runs one), open to the gateway's Prometheus only.
+monitoring_firewall_rules() {
+    local ports=("$@")
+    if [ "$BROKER_SHAPE" = cluster ] || [ "$(hostname -s)" = "$BROKER_SEED" ]; then ports+=(15692); fi
+    local IFS=,
+    echo "ip saddr $GATEWAY_IP tcp dport { ${ports[*]} } accept comment \"Prometheus on the gateway machine: metrics\""
+}
+
+# forwarded_port_rules PORT...: ports the Vagrant host reaches through a forwarded port. With
+# libvirt the forward arrives through the machine's own sshd (loopback, always open); with
+# VirtualBox from its NAT gateway, 10.0.2.2, which only the host reaches.
+forwarded_port_rules() {
+    local IFS=,
+    echo "ip saddr 10.0.2.2 tcp dport { $* } accept comment \"the Vagrant host's forwarded ports (VirtualBox NAT)\""
+}
+
+node_exporter() {
+    systemctl enable --quiet --now prometheus-node-exporter
+}
+
+# postgres_exporter: Debian's exporter, connecting over the local socket as the "prometheus" role
+# (peer authentication, pg_monitor: statistics only, no data).
+postgres_exporter() {
+    pg_psql <<'SQL' >/dev/null
+SELECT 'CREATE ROLE prometheus LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'prometheus') \gexec
+GRANT pg_monitor TO prometheus;
+SQL
+    track_changes install_content /etc/default/prometheus-postgres-exporter 0644 root:root <<'CONF'
+# Written by the movie platform provisioning; changes are overwritten.
+DATA_SOURCE_NAME='user=prometheus host=/run/postgresql dbname=postgres'
+ARGS=""
+CONF
+    systemctl enable --quiet prometheus-postgres-exporter
+    if $CHANGED; then systemctl restart prometheus-postgres-exporter; else systemctl start prometheus-postgres-exporter; fi
+}
+
+# rabbitmq_metrics: this node's rabbitmq_prometheus plugin (enabled on the running node: no
+# restart; a no-op once enabled).
+rabbitmq_metrics() {
+    rabbitmq-plugins -q enable rabbitmq_prometheus >/dev/null
+}
+
+# prometheus_server: Prometheus with config/prometheus.yml and config/alerts.yml, scraping the
+# platform's machines (the broker nodes of this shape); its UI on port 9090, which the
+# Vagrantfile forwards to the host's 127.0.0.1:9090.
+prometheus_server() {
+    # The package's first start scraped with Debian's example configuration: its data would
+    # show as extra targets for a while. Dropped before this configuration is first installed.
+    if ! grep -q "^# The platform's Prometheus configuration" /etc/prometheus/prometheus.yml 2>/dev/null; then
+        systemctl stop prometheus
+        find /var/lib/prometheus/metrics2 -mindepth 1 -delete 2>/dev/null || true
+    fi
+    track_changes prometheus_files
+    systemctl enable --quiet prometheus
+    if $CHANGED; then systemctl restart prometheus; else systemctl start prometheus; fi
+}
+prometheus_files() {
+    local brokers=()
+    if [ "$BROKER_SHAPE" = single ]; then
+        brokers=("billing=$BILLING_IP:15692")
+    else
+        brokers=("gateway=$GATEWAY_IP:15692" "inventory=$INVENTORY_IP:15692" "billing=$BILLING_IP:15692")
+    fi
+    install_file "$REPO_ROOT/config/prometheus.yml" /etc/prometheus/prometheus.yml 0644 root:root
+    install_file "$REPO_ROOT/config/alerts.yml" /etc/prometheus/alerts.yml 0644 root:root
+    # (Fed by process substitution, not a pipe: in a pipeline install_content would run in a
+    # subshell, and the change it records would be lost.)
+    local dir=/etc/prometheus/targets
+    install_content $dir/gateway.yml 0644 root:root < <(prometheus_targets "gateway=$GATEWAY_IP:8080")
+    install_content $dir/inventory.yml 0644 root:root < <(prometheus_targets "inventory=$INVENTORY_IP:8081")
+    install_content $dir/billing.yml 0644 root:root < <(prometheus_targets "billing=$BILLING_IP:8082")
+    install_content $dir/rabbitmq.yml 0644 root:root < <(prometheus_targets "${brokers[@]}")
+    install_content $dir/postgres.yml 0644 root:root < <(prometheus_targets "inventory=$INVENTORY_IP:9187" "billing=$BILLING_IP:9187")
+    install_content $dir/node.yml 0644 root:root < <(prometheus_targets "gateway=$GATEWAY_IP:9100" \
+        "inventory=$INVENTORY_IP:9100" "billing=$BILLING_IP:9100")
+    install_content /etc/default/prometheus 0644 root:root <<'CONF'
+# Written by the movie platform provisioning; changes are overwritten.
+# Two weeks of history, about 100 MB for this platform's series.
+ARGS="--storage.tsdb.retention.time=15d"
+CONF
+}
+
+# rabbitmq_management: the RabbitMQ management UI on this node (port 15672, forwarded to the
+# host's 127.0.0.1:15672), with a generated administrator, and no "guest" user on the cluster.
+rabbitmq_management() {
+    local user="$1" password="$2"
+    rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+    rabbitmqctl -q add_user "$user" "$password" >/dev/null 2>&1 ||
+        rabbitmqctl -q change_password "$user" "$password" >/dev/null
+    rabbitmqctl -q set_user_tags "$user" administrator >/dev/null
+    rabbitmqctl -q set_permissions -p movie "$user" '.*' '.*' '.*' >/dev/null
+    rabbitmqctl -q set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
+    if rabbitmqctl -q list_users | awk '{ print $1 }' | grep -qx guest; then
+        rabbitmqctl -q delete_user guest >/dev/null
+    fi
+}
+
+# --- Backups -------------------------------------------------------------------------------------
+
+# database_backups DATABASE: a daily pg_dump of DATABASE into /var/backups/movie-platform
+# (movie-db-backup@DATABASE.timer), and the restore command (movie-db-restore).
+database_backups() {
+    track_changes database_backup_files
+    if $CHANGED; then systemctl daemon-reload; fi
+    install -d -m 0750 -o postgres -g postgres /var/backups/movie-platform
+    systemctl enable --quiet --now "movie-db-backup@$1.timer"
+}
+database_backup_files() {
+    install_file "$REPO_ROOT/scripts/vm/db-backup.sh" /usr/local/sbin/movie-db-backup 0755 root:root
+    install_file "$REPO_ROOT/scripts/vm/db-restore.sh" /usr/local/sbin/movie-db-restore 0755 root:root
+    local unit
+    for unit in movie-db-backup@.service movie-db-backup@.timer; do
+        install_file "$REPO_ROOT/systemd/$unit" "/etc/systemd/system/$unit" 0644 root:root
+    done
 }
