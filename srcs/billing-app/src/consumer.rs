@@ -162,7 +162,7 @@ async fn session(
         node.address()
     );
 
-    let dead_letter_exchange = settings.queue.dead_letter_exchange();
+    let dead_letters = DeadLetterOutlet::new(settings);
     let mut draining = false;
     loop {
         let next = if draining {
@@ -201,7 +201,7 @@ async fn session(
         metrics.received.inc_by(batch.len() as u64);
         let billing = Billing {
             channel: &channel,
-            dead_letter_exchange: &dead_letter_exchange,
+            dead_letters: &dead_letters,
             pool,
             metrics,
             shutdown,
@@ -211,6 +211,7 @@ async fn session(
         }
     }
     close(&connection, &channel).await;
+    dead_letters.close().await;
     Ok(())
 }
 
@@ -227,10 +228,6 @@ async fn start_consuming(
     .await?;
     let tag = amqp::consumer_tag("billing");
     let consume = async {
-        // Confirms for the copies sent to the dead-letter queue.
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
         channel
             .basic_qos(settings.prefetch, BasicQosOptions::default())
             .await?;
@@ -300,7 +297,7 @@ enum Attempt {
 /// database, the counters, and the stop signal that ends any wait for the database.
 struct Billing<'a> {
     channel: &'a Channel,
-    dead_letter_exchange: &'a str,
+    dead_letters: &'a DeadLetterOutlet,
     pool: &'a Pool,
     metrics: &'a ConsumerMetrics,
     shutdown: &'a CancellationToken,
@@ -416,8 +413,8 @@ impl Billing<'_> {
     }
 
     /// Sends `delivery` to the dead-letter queue with a note of why, then acknowledges it. If
-    /// the broker does not confirm the copy, the delivery is rejected instead and the broker
-    /// dead-letters it (without the note): never lost, at worst there twice.
+    /// the copy is not confirmed, the delivery is rejected instead and the broker dead-letters it
+    /// (without the note): never lost, at worst there twice.
     async fn dead_letter(
         &self,
         delivery: &Delivery,
@@ -425,39 +422,19 @@ impl Billing<'_> {
         reason: &str,
     ) -> Result<(), lapin::Error> {
         let tag = delivery.delivery_tag;
-        log::warn!(
-            "request_id={} dead-lettering delivery {tag}: {reason}",
-            logged(request_id)
-        );
         let note = DeadLetterNote::new(delivery, reason);
-        let copied = amqp::within(DEAD_LETTER_CONFIRM_TIMEOUT, async {
-            self.channel
-                .basic_publish(
-                    self.dead_letter_exchange.into(),
-                    "".into(),
-                    // Returned (and so not confirmed as stored) if the dead-letter queue is gone.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &delivery.data,
-                    note.attach(&delivery.properties),
-                )
-                .await?
-                .await
-        })
-        .await;
-        match copied {
-            Ok(Confirmation::Ack(None)) => {
+        log::warn!(
+            "request_id={} dead-lettering delivery {tag}: {}",
+            logged(request_id),
+            note.reason
+        );
+        match self.dead_letters.copy(delivery, &note).await {
+            Ok(()) => {
                 self.channel
                     .basic_ack(tag, BasicAckOptions::default())
                     .await?;
             }
-            not_stored => {
-                let why = match not_stored {
-                    Err(e) => error_chain(&e),
-                    Ok(_) => "not confirmed".to_owned(),
-                };
+            Err(why) => {
                 log::warn!(
                     "request_id={} the copy for the dead-letter queue failed ({why}); rejecting the delivery so the broker moves it there",
                     logged(request_id)
@@ -476,6 +453,153 @@ impl Billing<'_> {
         self.metrics.dead_lettered.inc();
         Ok(())
     }
+}
+
+/// Where the consumer sends the copies of what it dead-letters: a connection of its own, opened
+/// at the first copy of a session. Not the consuming connection: RabbitMQ stops reading from a
+/// connection that publishes during a memory or disk alarm, and that would stop the consumer's
+/// acknowledgements too (billing would hold its deliveries until the alarm ended, while
+/// draining the queue is what frees the broker). A copy that is not confirmed in time ends the
+/// outlet for the session: the rest are rejected, which the broker dead-letters itself.
+pub(crate) struct DeadLetterOutlet {
+    settings: Settings,
+    state: tokio::sync::Mutex<OutletState>,
+}
+
+enum OutletState {
+    Unopened,
+    Open(Connection, Channel),
+    /// It failed once this session: every copy is refused at once.
+    Broken,
+}
+
+impl DeadLetterOutlet {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            settings: settings.clone(),
+            state: tokio::sync::Mutex::new(OutletState::Unopened),
+        }
+    }
+
+    /// Publishes the copy with `note` and waits for the broker's confirm.
+    async fn copy(&self, delivery: &Delivery, note: &DeadLetterNote) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        if let OutletState::Unopened = *state {
+            *state = match self.open().await {
+                Ok((connection, channel)) => OutletState::Open(connection, channel),
+                Err(e) => {
+                    *state = OutletState::Broken;
+                    return Err(format!("no connection for it: {}", error_chain(&e)));
+                }
+            };
+        }
+        let OutletState::Open(_, channel) = &*state else {
+            return Err("the dead-letter connection failed earlier in this session".to_owned());
+        };
+        let mut outcome = self.publish(channel, delivery, note).await;
+        if let Err(CopyFailure::Returned) = outcome {
+            // No dead-letter queue bound (deleted meanwhile): declared again, then once more.
+            let declare = self.settings.queue.declare(channel);
+            if amqp::within(DEAD_LETTER_CONFIRM_TIMEOUT, declare)
+                .await
+                .is_ok()
+            {
+                outcome = self.publish(channel, delivery, note).await;
+            }
+        }
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(failure) => {
+                if !matches!(failure, CopyFailure::Returned) {
+                    if let OutletState::Open(connection, _) =
+                        std::mem::replace(&mut *state, OutletState::Broken)
+                    {
+                        drop_connection(connection);
+                    }
+                }
+                Err(failure.to_string())
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), amqp::AmqpError> {
+        let settings = &self.settings;
+        let (connection, channel, _) = amqp::open_channel(
+            &settings.brokers,
+            "billing-app dead letters",
+            &settings.queue,
+            settings.connect_timeout,
+        )
+        .await?;
+        let confirm_mode = channel.confirm_select(ConfirmSelectOptions::default());
+        amqp::within(settings.connect_timeout, confirm_mode).await?;
+        Ok((connection, channel))
+    }
+
+    async fn publish(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        note: &DeadLetterNote,
+    ) -> Result<(), CopyFailure> {
+        let exchange = self.settings.queue.dead_letter_exchange();
+        let confirmed = amqp::within(DEAD_LETTER_CONFIRM_TIMEOUT, async {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    "".into(),
+                    // Returned (and so not stored) if no dead-letter queue is bound.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &delivery.data,
+                    note.attach(&delivery.properties),
+                )
+                .await?
+                .await
+        })
+        .await;
+        match confirmed {
+            Ok(Confirmation::Ack(None)) => Ok(()),
+            Ok(Confirmation::Ack(Some(_))) => Err(CopyFailure::Returned),
+            Ok(_) => Err(CopyFailure::Refused),
+            Err(e) => Err(CopyFailure::Broker(error_chain(&e))),
+        }
+    }
+
+    async fn close(&self) {
+        if let OutletState::Open(connection, _) =
+            std::mem::replace(&mut *self.state.lock().await, OutletState::Unopened)
+        {
+            let _ = tokio::time::timeout(
+                BROKER_GOODBYE_TIMEOUT,
+                connection.close(200, "shutting down".into()),
+            )
+            .await;
+        }
+    }
+}
+
+/// Closed in the background: a blocked broker may never answer the close.
+fn drop_connection(connection: Connection) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(
+            BROKER_GOODBYE_TIMEOUT,
+            connection.close(200, "dead-letter copy failed".into()),
+        )
+        .await;
+    });
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CopyFailure {
+    #[error("returned: no dead-letter queue is bound")]
+    Returned,
+    #[error("not confirmed by the broker")]
+    Refused,
+    #[error("{0}")]
+    Broker(String),
 }
 
 /// A request id for a log line, `-` without one.

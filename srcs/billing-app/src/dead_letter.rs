@@ -50,7 +50,7 @@ impl DeadLetterNote {
             .and_then(integer)
             .unwrap_or(0);
         Self {
-            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+            reason: printable(reason).chars().take(MAX_REASON_CHARS).collect(),
             deliveries: earlier + 1,
             at: Utc::now(),
         }
@@ -91,6 +91,21 @@ impl DeadLetterNote {
                 .and_then(|seconds| DateTime::from_timestamp(seconds as i64, 0))?,
         })
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): a reason quotes what a client
+/// sent, and goes to a log line and an operator's terminal.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// `properties` without the headers of any dead-lettering.
@@ -141,6 +156,14 @@ mod tests {
         assert_eq!(DeadLetterNote::read(&noted), Some(note));
         assert_eq!(DeadLetterNote::read(&original), None);
         assert_eq!(without_dead_letter_headers(&noted), original);
+    }
+
+    #[test]
+    fn control_characters_in_a_reason_are_escaped() {
+        assert_eq!(
+            printable("unknown field `a\nb\u{1b}[31m\r`"),
+            "unknown field `a\\nb\\u{1b}[31m\\r`"
+        );
     }
 
     #[test]

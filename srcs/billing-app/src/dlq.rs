@@ -6,11 +6,14 @@
 //!   publisher confirms and acknowledged from the dead-letter queue only once the broker has
 //!   confirmed it: a crash in between leaves it in both queues, and billing bills an order once
 //!   whatever the number of copies (the order id is the key).
-//! - `purge [--yes]`: empties the dead-letter queue, after a confirmation typed on stdin.
+//! - `purge [--yes]`: deletes the messages the operator was told of, after a confirmation typed
+//!   on stdin (messages that arrive meanwhile are kept).
 //!
-//! The messages are read with `basic.get` and held unacknowledged while the command runs, so a
-//! message is seen once per run, and whatever the command does not settle returns to the
-//! dead-letter queue when its channel closes, in any failure.
+//! The messages are read one at a time with `basic.get` and held unacknowledged while the
+//! command runs, so a message is seen once per run, and whatever the command does not settle
+//! returns to the dead-letter queue when its channel closes, in any failure. One command at a
+//! time per queue (an exclusive lock queue): another would see only the messages not held. The
+//! commands declare nothing: a mistyped queue name is an error, not a new queue.
 
 use std::{
     collections::BTreeSet,
@@ -31,14 +34,14 @@ use lapin::{
     message::Delivery,
     options::{
         BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-        QueueDeclareOptions, QueuePurgeOptions,
+        QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable},
     Channel, Confirmation, Connection,
 };
 use uuid::Uuid;
 
-use crate::dead_letter::{without_dead_letter_headers, DeadLetterNote};
+use crate::dead_letter::{printable, without_dead_letter_headers, DeadLetterNote};
 
 const USAGE: &str = "\
 usage: billing-app dlq [--env-file FILE] list
@@ -49,11 +52,13 @@ The broker and queue come from AMQP_URL and BILLING_QUEUE, as for the service: f
 environment (and ./.env), or only from FILE with --env-file (on a VM:
 /etc/movie-platform/billing.env).
 Exit status: 0 done; 1 not everything done (orders not found, purge not confirmed);
-64 usage; 69 broker unavailable; 78 configuration.";
+64 usage; 69 broker unavailable; 75 another dlq command is running; 78 configuration
+(including a broker that refuses the credentials or vhost, or has no such queue).";
 
 /// Exit statuses (sysexits.h, as the services use 78 for a bad configuration).
 const EXIT_USAGE: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
+const EXIT_TEMPFAIL: u8 = 75;
 const EXIT_CONFIG: u8 = 78;
 
 /// What a call to the broker may take before the command gives up.
@@ -177,40 +182,12 @@ pub async fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let (connection, channel, node) = match amqp::open_channel(
-        &settings.brokers,
-        "billing-app dlq",
-        &settings.queue,
-        settings.connect_timeout,
-    )
-    .await
-    {
-        Ok(opened) => opened,
-        Err(e) => {
-            eprintln!(
-                "billing-app dlq: the broker is unavailable: {}",
-                error_chain(&e)
-            );
-            return ExitCode::from(EXIT_UNAVAILABLE);
-        }
-    };
-    let dead_letter_queue = settings.queue.dead_letter_queue();
-    log::debug!("connected to {}", node.address());
-    let outcome = match invocation.command {
-        Command::List => list(&channel, &dead_letter_queue).await,
-        Command::Replay(selection) => {
-            replay(&connection, &channel, &settings.queue, &selection).await
-        }
-        Command::Purge { confirmed } => purge(&channel, &dead_letter_queue, confirmed).await,
-    };
-    // Whatever was read and not settled goes back to the dead-letter queue with the channel.
-    let _ = amqp::within(BROKER_TIMEOUT, connection.close(200, "done".into())).await;
-    match outcome {
+    match run(&settings, invocation.command).await {
         Ok(Done::All) => ExitCode::SUCCESS,
         Ok(Done::Partly) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("billing-app dlq: {}", error_chain(&e));
-            ExitCode::from(EXIT_UNAVAILABLE)
+        Err(failure) => {
+            eprintln!("billing-app dlq: {failure}");
+            ExitCode::from(failure.exit_status())
         }
     }
 }
@@ -219,6 +196,114 @@ enum Done {
     All,
     /// Some of what was asked could not be done (said on stderr).
     Partly,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the broker refused: {0} (are AMQP_URL's user, password and vhost right?)")]
+    Refused(String),
+    #[error("{0} does not exist on the broker (is BILLING_QUEUE right?)")]
+    NoQueue(String),
+    #[error("another billing-app dlq command is working on {0}; try again once it has finished")]
+    Locked(String),
+    #[error("the broker connection failed: {0}")]
+    Lost(String),
+}
+
+impl Failure {
+    fn exit_status(&self) -> u8 {
+        match self {
+            Self::Unavailable(_) | Self::Lost(_) => EXIT_UNAVAILABLE,
+            Self::Refused(_) | Self::NoQueue(_) => EXIT_CONFIG,
+            Self::Locked(_) => EXIT_TEMPFAIL,
+        }
+    }
+
+    /// A failure while connecting: the broker's refusals are configuration errors.
+    fn connecting(e: &amqp::AmqpError, queues: &[&str]) -> Self {
+        let text = error_chain(e);
+        if text.contains("NOT_FOUND") {
+            Self::NoQueue(queues.join(" or "))
+        } else if text.contains("ACCESS_REFUSED") || text.contains("NOT_ALLOWED") {
+            Self::Refused(text)
+        } else {
+            Self::Unavailable(text)
+        }
+    }
+}
+
+impl From<amqp::AmqpError> for Failure {
+    fn from(e: amqp::AmqpError) -> Self {
+        Self::Lost(error_chain(&e))
+    }
+}
+
+impl From<lapin::Error> for Failure {
+    fn from(e: lapin::Error) -> Self {
+        Self::Lost(error_chain(&e))
+    }
+}
+
+async fn run(settings: &Settings, command: Command) -> Result<Done, Failure> {
+    let dead_letter_queue = settings.queue.dead_letter_queue();
+    let mut expected = vec![dead_letter_queue.as_str()];
+    if let Command::Replay(_) = command {
+        expected.push(settings.queue.name());
+    }
+    let (connection, channel, _) = amqp::open_channel_expecting(
+        &settings.brokers,
+        "billing-app dlq",
+        &expected,
+        settings.connect_timeout,
+    )
+    .await
+    .map_err(|e| Failure::connecting(&e, &expected))?;
+    let outcome = async {
+        lock(&connection, &dead_letter_queue).await?;
+        match command {
+            Command::List => list(&channel, &dead_letter_queue).await,
+            Command::Replay(selection) => {
+                replay(&connection, &channel, &settings.queue, &selection).await
+            }
+            Command::Purge { confirmed } => purge(&channel, &dead_letter_queue, confirmed).await,
+        }
+    }
+    .await;
+    // Whatever was read and not settled goes back to the dead-letter queue with the channel.
+    let _ = amqp::within(BROKER_TIMEOUT, connection.close(200, "done".into())).await;
+    outcome
+}
+
+/// One command at a time on a dead-letter queue: an exclusive queue of this connection's (gone
+/// with it), which another connection cannot declare while it exists.
+async fn lock(connection: &Connection, dead_letter_queue: &str) -> Result<(), Failure> {
+    let channel = amqp::within(BROKER_TIMEOUT, connection.create_channel()).await?;
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let name = format!("{dead_letter_queue}.dlq-command");
+    match amqp::within(
+        BROKER_TIMEOUT,
+        channel.queue_declare(name.as_str().into(), exclusive, FieldTable::default()),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if error_chain(&e).contains("RESOURCE_LOCKED") => {
+            Err(Failure::Locked(dead_letter_queue.to_owned()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A line on stdout. A reader that went away (`| head`) is no reason to stop: what the command
+/// does matters more than what it prints.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// One dead-lettered message, as `list` shows it.
@@ -246,7 +331,7 @@ impl DeadLetter {
         if let Some(note) = DeadLetterNote::read(properties) {
             return Self {
                 order_id,
-                reason: format!("billing: {}", note.reason),
+                reason: format!("billing: {}", printable(&note.reason)),
                 dead_lettered_at: Some(note.at),
                 deliveries: Some(note.deliveries),
             };
@@ -263,7 +348,7 @@ impl DeadLetter {
             .unwrap_or_default();
         let broker_reason = match death.inner().get("reason") {
             Some(AMQPValue::LongString(text)) => {
-                String::from_utf8_lossy(text.as_bytes()).into_owned()
+                printable(&String::from_utf8_lossy(text.as_bytes()))
             }
             _ => "unknown".to_owned(),
         };
@@ -291,45 +376,55 @@ impl DeadLetter {
     }
 }
 
-/// Every message in `queue` now, held unacknowledged on `channel` (each once).
-async fn take_all(channel: &Channel, queue: &str) -> Result<Vec<Delivery>, amqp::AmqpError> {
+/// How many messages `queue` holds now (ready ones: what `basic.get` can take).
+async fn waiting(channel: &Channel, queue: &str) -> Result<u32, Failure> {
     let passive = QueueDeclareOptions {
         passive: true,
         ..QueueDeclareOptions::default()
     };
-    let waiting = amqp::within(
+    Ok(amqp::within(
         BROKER_TIMEOUT,
         channel.queue_declare(queue.into(), passive, FieldTable::default()),
     )
     .await?
-    .message_count();
-    let mut taken = Vec::with_capacity(waiting as usize);
-    while taken.len() < waiting as usize {
+    .message_count())
+}
+
+/// Takes the messages in `queue` now, one at a time, held unacknowledged on `channel` (so each
+/// once), and hands each to `each`; nothing of a message is kept once `each` is done with it.
+/// Returns how many there were.
+async fn for_each_message(
+    channel: &Channel,
+    queue: &str,
+    limit: Option<u32>,
+    mut each: impl AsyncFnMut(Delivery) -> Result<(), Failure>,
+) -> Result<u32, Failure> {
+    let count = match limit {
+        Some(limit) => limit,
+        None => waiting(channel, queue).await?,
+    };
+    let mut taken = 0;
+    while taken < count {
         let got = amqp::within(
             BROKER_TIMEOUT,
             channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }),
         )
         .await?;
-        match got {
-            Some(message) => taken.push(message.delivery),
-            None => break,
-        }
+        let Some(message) = got else { break };
+        taken += 1;
+        each(message.delivery).await?;
     }
     Ok(taken)
 }
 
-async fn list(channel: &Channel, dead_letter_queue: &str) -> Result<Done, amqp::AmqpError> {
-    let messages = take_all(channel, dead_letter_queue).await?;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+async fn list(channel: &Channel, dead_letter_queue: &str) -> Result<Done, Failure> {
+    say(format_args!(
         "{:<36}  {:<20}  {:>10}  REASON",
         "ORDER ID", "DEAD-LETTERED AT", "DELIVERIES"
-    );
-    for delivery in &messages {
-        let dead = DeadLetter::of(delivery);
-        let _ = writeln!(
-            out,
+    ));
+    let count = for_each_message(channel, dead_letter_queue, None, async |delivery| {
+        let dead = DeadLetter::of(&delivery);
+        say(format_args!(
             "{:<36}  {:<20}  {:>10}  {}",
             dead.order_id.map_or("-".to_owned(), |id| id.to_string()),
             dead.dead_lettered_at.map_or("-".to_owned(), |at| at
@@ -337,9 +432,11 @@ async fn list(channel: &Channel, dead_letter_queue: &str) -> Result<Done, amqp::
                 .to_string()),
             dead.deliveries.map_or("-".to_owned(), |n| n.to_string()),
             dead.reason,
-        );
-    }
-    let _ = writeln!(out, "{} message(s) in {dead_letter_queue}", messages.len());
+        ));
+        Ok(())
+    })
+    .await?;
+    say(format_args!("{count} message(s) in {dead_letter_queue}"));
     Ok(Done::All)
 }
 
@@ -348,8 +445,7 @@ async fn replay(
     channel: &Channel,
     queue: &OrderQueue,
     selection: &Selection,
-) -> Result<Done, amqp::AmqpError> {
-    let messages = take_all(channel, &queue.dead_letter_queue()).await?;
+) -> Result<Done, Failure> {
     // Publishing on a channel of its own in confirm mode; the messages stay held on `channel`.
     let publisher = amqp::within(BROKER_TIMEOUT, connection.create_channel()).await?;
     amqp::within(
@@ -357,62 +453,71 @@ async fn replay(
         publisher.confirm_select(ConfirmSelectOptions::default()),
     )
     .await?;
-    let mut replayed = BTreeSet::new();
-    let mut unnamed = 0;
-    for delivery in &messages {
-        let order_id = DeadLetter::of(delivery).order_id;
-        if !selection.includes(order_id) {
-            continue;
-        }
-        let confirmation = amqp::within(BROKER_TIMEOUT, async {
-            publisher
-                .basic_publish(
-                    "".into(),
-                    queue.name().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &delivery.data,
-                    without_dead_letter_headers(&delivery.properties),
-                )
-                .await?
-                .await
-        })
-        .await?;
-        if !matches!(confirmation, Confirmation::Ack(None)) {
-            // Not taken by the order queue: it stays in the dead-letter queue.
-            eprintln!(
-                "billing-app dlq: the broker did not take {} onto {}; it stays dead-lettered",
-                order_id.map_or("a message without an order id".to_owned(), |id| id
-                    .to_string()),
-                queue.name()
-            );
-            return Ok(Done::Partly);
-        }
-        amqp::within(
-            BROKER_TIMEOUT,
-            channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()),
-        )
-        .await?;
-        match order_id {
-            Some(id) => {
-                println!("replayed {id}");
-                replayed.insert(id);
+    let mut found = BTreeSet::new();
+    let mut replayed = 0;
+    let mut refused = false;
+    for_each_message(
+        channel,
+        &queue.dead_letter_queue(),
+        None,
+        async |delivery| {
+            let order_id = DeadLetter::of(&delivery).order_id;
+            if refused || !selection.includes(order_id) {
+                return Ok(());
             }
-            None => unnamed += 1,
-        }
-    }
-    if unnamed > 0 {
-        println!("replayed {unnamed} message(s) without an order id");
-    }
-    println!(
-        "{} message(s) replayed onto {}",
-        replayed.len() + unnamed,
+            let confirmation = amqp::within(BROKER_TIMEOUT, async {
+                publisher
+                    .basic_publish(
+                        "".into(),
+                        queue.name().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &delivery.data,
+                        without_dead_letter_headers(&delivery.properties),
+                    )
+                    .await?
+                    .await
+            })
+            .await?;
+            if !matches!(confirmation, Confirmation::Ack(None)) {
+                // Not taken by the order queue: it stays in the dead-letter queue, and so do
+                // the rest (the broker refuses more of the same).
+                eprintln!(
+                    "billing-app dlq: the broker did not take {} onto {}; it and the rest stay dead-lettered",
+                    order_id.map_or("a message without an order id".to_owned(), |id| id.to_string()),
+                    queue.name()
+                );
+                refused = true;
+                return Ok(());
+            }
+            amqp::within(
+                BROKER_TIMEOUT,
+                channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()),
+            )
+            .await?;
+            replayed += 1;
+            match order_id {
+                Some(id) => {
+                    say(format_args!("replayed {id}"));
+                    found.insert(id);
+                }
+                None => say(format_args!("replayed a message without an order id")),
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    say(format_args!(
+        "{replayed} message(s) replayed onto {}",
         queue.name()
-    );
+    ));
+    if refused {
+        return Ok(Done::Partly);
+    }
     if let Selection::Orders(asked) = selection {
-        let missing: Vec<String> = asked.difference(&replayed).map(Uuid::to_string).collect();
+        let missing: Vec<String> = asked.difference(&found).map(Uuid::to_string).collect();
         if !missing.is_empty() {
             eprintln!(
                 "billing-app dlq: not in {}: {}",
@@ -429,20 +534,13 @@ async fn purge(
     channel: &Channel,
     dead_letter_queue: &str,
     confirmed: bool,
-) -> Result<Done, amqp::AmqpError> {
+) -> Result<Done, Failure> {
+    // Exactly the messages there now (the oldest first, as the queue holds them): any that
+    // arrive while the operator reads the question are not part of the answer.
+    let count = waiting(channel, dead_letter_queue).await?;
     if !confirmed {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let waiting = amqp::within(
-            BROKER_TIMEOUT,
-            channel.queue_declare(dead_letter_queue.into(), passive, FieldTable::default()),
-        )
-        .await?
-        .message_count();
         eprint!(
-            "Delete the {waiting} message(s) in {dead_letter_queue} for good? Type yes to confirm: "
+            "Delete the {count} message(s) in {dead_letter_queue} for good? Type yes to confirm: "
         );
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -451,12 +549,24 @@ async fn purge(
             return Ok(Done::Partly);
         }
     }
-    let purged = amqp::within(
-        BROKER_TIMEOUT,
-        channel.queue_purge(dead_letter_queue.into(), QueuePurgeOptions::default()),
-    )
+    let purged = for_each_message(channel, dead_letter_queue, Some(count), async |delivery| {
+        amqp::within(
+            BROKER_TIMEOUT,
+            channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()),
+        )
+        .await?;
+        Ok(())
+    })
     .await?;
-    println!("purged {purged} message(s) from {dead_letter_queue}");
+    say(format_args!(
+        "purged {purged} message(s) from {dead_letter_queue}"
+    ));
+    let left = waiting(channel, dead_letter_queue).await?;
+    if left > 0 {
+        say(format_args!(
+            "{left} message(s) arrived meanwhile and were kept"
+        ));
+    }
     Ok(Done::All)
 }
 

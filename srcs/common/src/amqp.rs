@@ -184,9 +184,57 @@ pub async fn open_channel(
     queue: &OrderQueue,
     timeout: Duration,
 ) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    open_channel_then(nodes, name, timeout, Prepare::Declare(queue)).await
+}
+
+/// [`open_channel`] for a tool that must change nothing it does not mean to: instead of
+/// declaring the topology, the channel checks that `queues` exist (a channel error, `NOT_FOUND`,
+/// if one does not).
+pub async fn open_channel_expecting(
+    nodes: &BrokerNodes,
+    name: &str,
+    queues: &[&str],
+    timeout: Duration,
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    open_channel_then(nodes, name, timeout, Prepare::Expect(queues)).await
+}
+
+/// What a new channel does before it is handed over.
+#[derive(Clone, Copy)]
+enum Prepare<'a> {
+    Declare(&'a OrderQueue),
+    Expect(&'a [&'a str]),
+}
+
+impl Prepare<'_> {
+    async fn on(self, channel: &Channel) -> Result<(), lapin::Error> {
+        match self {
+            Self::Declare(queue) => queue.declare(channel).await,
+            Self::Expect(queues) => {
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                for queue in queues {
+                    channel
+                        .queue_declare((*queue).into(), passive, FieldTable::default())
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn open_channel_then(
+    nodes: &BrokerNodes,
+    name: &str,
+    timeout: Duration,
+    prepare: Prepare<'_>,
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
     let mut failures = Vec::new();
     for node in nodes.iter() {
-        match open_channel_on(node, name, queue, timeout).await {
+        match open_channel_on(node, name, prepare, timeout).await {
             Ok((connection, channel)) => return Ok((connection, channel, node.clone())),
             Err(e) if nodes.0.len() == 1 => return Err(e),
             Err(e) => failures.push(format!("{}: {e}", node.address)),
@@ -198,7 +246,7 @@ pub async fn open_channel(
 async fn open_channel_on(
     node: &BrokerNode,
     name: &str,
-    queue: &OrderQueue,
+    prepare: Prepare<'_>,
     timeout: Duration,
 ) -> Result<(Connection, Channel), AmqpError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -212,7 +260,7 @@ async fn open_channel_on(
     .map_err(|_| AmqpError::Timeout(timeout))??;
     let opened = tokio::time::timeout_at(deadline, async {
         let channel = connection.create_channel().await?;
-        queue.declare(&channel).await?;
+        prepare.on(&channel).await?;
         Ok::<_, lapin::Error>(channel)
     })
     .await;
@@ -493,7 +541,13 @@ mod tests {
         let queue = OrderQueue::new("silent-node-test").unwrap();
         let threads_before = threads_named("lapin-io-loop");
         for _ in 0..5 {
-            let attempt = open_channel_on(node, "test", &queue, Duration::from_millis(100)).await;
+            let attempt = open_channel_on(
+                node,
+                "test",
+                Prepare::Declare(&queue),
+                Duration::from_millis(100),
+            )
+            .await;
             assert!(matches!(attempt, Err(AmqpError::Timeout(_))), "{attempt:?}");
         }
         assert_eq!(threads_named("lapin-io-loop"), threads_before);

@@ -7,6 +7,8 @@ use lapin::{options::BasicPublishOptions, BasicProperties};
 use test_support::eventually;
 use tokio::io::AsyncWriteExt;
 
+use test_support::unique_queue;
+
 use crate::helpers::{as_published, order, TestBed};
 
 struct Run {
@@ -18,19 +20,31 @@ struct Run {
 /// Runs `billing-app dlq ARGS` with this bed's broker and queue (and nothing else from the
 /// environment), `stdin` typed in.
 async fn dlq(bed: &TestBed, args: &[&str], stdin: &str) -> Run {
-    dlq_with(
-        &[
-            ("AMQP_URL", test_support::test_amqp_url()),
-            ("BILLING_QUEUE", bed.queue.name().to_owned()),
-        ],
-        args,
-        stdin,
-    )
-    .await
+    dlq_with(&bed_env(bed), args, stdin).await
 }
 
 async fn dlq_with(env: &[(&str, String)], args: &[&str], stdin: &str) -> Run {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_billing-app"))
+    let mut child = spawn_dlq(env, args);
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    finished(child).await
+}
+
+fn bed_env(bed: &TestBed) -> Vec<(&'static str, String)> {
+    vec![
+        ("AMQP_URL", test_support::test_amqp_url()),
+        ("BILLING_QUEUE", bed.queue.name().to_owned()),
+    ]
+}
+
+/// `billing-app dlq ARGS` started with this bed's broker and queue, its stdin open.
+fn dlq_child(bed: &TestBed, args: &[&str]) -> tokio::process::Child {
+    spawn_dlq(&bed_env(bed), args)
+}
+
+fn spawn_dlq(env: &[(&str, String)], args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_billing-app"))
         .arg("dlq")
         .args(args)
         .env_clear()
@@ -40,10 +54,10 @@ async fn dlq_with(env: &[(&str, String)], args: &[&str], stdin: &str) -> Run {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("billing-app runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
+        .expect("billing-app runs")
+}
+
+async fn finished(child: tokio::process::Child) -> Run {
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("billing-app dlq finished within 60 s")
@@ -53,7 +67,7 @@ async fn dlq_with(env: &[(&str, String)], args: &[&str], stdin: &str) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     };
-    eprintln!("dlq {args:?} -> {}\n{}{}", run.code, run.stdout, run.stderr);
+    eprintln!("dlq -> {}\n{}{}", run.code, run.stdout, run.stderr);
     run
 }
 
@@ -264,6 +278,36 @@ async fn purge_asks_first_and_empties_the_queue_only_when_confirmed() {
     let run = dlq(&bed, &["purge", "--yes"], "").await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(bed.dead_letters().await, 0);
+
+    // Messages arriving while the operator reads the question are not what they confirmed.
+    for _ in 0..2 {
+        let (body, properties) = as_published(&order("1", "1", "1.00"), None);
+        bed.dead_letter_raw(&body, properties).await;
+    }
+    let mut child = dlq_child(&bed, &["purge"]);
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        let (body, properties) = as_published(&order("2", "1", "1.00"), None);
+        bed.dead_letter_raw(&body, properties).await;
+    }
+    stdin.write_all(b"yes\n").await.unwrap();
+    drop(stdin);
+    let run = finished(child).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Delete the 2 message(s)"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("purged 2 message(s)"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("5 message(s) arrived meanwhile and were kept"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(bed.dead_letters().await, 5);
     // The order queue is never touched.
     assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
 }
@@ -307,4 +351,72 @@ async fn usage_configuration_and_broker_errors_have_their_own_exit_status() {
         run.stderr
     );
     assert!(!run.stderr.contains("secret-password"), "no password shown");
+}
+
+#[tokio::test]
+async fn one_command_at_a_time_and_a_mistyped_queue_is_not_created() {
+    let bed = TestBed::new().await;
+    let (body, properties) = as_published(&order("1", "1", "1.00"), None);
+    bed.dead_letter_raw(&body, properties).await;
+    // A purge waiting for its answer holds the queue; a second command is told so.
+    let mut waiting = dlq_child(&bed, &["purge"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run = dlq(&bed, &["list"], "").await;
+    assert_eq!(run.code, 75, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("another billing-app dlq command"),
+        "{}",
+        run.stderr
+    );
+    drop(waiting.stdin.take());
+    assert_eq!(
+        finished(waiting).await.code,
+        1,
+        "closed stdin: not confirmed"
+    );
+    assert_eq!(dlq(&bed, &["list"], "").await.code, 0, "free again");
+
+    let typo = unique_queue();
+    let run = dlq_with(
+        &[
+            ("AMQP_URL", test_support::test_amqp_url()),
+            ("BILLING_QUEUE", typo.name().to_owned()),
+        ],
+        &["list"],
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    let channel = test_support::amqp_channel().await;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    assert!(
+        channel
+            .queue_declare(
+                typo.dead_letter_queue().as_str().into(),
+                passive,
+                Default::default()
+            )
+            .await
+            .is_err(),
+        "no queue was created"
+    );
+}
+
+#[tokio::test]
+async fn replay_piped_into_a_closed_reader_still_replays_everything() {
+    let bed = TestBed::new().await;
+    for i in 0..20 {
+        let (body, properties) = as_published(&order(&i.to_string(), "1", "1.00"), None);
+        bed.dead_letter_raw(&body, properties).await;
+    }
+    let mut child = dlq_child(&bed, &["replay", "--all"]);
+    drop(child.stdout.take()); // as `| head -0` would
+    let run = finished(child).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(bed.dead_letters().await, 0);
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 20);
 }
