@@ -2,14 +2,9 @@
 //! still current: 304) and `If-Match` on writes (the client's copy is the current one, or 412).
 
 use actix_web::{
-    http::{
-        header::{self, EntityTag, Header, IfMatch, IfNoneMatch},
-        StatusCode,
-    },
+    http::header::{self, EntityTag, Header, IfMatch, IfNoneMatch},
     HttpRequest,
 };
-
-use crate::problem::Problem;
 
 /// What a client may do with a catalogue read: store it (privately or in a shared cache), but
 /// ask again before each use. With the `ETag`, asking again costs a 304 when nothing changed.
@@ -27,16 +22,17 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    /// The request's `If-Match`; a header that is no list of entity tags is a 400.
-    pub fn of(req: &HttpRequest) -> Result<Self, Problem> {
+    /// The request's `If-Match`. A value that is no list of entity tags names no version the
+    /// resource can be in: the write is refused (412), never let through.
+    pub fn of(req: &HttpRequest) -> Self {
         if !req.headers().contains_key(header::IF_MATCH) {
-            return Ok(Self::None);
+            return Self::None;
         }
         match IfMatch::parse(req) {
-            Ok(IfMatch::Any) => Ok(Self::Exists),
-            // (actix drops the items that are no entity tag: none left is no list.)
-            Ok(IfMatch::Items(tags)) if !tags.is_empty() => Ok(Self::OneOf(tags)),
-            Ok(IfMatch::Items(_)) | Err(_) => Err(unreadable("If-Match")),
+            Ok(IfMatch::Any) => Self::Exists,
+            // (actix drops the items that are no entity tag.)
+            Ok(IfMatch::Items(tags)) => Self::OneOf(tags),
+            Err(_) => Self::OneOf(Vec::new()),
         }
     }
 
@@ -52,25 +48,17 @@ impl Precondition {
 }
 
 /// Whether the client's copy, named by `If-None-Match`, is current for a resource tagged
-/// `current` (weak comparison, as RFC 9110 asks for this header). A header that is no list of
-/// entity tags is a 400.
-pub fn is_current(req: &HttpRequest, current: &EntityTag) -> Result<bool, Problem> {
+/// `current` (weak comparison, as RFC 9110 asks for this header). A value that is no list of
+/// entity tags names no copy: the full answer follows.
+pub fn is_current(req: &HttpRequest, current: &EntityTag) -> bool {
     if !req.headers().contains_key(header::IF_NONE_MATCH) {
-        return Ok(false);
+        return false;
     }
     match IfNoneMatch::parse(req) {
-        Ok(IfNoneMatch::Any) => Ok(true),
-        Ok(IfNoneMatch::Items(tags)) if !tags.is_empty() => {
-            Ok(tags.iter().any(|tag| tag.weak_eq(current)))
-        }
-        Ok(IfNoneMatch::Items(_)) | Err(_) => Err(unreadable("If-None-Match")),
+        Ok(IfNoneMatch::Any) => true,
+        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|tag| tag.weak_eq(current)),
+        Err(_) => false,
     }
-}
-
-fn unreadable(name: &str) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST).with_detail(format!(
-        "{name} must be * or a list of entity tags, such as \"v3\" (quotes included)."
-    ))
 }
 
 #[cfg(test)]
@@ -96,12 +84,12 @@ mod tests {
             let req = TestRequest::default()
                 .insert_header((header::IF_NONE_MATCH, header))
                 .to_http_request();
-            assert_eq!(is_current(&req, &current), Ok(expected), "{header}");
+            assert_eq!(is_current(&req, &current), expected, "{header}");
         }
-        assert_eq!(
-            is_current(&TestRequest::default().to_http_request(), &current),
-            Ok(false)
-        );
+        assert!(!is_current(
+            &TestRequest::default().to_http_request(),
+            &current
+        ));
     }
 
     #[test]
@@ -113,7 +101,6 @@ mod tests {
                     .insert_header((header::IF_MATCH, header))
                     .to_http_request(),
             )
-            .unwrap()
         };
         assert!(of("\"v3\"").holds_for(Some(&current)));
         assert!(of("\"v1\", \"v3\"").holds_for(Some(&current)));
@@ -125,19 +112,22 @@ mod tests {
         assert!(of("*").holds_for(Some(&current)));
         assert!(!of("*").holds_for(None));
         assert!(!of("\"v3\"").holds_for(None));
-        let none = Precondition::of(&TestRequest::default().to_http_request()).unwrap();
+        let none = Precondition::of(&TestRequest::default().to_http_request());
         assert!(none.holds_for(None) && none.holds_for(Some(&current)));
     }
 
     #[test]
-    fn an_unreadable_header_is_a_bad_request() {
-        for header in ["v3", "\"v3", "", ",", "W/"] {
+    fn an_unreadable_header_lets_no_write_through_and_asks_for_the_full_answer() {
+        for header in ["v3", "\"v3", "", ",", "W/", "0"] {
             let req = TestRequest::default()
                 .insert_header((header::IF_MATCH, header))
                 .insert_header((header::IF_NONE_MATCH, header))
                 .to_http_request();
-            assert!(Precondition::of(&req).is_err(), "{header}");
-            assert!(is_current(&req, &tag("v3")).is_err(), "{header}");
+            assert!(
+                !Precondition::of(&req).holds_for(Some(&tag("v3"))),
+                "{header}"
+            );
+            assert!(!is_current(&req, &tag("v3")), "{header}");
         }
     }
 }

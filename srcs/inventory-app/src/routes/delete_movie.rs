@@ -17,7 +17,7 @@ pub(crate) async fn delete_movie(
     id: web::Path<String>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
-    let precondition = Precondition::of(&req)?;
+    let precondition = Precondition::of(&req);
     let client = pool.get().await?;
     match store::delete(&client, id, &precondition).await? {
         Written::Done(()) => Ok(HttpResponse::NoContent().finish()),

@@ -49,7 +49,7 @@ fn cacheable(
     etag: EntityTag,
     body: Vec<u8>,
 ) -> Result<HttpResponse, InventoryError> {
-    let current = conditional::is_current(req, &etag)?;
+    let current = conditional::is_current(req, &etag);
     let mut response = if current {
         HttpResponse::NotModified()
     } else {

@@ -18,7 +18,7 @@ pub(crate) async fn replace_movie(
     body: web::Json<RawObject>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
-    let precondition = Precondition::of(&req)?;
+    let precondition = Precondition::of(&req);
     let draft = MovieDraft::from_json(body.into_inner())?;
     let client = pool.get().await?;
     match store::replace(&client, id, &draft, &precondition).await? {

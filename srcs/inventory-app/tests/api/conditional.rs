@@ -78,6 +78,7 @@ async fn a_movie_carries_its_version_as_etag_and_a_current_copy_gets_304() {
     let body: Value = stale.json().await.unwrap();
     assert_eq!(body["title"], "Alien");
 
+    // Not a list of entity tags: names no copy, so the full answer.
     let unreadable = app
         .send(
             app.http
@@ -85,11 +86,7 @@ async fn a_movie_carries_its_version_as_etag_and_a_current_copy_gets_304() {
                 .header(header::IF_NONE_MATCH, "v1"),
         )
         .await;
-    let problem = assert_problem(unreadable, 400).await;
-    assert!(problem["detail"]
-        .as_str()
-        .unwrap()
-        .contains("If-None-Match"));
+    assert_eq!(unreadable.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -173,7 +170,7 @@ async fn if_match_lets_a_write_through_only_on_the_version_it_names() {
     );
 
     // A copy that is out of date: refused, nothing written.
-    for stale in ["\"v1\"", "W/\"v2\"", "\"something-else\""] {
+    for stale in ["\"v1\"", "W/\"v2\"", "\"something-else\"", "v2", "0"] {
         let refused = app
             .put_movie(id, &json!({"title": "Lost update"}), Some(stale))
             .await;
