@@ -33,15 +33,22 @@ start_postgres() {
     wait_until 30 "PostgreSQL to accept connections" pg_psql -c 'select 1' || die "PostgreSQL did not come up"
 }
 
+# as_rabbitmq_with_open_files COMMAND...: runs COMMAND as the rabbitmq user with as many open
+# files as allowed (its hard limit; su and runuser reset the soft one to 1,024). Every test
+# declares queues of its own (about three file handles each for a quorum queue): with 1,024, a
+# few test runs exhaust the broker's handle budget and it stops answering AMQP handshakes.
+as_rabbitmq_with_open_files() {
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    as_root runuser -u rabbitmq -- sh -c 'ulimit -n "$(ulimit -Hn)" && exec "$@"' sh \
+        env HOME=/var/lib/rabbitmq "$@"
+}
+
 start_rabbitmq() {
     if have_systemd; then
         as_root systemctl start rabbitmq-server
     elif ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
         log "starting RabbitMQ"
-        # Debian's wrapper drops to the rabbitmq user itself. Every test declares queues of its
-        # own (three file handles each for a quorum queue): with a shell's 1,024 open files, a
-        # few test runs exhaust RabbitMQ's handle budget and it stops answering handshakes.
-        as_root prlimit --nofile=65536:65536 rabbitmq-server -detached
+        as_rabbitmq_with_open_files /usr/lib/rabbitmq/bin/rabbitmq-server -detached
     fi
     # await_startup needs a node that has begun booting; a detached node takes a moment to appear.
     wait_until --every 1 120 "RabbitMQ to start" as_root rabbitmqctl -q await_startup --timeout 60 ||

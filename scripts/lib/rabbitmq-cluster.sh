@@ -32,8 +32,7 @@ launch_cluster_node() {
         "cluster_partition_handling = pause_minority" "net_ticktime = 10" "loopback_users = none" |
         as_root tee "$dir/rabbitmq.conf" >/dev/null
     printf '[].\n' | as_root tee "$dir/enabled_plugins" >/dev/null
-    # (Open files as for the single test broker, scripts/lib/local-platform.sh.)
-    as_root prlimit --nofile=65536:65536 runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq \
+    as_rabbitmq_with_open_files \
         RABBITMQ_NODENAME="$node@localhost" RABBITMQ_DIST_PORT=$((port + 20000)) \
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
         RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
