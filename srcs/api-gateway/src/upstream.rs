@@ -399,8 +399,9 @@ impl Upstream {
                     format!("{}{path_and_query}", self.target.base_url),
                 )
                 .header(REQUEST_ID_HEADER.as_str(), request_id.as_str());
+            // Every field line: `If-None-Match: "a"` and `If-None-Match: "b"` are one list.
             for name in FORWARDED_REQUEST_HEADERS {
-                if let Some(value) = req.headers().get(name) {
+                for value in req.headers().get_all(name) {
                     upstream = upstream.header(name, value.as_bytes());
                 }
             }
@@ -432,11 +433,40 @@ impl Upstream {
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut answer = HttpResponse::build(status);
         for name in FORWARDED_RESPONSE_HEADERS {
-            if let Some(value) = response.headers().get(name) {
-                answer.insert_header((HeaderName::from_static(name), value.as_bytes()));
+            for value in response.headers().get_all(name) {
+                answer.append_header((HeaderName::from_static(name), value.as_bytes()));
             }
         }
+        if req.method() == actix_web::http::Method::HEAD {
+            let length = response
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse().ok());
+            return Ok(answer.body(HeadAnswer(length)));
+        }
         Ok(answer.body(read_answer(response).await.map_err(fail)?))
+    }
+}
+
+/// The answer to a `HEAD`: no body, but the `Content-Length` a `GET` would have had (RFC 9110,
+/// 8.6), as the upstream said; actix writes the length and never the body of a `HEAD` answer.
+struct HeadAnswer(Option<u64>);
+
+impl actix_web::body::MessageBody for HeadAnswer {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.0.map_or(
+            actix_web::body::BodySize::None,
+            actix_web::body::BodySize::Sized,
+        )
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::task::Poll::Ready(None)
     }
 }
 

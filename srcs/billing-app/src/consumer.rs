@@ -459,8 +459,9 @@ impl Billing<'_> {
 /// at the first copy of a session. Not the consuming connection: RabbitMQ stops reading from a
 /// connection that publishes during a memory or disk alarm, and that would stop the consumer's
 /// acknowledgements too (billing would hold its deliveries until the alarm ended, while
-/// draining the queue is what frees the broker). A copy that is not confirmed in time ends the
-/// outlet for the session: the rest are rejected, which the broker dead-letters itself.
+/// draining the queue is what frees the broker). A copy that is not confirmed in time closes the
+/// outlet for [`OUTLET_RETRY`]: meanwhile the rest are rejected, which the broker dead-letters
+/// itself (without the note).
 pub(crate) struct DeadLetterOutlet {
     settings: Settings,
     state: tokio::sync::Mutex<OutletState>,
@@ -469,9 +470,12 @@ pub(crate) struct DeadLetterOutlet {
 enum OutletState {
     Unopened,
     Open(Connection, Channel),
-    /// It failed once this session: every copy is refused at once.
-    Broken,
+    /// It failed at this instant: copies are refused at once until [`OUTLET_RETRY`] later.
+    Broken(tokio::time::Instant),
 }
+
+/// How long after a failed copy the outlet is tried again.
+const OUTLET_RETRY: Duration = Duration::from_secs(60);
 
 impl DeadLetterOutlet {
     fn new(settings: &Settings) -> Self {
@@ -484,17 +488,22 @@ impl DeadLetterOutlet {
     /// Publishes the copy with `note` and waits for the broker's confirm.
     async fn copy(&self, delivery: &Delivery, note: &DeadLetterNote) -> Result<(), String> {
         let mut state = self.state.lock().await;
+        if let OutletState::Broken(since) = *state {
+            if since.elapsed() >= OUTLET_RETRY {
+                *state = OutletState::Unopened;
+            }
+        }
         if let OutletState::Unopened = *state {
             *state = match self.open().await {
                 Ok((connection, channel)) => OutletState::Open(connection, channel),
                 Err(e) => {
-                    *state = OutletState::Broken;
+                    *state = OutletState::Broken(tokio::time::Instant::now());
                     return Err(format!("no connection for it: {}", error_chain(&e)));
                 }
             };
         }
         let OutletState::Open(_, channel) = &*state else {
-            return Err("the dead-letter connection failed earlier in this session".to_owned());
+            return Err("a copy failed less than a minute ago".to_owned());
         };
         let mut outcome = self.publish(channel, delivery, note).await;
         if let Err(CopyFailure::Returned) = outcome {
@@ -511,9 +520,10 @@ impl DeadLetterOutlet {
             Ok(()) => Ok(()),
             Err(failure) => {
                 if !matches!(failure, CopyFailure::Returned) {
-                    if let OutletState::Open(connection, _) =
-                        std::mem::replace(&mut *state, OutletState::Broken)
-                    {
+                    if let OutletState::Open(connection, _) = std::mem::replace(
+                        &mut *state,
+                        OutletState::Broken(tokio::time::Instant::now()),
+                    ) {
                         drop_connection(connection);
                     }
                 }

@@ -107,6 +107,8 @@ impl Problem {
     pub fn to_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.content_type(PROBLEM_JSON);
+        // An error is about this request, now: no cache should answer it again.
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
         if let Some(seconds) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }

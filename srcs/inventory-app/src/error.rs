@@ -11,9 +11,12 @@ use crate::domain::MovieId;
 pub(crate) enum InventoryError {
     #[error("no movie with id {0}")]
     NotFound(MovieId),
-    /// `If-Match` named a version the movie no longer has.
-    #[error("movie {0} changed since the version the client has")]
+    /// `If-Match` named a version the movie no longer has (or `If-None-Match` the one it has).
+    #[error("movie {0} is not as the client's preconditions require")]
     Changed(MovieId),
+    /// Preconditions on the catalogue as a whole, which has no entity tag.
+    #[error("preconditions on the whole catalogue")]
+    CatalogueUntagged,
     /// The request itself is wrong; the problem says how.
     #[error("{0}")]
     BadRequest(Problem),
@@ -38,8 +41,13 @@ impl InventoryError {
             }
             Self::Changed(id) => {
                 return Problem::new(StatusCode::PRECONDITION_FAILED).with_detail(format!(
-                    "Movie {id} has changed since the version in If-Match; GET it again for its current ETag."
+                    "Movie {id} is not as If-Match / If-None-Match require (it changed since the version you have?); GET it again for its current ETag."
                 ))
+            }
+            Self::CatalogueUntagged => {
+                return Problem::new(StatusCode::PRECONDITION_FAILED).with_detail(
+                    "The catalogue as a whole has no entity tag: only If-Match: * can match it.",
+                )
             }
             Self::BadRequest(problem) => return problem.clone(),
             Self::Pool(_) => Failure::of(None),

@@ -3,17 +3,18 @@
 //! Statements are prepared once per connection (`prepare_cached`): parsing and planning each
 //! query again was most of PostgreSQL's work on the hot list endpoint.
 
-use common::conditional::Precondition;
+use actix_web::http::header::EntityTag;
+use common::conditional::Preconditions;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{types::ToSql, Row};
 
-use crate::domain::{tagged_version, Movie, MovieDraft, MovieId, MovieListQuery};
+use crate::domain::{Movie, MovieDraft, MovieId, MovieListQuery};
 
 // Migrations from migrations/, serialised between instances by this (arbitrary) lock id.
 database::embedded_schema!(0x1A7E_0001);
 
 const COLUMNS: &str = "id, title, description, release_year, genres, runtime_minutes, created_at, \
-     updated_at, version";
+     updated_at, version, etag";
 
 fn movie_from_row(row: &Row) -> Movie {
     Movie {
@@ -26,45 +27,41 @@ fn movie_from_row(row: &Row) -> Movie {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         version: row.get("version"),
+        etag: row.get("etag"),
     }
 }
 
-/// What a write that may carry a precondition (`If-Match`) came to.
+/// What a write that may carry preconditions (`If-Match`, `If-None-Match`) came to.
 #[derive(Debug)]
 pub(crate) enum Written<T> {
     Done(T),
     /// There is no such movie.
     Missing,
-    /// The movie exists, but not in a version the precondition accepts.
+    /// The movie exists, but not as the preconditions require.
     PreconditionFailed,
 }
 
-/// The versions a precondition accepts, as the statements' last parameter: `None` for any
-/// version (no precondition, or `*`); an empty list when no tag names a version.
-fn accepted_versions(precondition: &Precondition) -> Option<Vec<i64>> {
-    match precondition {
-        Precondition::None | Precondition::Exists => None,
-        Precondition::OneOf(tags) => Some(tags.iter().filter_map(tagged_version).collect()),
-    }
-}
-
-/// After a conditional write touched no row: why not.
-async fn unwritten<T>(
-    client: &impl GenericClient,
+/// In `tx`: whether the movie exists and meets `preconditions`, its row locked until the
+/// transaction ends (so a concurrent writer with the same `If-Match` waits, then fails).
+async fn check(
+    tx: &deadpool_postgres::Transaction<'_>,
     id: MovieId,
-    precondition: &Precondition,
-) -> Result<Written<T>, tokio_postgres::Error> {
-    if *precondition == Precondition::None {
-        return Ok(Written::Missing);
+    preconditions: &Preconditions,
+) -> Result<Option<Written<()>>, tokio_postgres::Error> {
+    if preconditions.is_unconditional() {
+        return Ok(None);
     }
-    let statement = client
-        .prepare_cached("SELECT 1 FROM movies WHERE id = $1")
+    let statement = tx
+        .prepare_cached("SELECT etag FROM movies WHERE id = $1 FOR UPDATE")
         .await?;
-    // RFC 9110, 13.2.1: a precondition is ignored where the answer without it would be an error
-    // (404 for a movie that does not exist).
-    Ok(match client.query_opt(&statement, &[&id.get()]).await? {
-        Some(_) => Written::PreconditionFailed,
-        None => Written::Missing,
+    // RFC 9110, 13.2.1: preconditions are ignored where the answer without them would be an
+    // error (404 for a movie that does not exist).
+    Ok(match tx.query_opt(&statement, &[&id.get()]).await? {
+        None => Some(Written::Missing),
+        Some(row) => {
+            let current = EntityTag::new_strong(row.get("etag"));
+            (!preconditions.hold_for(Some(&current))).then_some(Written::PreconditionFailed)
+        }
     })
 }
 
@@ -148,50 +145,66 @@ pub(crate) async fn insert(
     Ok(movie_from_row(&row))
 }
 
-/// Replaces every field of a movie, if `precondition` holds for its current version (checked
-/// and written in one statement: of concurrent writers with the same `If-Match`, one wins).
+/// Replaces every field of a movie, if `preconditions` hold for it (checked with its row
+/// locked: of concurrent writers with the same `If-Match`, one wins). The database bumps its
+/// version and makes its new tag.
 pub(crate) async fn replace(
-    client: &impl GenericClient,
+    client: &mut deadpool_postgres::Client,
     id: MovieId,
     draft: &MovieDraft,
-    precondition: &Precondition,
+    preconditions: &Preconditions,
 ) -> Result<Written<Movie>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if let Some(refused) = check(&tx, id, preconditions).await? {
+        return Ok(refused.map());
+    }
     let sql = format!(
         "UPDATE movies
          SET title = $1, description = $2, release_year = $3, genres = $4, runtime_minutes = $5,
-             updated_at = now(), version = version + 1
-         WHERE id = $6 AND ($7::bigint[] IS NULL OR version = ANY($7))
+             updated_at = now()
+         WHERE id = $6
          RETURNING {COLUMNS}"
     );
     let params = draft_params(draft);
     let mut refs = params.as_refs();
-    let id_value = id.get();
-    let versions = accepted_versions(precondition);
-    refs.push(&id_value);
-    refs.push(&versions);
-    let statement = client.prepare_cached(&sql).await?;
-    match client.query_opt(&statement, &refs).await? {
-        Some(row) => Ok(Written::Done(movie_from_row(&row))),
-        None => unwritten(client, id, precondition).await,
-    }
+    let id = id.get();
+    refs.push(&id);
+    let statement = tx.prepare_cached(&sql).await?;
+    let row = tx.query_opt(&statement, &refs).await?;
+    tx.commit().await?;
+    Ok(row.map_or(Written::Missing, |row| Written::Done(movie_from_row(&row))))
 }
 
-/// Deletes a movie if `precondition` holds for its current version.
+/// Deletes a movie if `preconditions` hold for it.
 pub(crate) async fn delete(
-    client: &impl GenericClient,
+    client: &mut deadpool_postgres::Client,
     id: MovieId,
-    precondition: &Precondition,
+    preconditions: &Preconditions,
 ) -> Result<Written<()>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "DELETE FROM movies WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))",
-        )
+    let tx = client.transaction().await?;
+    if let Some(refused) = check(&tx, id, preconditions).await? {
+        return Ok(refused);
+    }
+    let statement = tx
+        .prepare_cached("DELETE FROM movies WHERE id = $1")
         .await?;
-    let versions = accepted_versions(precondition);
-    if client.execute(&statement, &[&id.get(), &versions]).await? == 1 {
-        Ok(Written::Done(()))
+    let deleted = tx.execute(&statement, &[&id.get()]).await? == 1;
+    tx.commit().await?;
+    Ok(if deleted {
+        Written::Done(())
     } else {
-        unwritten(client, id, precondition).await
+        Written::Missing
+    })
+}
+
+impl Written<()> {
+    /// A refusal, as the refusal of a write that would have answered a `T`.
+    fn map<T>(self) -> Written<T> {
+        match self {
+            Self::Done(()) => unreachable!("only refusals are mapped"),
+            Self::Missing => Written::Missing,
+            Self::PreconditionFailed => Written::PreconditionFailed,
+        }
     }
 }
 

@@ -1,4 +1,7 @@
-use actix_web::{http::StatusCode, web, HttpResponse};
+use actix_web::{
+    http::{header, StatusCode},
+    web, HttpResponse,
+};
 use common::problem::Problem;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
@@ -19,5 +22,9 @@ pub(crate) async fn get_order(
     let order = store::find_order(&**client, order_id)
         .await?
         .ok_or(BillingError::NotFound(order_id))?;
-    Ok(HttpResponse::Ok().json(order))
+    // One user's order, and it changes (404 until billed): no cache may keep it (a problem,
+    // the 404, says no-store too).
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(order))
 }

@@ -17,13 +17,24 @@ async fn order_status_goes_from_404_to_200_once_billed() {
     let before = http.get(&url).send().await.unwrap();
     assert_eq!(before.status(), 404);
     assert_eq!(before.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        before.headers()["cache-control"],
+        "no-store",
+        "not billed yet: for now"
+    );
 
     bed.publish(&the_order, "req-status").await;
     eventually(Duration::from_secs(10), "the order is billed", || async {
         http.get(&url).send().await.unwrap().status() == 200
     })
     .await;
-    let billed: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let answer = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        answer.headers()["cache-control"],
+        "no-store",
+        "one user's order"
+    );
+    let billed: Value = answer.json().await.unwrap();
     assert_eq!(billed["order_id"], the_order.order_id.to_string());
     assert_eq!(billed["status"], "billed");
     assert_eq!(billed["user_id"], "88");

@@ -1,15 +1,20 @@
-use actix_web::{http::header, web, HttpResponse};
-use common::{auth::Admin, json_fields::RawObject};
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use common::{auth::Admin, conditional::Preconditions, json_fields::RawObject};
 use deadpool_postgres::Pool;
 
 use crate::{domain::MovieDraft, error::InventoryError, store};
 
-/// `POST /api/movies`: 201 with the stored movie, its `Location` and its `ETag`.
+/// `POST /api/movies`: 201 with the stored movie, its `Location` and its `ETag`. A precondition
+/// other than `If-Match: *` cannot hold (the catalogue has no entity tag): 412.
 pub(crate) async fn create_movie(
     _: Admin,
+    req: HttpRequest,
     pool: web::Data<Pool>,
     body: web::Json<RawObject>,
 ) -> Result<HttpResponse, InventoryError> {
+    if !Preconditions::of(&req).hold_for_untagged() {
+        return Err(InventoryError::CatalogueUntagged);
+    }
     let draft = MovieDraft::from_json(body.into_inner())?;
     let client = pool.get().await?;
     let movie = store::insert(&client, &draft).await?;

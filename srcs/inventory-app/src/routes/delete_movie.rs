@@ -1,5 +1,5 @@
 use actix_web::{web, HttpRequest, HttpResponse};
-use common::{auth::Admin, conditional::Precondition};
+use common::{auth::Admin, conditional::Preconditions};
 use deadpool_postgres::Pool;
 
 use crate::{
@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// `DELETE /api/movies/{id}`: 204, or 404 if there is no such movie; with `If-Match`, only if
-/// the movie is still in that version (412 if it changed meanwhile).
+/// the movie is still as the client has it (412 if it changed meanwhile).
 pub(crate) async fn delete_movie(
     _: Admin,
     req: HttpRequest,
@@ -17,9 +17,9 @@ pub(crate) async fn delete_movie(
     id: web::Path<String>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
-    let precondition = Precondition::of(&req);
-    let client = pool.get().await?;
-    match store::delete(&client, id, &precondition).await? {
+    let preconditions = Preconditions::of(&req);
+    let mut client = pool.get().await?;
+    match store::delete(&mut client, id, &preconditions).await? {
         Written::Done(()) => Ok(HttpResponse::NoContent().finish()),
         Written::Missing => Err(InventoryError::NotFound(id)),
         Written::PreconditionFailed => Err(InventoryError::Changed(id)),

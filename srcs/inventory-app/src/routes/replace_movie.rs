@@ -1,5 +1,5 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
-use common::{auth::Admin, conditional::Precondition, json_fields::RawObject};
+use common::{auth::Admin, conditional::Preconditions, json_fields::RawObject};
 use deadpool_postgres::Pool;
 
 use crate::{
@@ -9,7 +9,8 @@ use crate::{
 };
 
 /// `PUT /api/movies/{id}`: replaces every field (an omitted optional field is cleared); with
-/// `If-Match`, only if the movie is still in that version (412 if it changed meanwhile).
+/// `If-Match`, only if the movie is still as the client has it (412 if it changed meanwhile);
+/// `If-None-Match` is honoured too.
 pub(crate) async fn replace_movie(
     _: Admin,
     req: HttpRequest,
@@ -18,10 +19,10 @@ pub(crate) async fn replace_movie(
     body: web::Json<RawObject>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
-    let precondition = Precondition::of(&req);
+    let preconditions = Preconditions::of(&req);
     let draft = MovieDraft::from_json(body.into_inner())?;
-    let client = pool.get().await?;
-    match store::replace(&client, id, &draft, &precondition).await? {
+    let mut client = pool.get().await?;
+    match store::replace(&mut client, id, &draft, &preconditions).await? {
         Written::Done(movie) => Ok(HttpResponse::Ok()
             .insert_header(header::ETag(movie.etag()))
             .json(movie)),
