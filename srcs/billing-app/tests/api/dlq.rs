@@ -3,7 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use lapin::{options::BasicPublishOptions, BasicProperties};
+use lapin::BasicProperties;
 use test_support::eventually;
 use tokio::io::AsyncWriteExt;
 
@@ -74,20 +74,8 @@ async fn finished(child: tokio::process::Child) -> Run {
 impl TestBed {
     /// Puts a message straight into the dead-letter queue, as if dead-lettered long ago.
     async fn dead_letter_raw(&self, body: &[u8], properties: BasicProperties) {
-        let confirm = self
-            .channel
-            .basic_publish(
-                "".into(),
-                self.queue.dead_letter_queue().as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                properties,
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert!(confirm.is_ack());
+        self.publish_raw_to(&self.queue.dead_letter_queue(), body, properties)
+            .await;
     }
 
     /// Takes the order queue's messages and gives each back, up to `times` deliveries in all,

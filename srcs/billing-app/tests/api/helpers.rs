@@ -50,13 +50,19 @@ impl TestBed {
         RunningApp::start::<Application>(settings).await
     }
 
-    /// Publishes and waits for the broker's confirmation.
+    /// Publishes to the order queue and waits for the broker's confirmation.
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        self.publish_raw_to(self.queue.name(), body, properties)
+            .await;
+    }
+
+    /// Publishes to `queue` (through the default exchange) and waits for the confirmation.
+    pub async fn publish_raw_to(&self, queue: &str, body: &[u8], properties: BasicProperties) {
         let confirm = self
             .channel
             .basic_publish(
                 "".into(),
-                self.queue.name().into(),
+                queue.into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..Default::default()
