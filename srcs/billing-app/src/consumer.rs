@@ -467,6 +467,8 @@ pub(crate) struct DeadLetterOutlet {
     state: tokio::sync::Mutex<OutletState>,
 }
 
+// One per session: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum OutletState {
     Unopened,
     Open(Connection, Channel),
