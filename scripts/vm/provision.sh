@@ -285,7 +285,12 @@ broker_firewall_rules() {
 # rabbitmq_node: this machine's RabbitMQ node, running: the machines' names in /etc/hosts (node
 # names are rabbit@<machine>), the cluster's Erlang cookie (generated on the Vagrant host: a
 # node with a package-made cookie could not join), and a configuration for a 1 GiB machine.
+# The resume guard leaves the node alone until this provisioning ends (see rabbitmq-resume.sh):
+# a vagrant up under emulation saw it kill a node in the middle of joining the cluster.
 rabbitmq_node() {
+    install -d -m 0755 /run/movie-rabbitmq-resume
+    touch /run/movie-rabbitmq-resume/provisioning
+    trap 'rm -f /run/movie-rabbitmq-resume/provisioning' EXIT
     track_changes rabbitmq_node_files
     if $CHANGED; then
         log "RabbitMQ configuration changed: restarting its node"

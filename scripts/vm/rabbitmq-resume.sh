@@ -19,6 +19,10 @@ not_stuck() { rm -f "$paused_since"; exit 0; }
 
 # Starting, stopping or stopped: systemd is in charge.
 systemctl is-active --quiet rabbitmq-server || not_stuck
+# Provisioning is working on the node (restarting it, joining it to the cluster, which resets and
+# restarts its application; minutes under emulation): not stuck. A hold older than half an hour
+# was left by a provisioning that did not finish.
+[ -z "$(find /run/movie-rabbitmq-resume/provisioning -mmin -30 2>/dev/null)" ] || not_stuck
 # The cheap check first: a node that serves has its AMQP listener open.
 [ -z "$(ss -Hltn 'sport = :5672')" ] || not_stuck
 # rabbit_outside_app_process is the process that paused the node and waits to start it again.
