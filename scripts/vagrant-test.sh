@@ -116,14 +116,17 @@ units_active_without_restarts() {
 check "every unit active, none restarted by systemd during the parallel first boot" units_active_without_restarts
 
 # The cluster as a user's `vagrant up` leaves it: three nodes, both queues with a member on each.
+# Right after the parallel first boot, under emulation, a queue whose members have just joined
+# can take a minute or more to answer list_queues ("unresponsive"): the check waits for it.
+queues_members() { on billing "timeout 70 rabbitmqctl -q list_queues -p movie name members" >"$WORK/queues" 2>&1; }
 rabbitmq_cluster_whole() {
-    local queues queue node
+    local queue node
+    wait_until --every 10 300 "list_queues to answer" queues_members || { cat "$WORK/queues"; return 1; }
     # A member on each node: the three are one cluster, and the queues are replicated three times.
-    queues="$(on billing "rabbitmqctl -q list_queues -p movie name members")"
-    echo "$queues"
+    cat "$WORK/queues"
     for queue in billing_queue billing_queue.dead-letter; do
         for node in gateway inventory billing; do
-            awk -v q="$queue" '$1 == q' <<<"$queues" | grep "rabbit@$node" >/dev/null || return 1
+            awk -v q="$queue" '$1 == q' "$WORK/queues" | grep "rabbit@$node" >/dev/null || return 1
         done
     done
 }
@@ -188,7 +191,7 @@ operator_uis() {
     }
     api -f http://127.0.0.1:9090/api/v1/rules | grep '"name":"OrdersNotBilled"' >/dev/null
     api -f -u "movie_admin:$(secret RABBITMQ_ADMIN_PASSWORD)" http://127.0.0.1:15672/api/nodes |
-        grep -o '"name":"rabbit@[a-z]*"' | sort | tr '\n' ' ' | sed 's/^/figures: management UI sees /'
+        grep -o '"name":"rabbit@[a-z]*"' | sort -u | tr '\n' ' ' | sed 's/^/figures: management UI sees /'
     echo
     test "$(api -o /dev/null -w '%{http_code}' -u guest:guest http://127.0.0.1:15672/api/overview)" = 401
 }
