@@ -22,10 +22,7 @@ use common::{
     telemetry::error_chain,
 };
 use futures_util::StreamExt;
-use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions},
-    Channel, Connection, Event,
-};
+use lapin::{options::BasicPublishOptions, Channel, Connection, Event};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -279,16 +276,13 @@ async fn supervise(
 async fn connect(
     settings: &PublisherSettings,
 ) -> Result<(Connection, Channel, BrokerNode), amqp::AmqpError> {
-    let (connection, channel, node) = amqp::open_channel(
+    amqp::open_confirming_channel(
         &settings.brokers,
         "api-gateway",
         &settings.queue,
         settings.connect_timeout,
     )
-    .await?;
-    let confirm_mode = channel.confirm_select(ConfirmSelectOptions::default());
-    amqp::within(settings.connect_timeout, confirm_mode).await?;
-    Ok((connection, channel, node))
+    .await
 }
 
 /// Returns why the connection must be replaced, or `None` on shutdown.

@@ -30,7 +30,7 @@ use lapin::{
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-        BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+        BasicPublishOptions, BasicQosOptions,
     },
     types::FieldTable,
     Channel, Confirmation, Connection, Consumer,
@@ -536,15 +536,13 @@ impl DeadLetterOutlet {
 
     async fn open(&self) -> Result<(Connection, Channel), amqp::AmqpError> {
         let settings = &self.settings;
-        let (connection, channel, _) = amqp::open_channel(
+        let (connection, channel, _) = amqp::open_confirming_channel(
             &settings.brokers,
             "billing-app dead letters",
             &settings.queue,
             settings.connect_timeout,
         )
         .await?;
-        let confirm_mode = channel.confirm_select(ConfirmSelectOptions::default());
-        amqp::within(settings.connect_timeout, confirm_mode).await?;
         Ok((connection, channel))
     }
 

@@ -187,6 +187,22 @@ pub async fn open_channel(
     open_channel_then(nodes, name, timeout, Prepare::Declare(queue)).await
 }
 
+/// [`open_channel`] with publisher confirms on: what a publisher opens.
+pub async fn open_confirming_channel(
+    nodes: &BrokerNodes,
+    name: &str,
+    queue: &OrderQueue,
+    timeout: Duration,
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    let (connection, channel, node) = open_channel(nodes, name, queue, timeout).await?;
+    within(
+        timeout,
+        channel.confirm_select(lapin::options::ConfirmSelectOptions::default()),
+    )
+    .await?;
+    Ok((connection, channel, node))
+}
+
 /// [`open_channel`] for a tool that must change nothing it does not mean to: instead of
 /// declaring the topology, the channel checks that `queues` exist (a channel error, `NOT_FOUND`,
 /// if one does not).
