@@ -39,7 +39,7 @@ start_postgres() {
 # few test runs exhaust the broker's handle budget and it stops answering AMQP handshakes.
 as_rabbitmq_with_open_files() {
     # shellcheck disable=SC2016 # expanded by the inner shell
-    as_root runuser -u rabbitmq -- sh -c 'ulimit -n "$(ulimit -Hn)" && exec "$@"' sh \
+    as_root runuser -u rabbitmq -- sh -c 'cd /var/lib/rabbitmq && ulimit -n "$(ulimit -Hn)" && exec "$@"' sh \
         env HOME=/var/lib/rabbitmq "$@"
 }
 
