@@ -658,18 +658,11 @@ impl BacklogSampler {
         let (channel, queue, backlog) =
             (channel.clone(), queue.to_owned(), metrics.backlog.clone());
         Self(tokio::spawn(async move {
-            let passive = lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
-                match channel
-                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                    .await
-                {
-                    Ok(state) => backlog.set(i64::from(state.message_count())),
+                match amqp::ready_messages(&channel, &queue).await {
+                    Ok(ready) => backlog.set(i64::from(ready)),
                     Err(_) => return,
                 }
             }

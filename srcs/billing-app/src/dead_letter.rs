@@ -16,7 +16,7 @@ const AT: &str = "billing-dead-lettered-at";
 
 /// Headers that describe a dead-lettering (billing's note and the broker's own), dropped when
 /// a message is replayed: it starts afresh on the order queue, its delivery limit from zero.
-pub(crate) const DEAD_LETTER_HEADERS: [&str; 8] = [
+const DEAD_LETTER_HEADERS: [&str; 8] = [
     REASON,
     DELIVERIES,
     AT,
@@ -123,7 +123,7 @@ pub(crate) fn without_dead_letter_headers(properties: &BasicProperties) -> Basic
 }
 
 /// An integer header, whatever width the broker chose for it.
-pub(crate) fn integer(value: &AMQPValue) -> Option<i64> {
+fn integer(value: &AMQPValue) -> Option<i64> {
     match *value {
         AMQPValue::LongLongInt(n) => Some(n),
         AMQPValue::LongInt(n) => Some(n.into()),

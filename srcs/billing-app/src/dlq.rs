@@ -378,16 +378,7 @@ impl DeadLetter {
 
 /// How many messages `queue` holds now (ready ones: what `basic.get` can take).
 async fn waiting(channel: &Channel, queue: &str) -> Result<u32, Failure> {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    Ok(amqp::within(
-        BROKER_TIMEOUT,
-        channel.queue_declare(queue.into(), passive, FieldTable::default()),
-    )
-    .await?
-    .message_count())
+    Ok(amqp::within(BROKER_TIMEOUT, amqp::ready_messages(channel, queue)).await?)
 }
 
 /// Takes the messages in `queue` now, one at a time, held unacknowledged on `channel` (so each

@@ -227,14 +227,8 @@ impl Prepare<'_> {
         match self {
             Self::Declare(queue) => queue.declare(channel).await,
             Self::Expect(queues) => {
-                let passive = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
                 for queue in queues {
-                    channel
-                        .queue_declare((*queue).into(), passive, FieldTable::default())
-                        .await?;
+                    ready_messages(channel, queue).await?;
                 }
                 Ok(())
             }
@@ -439,6 +433,19 @@ impl OrderQueue {
             )
             .await
     }
+}
+
+/// How many messages are ready in `queue` (a passive declare: a channel error, `NOT_FOUND`, if
+/// there is no such queue; nothing is created).
+pub async fn ready_messages(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    Ok(channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?
+        .message_count())
 }
 
 /// A quorum queue: replicated on the cluster's nodes, so it outlives any one of them (a classic

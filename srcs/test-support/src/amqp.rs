@@ -4,9 +4,7 @@ use common::{
     amqp::OrderQueue,
     order::{message::OrderMessage, Amount, NumberOfItems, Order, UserId},
 };
-use lapin::{
-    options::QueueDeclareOptions, types::FieldTable, Channel, Connection, ConnectionProperties,
-};
+use lapin::{Channel, Connection, ConnectionProperties};
 use uuid::Uuid;
 
 use crate::required_env;
@@ -43,17 +41,9 @@ pub async fn amqp_channel() -> Channel {
 
 /// How many messages are ready in `queue` (0 if it does not exist yet).
 pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    match channel
-        .queue_declare(queue.into(), options, FieldTable::default())
+    common::amqp::ready_messages(channel, queue)
         .await
-    {
-        Ok(queue) => queue.message_count(),
-        Err(e) => panic!("queue {queue} cannot be inspected: {e}"),
-    }
+        .unwrap_or_else(|e| panic!("queue {queue} cannot be inspected: {e}"))
 }
 
 /// A valid order message with a fresh id.
