@@ -279,7 +279,7 @@ async fn connect(
     amqp::open_confirming_channel(
         &settings.brokers,
         "api-gateway",
-        &settings.queue,
+        amqp::Topology::Orders(&settings.queue),
         settings.connect_timeout,
     )
     .await

@@ -56,10 +56,14 @@ async fn queue_channel(
 ) -> (lapin::Connection, lapin::Channel, OrderQueue, BrokerNode) {
     let queue = OrderQueue::new(queue).expect("queue name");
     let brokers = url.parse().expect("an amqp:// URL");
-    let (connection, channel, node) =
-        common::amqp::open_channel(&brokers, "bench", &queue, Duration::from_secs(5))
-            .await
-            .expect("connect and declare");
+    let (connection, channel, node) = common::amqp::open_channel(
+        &brokers,
+        "bench",
+        common::amqp::Topology::Orders(&queue),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect and declare");
     (connection, channel, queue, node)
 }
 

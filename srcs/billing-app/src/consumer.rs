@@ -222,7 +222,7 @@ async fn start_consuming(
     let (connection, channel, node) = amqp::open_channel(
         &settings.brokers,
         "billing-app",
-        &settings.queue,
+        amqp::Topology::Orders(&settings.queue),
         settings.connect_timeout,
     )
     .await?;
@@ -539,7 +539,7 @@ impl DeadLetterOutlet {
         let (connection, channel, _) = amqp::open_confirming_channel(
             &settings.brokers,
             "billing-app dead letters",
-            &settings.queue,
+            amqp::Topology::Orders(&settings.queue),
             settings.connect_timeout,
         )
         .await?;

@@ -252,10 +252,10 @@ async fn run(settings: &Settings, command: Command) -> Result<Done, Failure> {
     if let Command::Replay(_) = command {
         expected.push(settings.queue.name());
     }
-    let (connection, channel, _) = amqp::open_channel_expecting(
+    let (connection, channel, _) = amqp::open_channel(
         &settings.brokers,
         "billing-app dlq",
-        &expected,
+        amqp::Topology::Existing(&expected),
         settings.connect_timeout,
     )
     .await

@@ -174,59 +174,26 @@ pub async fn within<T>(
         .map_err(AmqpError::from)
 }
 
-/// Connects to the first node of `nodes` that answers and opens a channel on it with the order
-/// topology declared; `name` shows in the broker's connection list. Each node gets `timeout`
-/// for all of it, so a node that accepts connections but cannot serve the queue (one cut off
-/// from its cluster) is passed over like one that is down. Returns the node used.
-pub async fn open_channel(
-    nodes: &BrokerNodes,
-    name: &str,
-    queue: &OrderQueue,
-    timeout: Duration,
-) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
-    open_channel_then(nodes, name, timeout, Prepare::Declare(queue)).await
+/// What a new channel declares (or checks) before it is handed over.
+#[derive(Debug, Clone, Copy)]
+pub enum Topology<'a> {
+    /// The order queue with its dead-letter exchange and queue.
+    Orders(&'a OrderQueue),
+    /// The catalogue's change events' exchange of this name.
+    CatalogueEvents(&'a str),
+    /// Nothing declared: these queues must exist (a channel error, `NOT_FOUND`, if one does
+    /// not), for a tool that must change nothing it does not mean to.
+    Existing(&'a [&'a str]),
 }
 
-/// [`open_channel`] with publisher confirms on: what a publisher opens.
-pub async fn open_confirming_channel(
-    nodes: &BrokerNodes,
-    name: &str,
-    queue: &OrderQueue,
-    timeout: Duration,
-) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
-    let (connection, channel, node) = open_channel(nodes, name, queue, timeout).await?;
-    within(
-        timeout,
-        channel.confirm_select(lapin::options::ConfirmSelectOptions::default()),
-    )
-    .await?;
-    Ok((connection, channel, node))
-}
-
-/// [`open_channel`] for a tool that must change nothing it does not mean to: instead of
-/// declaring the topology, the channel checks that `queues` exist (a channel error, `NOT_FOUND`,
-/// if one does not).
-pub async fn open_channel_expecting(
-    nodes: &BrokerNodes,
-    name: &str,
-    queues: &[&str],
-    timeout: Duration,
-) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
-    open_channel_then(nodes, name, timeout, Prepare::Expect(queues)).await
-}
-
-/// What a new channel does before it is handed over.
-#[derive(Clone, Copy)]
-enum Prepare<'a> {
-    Declare(&'a OrderQueue),
-    Expect(&'a [&'a str]),
-}
-
-impl Prepare<'_> {
-    async fn on(self, channel: &Channel) -> Result<(), lapin::Error> {
+impl Topology<'_> {
+    async fn prepare(self, channel: &Channel) -> Result<(), lapin::Error> {
         match self {
-            Self::Declare(queue) => queue.declare(channel).await,
-            Self::Expect(queues) => {
+            Self::Orders(queue) => queue.declare(channel).await,
+            Self::CatalogueEvents(exchange) => {
+                crate::catalogue_event::declare_exchange(channel, exchange).await
+            }
+            Self::Existing(queues) => {
                 for queue in queues {
                     ready_messages(channel, queue).await?;
                 }
@@ -236,15 +203,44 @@ impl Prepare<'_> {
     }
 }
 
+/// Connects to the first node of `nodes` that answers and opens a channel on it with
+/// `topology` declared; `name` shows in the broker's connection list. Each node gets `timeout`
+/// for all of it, so a node that accepts connections but cannot serve the queue (one cut off
+/// from its cluster) is passed over like one that is down. Returns the node used.
+pub async fn open_channel(
+    nodes: &BrokerNodes,
+    name: &str,
+    topology: Topology<'_>,
+    timeout: Duration,
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    open_channel_then(nodes, name, timeout, topology).await
+}
+
+/// [`open_channel`] with publisher confirms on: what a publisher opens.
+pub async fn open_confirming_channel(
+    nodes: &BrokerNodes,
+    name: &str,
+    topology: Topology<'_>,
+    timeout: Duration,
+) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    let (connection, channel, node) = open_channel(nodes, name, topology, timeout).await?;
+    within(
+        timeout,
+        channel.confirm_select(lapin::options::ConfirmSelectOptions::default()),
+    )
+    .await?;
+    Ok((connection, channel, node))
+}
+
 async fn open_channel_then(
     nodes: &BrokerNodes,
     name: &str,
     timeout: Duration,
-    prepare: Prepare<'_>,
+    topology: Topology<'_>,
 ) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
     let mut failures = Vec::new();
     for node in nodes.iter() {
-        match open_channel_on(node, name, prepare, timeout).await {
+        match open_channel_on(node, name, topology, timeout).await {
             Ok((connection, channel)) => return Ok((connection, channel, node.clone())),
             Err(e) if nodes.0.len() == 1 => return Err(e),
             Err(e) => failures.push(format!("{}: {e}", node.address)),
@@ -256,7 +252,7 @@ async fn open_channel_then(
 async fn open_channel_on(
     node: &BrokerNode,
     name: &str,
-    prepare: Prepare<'_>,
+    topology: Topology<'_>,
     timeout: Duration,
 ) -> Result<(Connection, Channel), AmqpError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -270,7 +266,7 @@ async fn open_channel_on(
     .map_err(|_| AmqpError::Timeout(timeout))??;
     let opened = tokio::time::timeout_at(deadline, async {
         let channel = connection.create_channel().await?;
-        prepare.on(&channel).await?;
+        topology.prepare(&channel).await?;
         Ok::<_, lapin::Error>(channel)
     })
     .await;
@@ -321,6 +317,21 @@ async fn speaks_amqp(
         .map_err(AmqpError::Handshake)
 }
 
+/// A queue or exchange name of 1 to 200 characters from `[A-Za-z0-9._-]` (the names we derive
+/// from it stay under AMQP's 255).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 200 characters from A-Z, a-z, 0-9, '.', '_' and '-'".to_owned())
+    }
+}
+
 /// The orders queue (a durable quorum queue) and its dead-letter exchange and queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderQueue {
@@ -330,20 +341,12 @@ pub struct OrderQueue {
 impl OrderQueue {
     pub const DEFAULT_NAME: &'static str = "billing_queue";
 
-    /// A queue name of 1 to 200 characters from `[A-Za-z0-9._-]`.
+    /// A queue name as [`check_name`] allows.
     pub fn new(name: &str) -> Result<Self, String> {
-        let ok = !name.is_empty()
-            && name.len() <= 200
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if ok {
-            Ok(Self {
-                name: name.to_owned(),
-            })
-        } else {
-            Err("must be 1 to 200 characters from A-Z, a-z, 0-9, '.', '_' and '-'".to_owned())
-        }
+        check_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -567,7 +570,7 @@ mod tests {
             let attempt = open_channel_on(
                 node,
                 "test",
-                Prepare::Declare(&queue),
+                Topology::Orders(&queue),
                 Duration::from_millis(100),
             )
             .await;

@@ -1,6 +1,6 @@
 //! What every service of the movie platform must agree on, kept in one place so it cannot drift:
-//! the order message and its queue topology, the problem+json error shape, request ids,
-//! configuration and connection helpers.
+//! the order message and its queue topology, the catalogue's change events, the problem+json
+//! error shape, request ids, configuration and connection helpers.
 
 // A Problem (the 400 answer to a bad request) is large, but it is built once per refused
 // request, on the error path only.
@@ -9,6 +9,7 @@
 pub mod amqp;
 pub mod auth;
 pub mod backoff;
+pub mod catalogue_event;
 pub mod conditional;
 pub mod config;
 pub mod connection_watch;

@@ -1,10 +1,16 @@
 //! The SQL: migrations, and one function per catalogue operation.
 //!
+//! Every write records its change event in the outbox (`catalogue_outbox`) in its own
+//! transaction: the event exists exactly when the change does, and `relay` publishes it.
+//!
 //! Statements are prepared once per connection (`prepare_cached`): parsing and planning each
 //! query again was most of PostgreSQL's work on the hot list endpoint.
 
 use actix_web::http::header::EntityTag;
-use common::conditional::Preconditions;
+use common::{
+    catalogue_event::{CatalogueChange, CatalogueEvent},
+    conditional::Preconditions,
+};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{types::ToSql, Row};
 
@@ -129,20 +135,59 @@ pub(crate) async fn get(
         .map(movie_from_row))
 }
 
+/// Stores a new movie (and its `movie.created` event).
 pub(crate) async fn insert(
-    client: &impl GenericClient,
+    client: &mut deadpool_postgres::Client,
     draft: &MovieDraft,
 ) -> Result<Movie, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
     let sql = format!(
         "INSERT INTO movies (title, description, release_year, genres, runtime_minutes)
          VALUES ($1, $2, $3, $4, $5)
          RETURNING {COLUMNS}"
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let row = client
+    let statement = tx.prepare_cached(&sql).await?;
+    let row = tx
         .query_one(&statement, &draft_params(draft).as_refs())
         .await?;
-    Ok(movie_from_row(&row))
+    let movie = movie_from_row(&row);
+    record(
+        &tx,
+        CatalogueChange::Created {
+            movie_id: movie.id,
+            movie_version: movie.version,
+            movie: movie.to_json(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(movie)
+}
+
+/// Writes `change`'s event to the outbox, in `tx`.
+async fn record(
+    tx: &deadpool_postgres::Transaction<'_>,
+    change: CatalogueChange,
+) -> Result<(), tokio_postgres::Error> {
+    let event = CatalogueEvent::new(change);
+    let body = String::from_utf8(event.body()).expect("JSON is UTF-8");
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO catalogue_outbox (event_id, routing_key, occurred_at, body)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &event.event_id,
+            &event.change.routing_key(),
+            &event.occurred_at,
+            &body,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Replaces every field of a movie, if `preconditions` hold for it (checked with its row
@@ -170,9 +215,21 @@ pub(crate) async fn replace(
     let id = id.get();
     refs.push(&id);
     let statement = tx.prepare_cached(&sql).await?;
-    let row = tx.query_opt(&statement, &refs).await?;
+    let Some(row) = tx.query_opt(&statement, &refs).await? else {
+        return Ok(Written::Missing);
+    };
+    let movie = movie_from_row(&row);
+    record(
+        &tx,
+        CatalogueChange::Replaced {
+            movie_id: movie.id,
+            movie_version: movie.version,
+            movie: movie.to_json(),
+        },
+    )
+    .await?;
     tx.commit().await?;
-    Ok(row.map_or(Written::Missing, |row| Written::Done(movie_from_row(&row))))
+    Ok(Written::Done(movie))
 }
 
 /// Deletes a movie if `preconditions` hold for it.
@@ -186,15 +243,21 @@ pub(crate) async fn delete(
         return Ok(refused);
     }
     let statement = tx
-        .prepare_cached("DELETE FROM movies WHERE id = $1")
+        .prepare_cached("DELETE FROM movies WHERE id = $1 RETURNING version")
         .await?;
-    let deleted = tx.execute(&statement, &[&id.get()]).await? == 1;
+    let Some(row) = tx.query_opt(&statement, &[&id.get()]).await? else {
+        return Ok(Written::Missing);
+    };
+    record(
+        &tx,
+        CatalogueChange::Deleted {
+            movie_id: id.get(),
+            movie_version: row.get("version"),
+        },
+    )
+    .await?;
     tx.commit().await?;
-    Ok(if deleted {
-        Written::Done(())
-    } else {
-        Written::Missing
-    })
+    Ok(Written::Done(()))
 }
 
 impl Written<()> {
@@ -208,9 +271,18 @@ impl Written<()> {
     }
 }
 
-/// Deletes every movie; returns how many there were.
-pub(crate) async fn delete_all(client: &impl GenericClient) -> Result<u64, tokio_postgres::Error> {
-    client.execute("DELETE FROM movies", &[]).await
+/// Deletes every movie; returns how many there were. Emptying an empty catalogue changes
+/// nothing, and records no event.
+pub(crate) async fn delete_all(
+    client: &mut deadpool_postgres::Client,
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let deleted = tx.execute("DELETE FROM movies", &[]).await?;
+    if deleted > 0 {
+        record(&tx, CatalogueChange::AllDeleted { deleted }).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 /// The draft's columns in the order the statements above expect them.

@@ -25,6 +25,19 @@ pub fn unique_queue() -> OrderQueue {
     OrderQueue::new(&format!("test-{}", Uuid::new_v4().simple())).expect("valid queue name")
 }
 
+/// The catalogue's change events' exchange for this test process: its inventories publish
+/// there and its gateways subscribe there, apart from other processes' tests. A test that
+/// counts events gets an exchange of its own with [`unique_exchange`].
+pub fn test_catalogue_exchange() -> &'static str {
+    static EXCHANGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EXCHANGE.get_or_init(unique_exchange)
+}
+
+/// An exchange name no other test uses.
+pub fn unique_exchange() -> String {
+    format!("test-events-{}", Uuid::new_v4().simple())
+}
+
 /// A channel on a new connection to the test broker.
 pub async fn amqp_channel() -> Channel {
     let url = test_amqp_url();
@@ -54,4 +67,90 @@ pub fn order_message(user: &str, items: &str, amount: &str) -> OrderMessage {
         total_amount: Amount::parse(amount).unwrap(),
     };
     OrderMessage::new(Uuid::new_v4(), order, chrono::Utc::now())
+}
+
+/// Every catalogue change event published to one exchange from now on, in arrival order, as a
+/// subscriber sees it (a queue of its own, bound to every routing key).
+pub struct EventTap {
+    consumer: lapin::Consumer,
+    _channel: Channel,
+}
+
+impl EventTap {
+    pub async fn on(exchange: &str) -> Self {
+        use lapin::{
+            options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
+            types::FieldTable,
+        };
+        let channel = amqp_channel().await;
+        common::catalogue_event::declare_exchange(&channel, exchange)
+            .await
+            .expect("declare the events' exchange");
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare a queue for the tap");
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind the tap");
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "event-tap".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume the tap");
+        Self {
+            consumer,
+            _channel: channel,
+        }
+    }
+
+    /// The next event (its routing key, the event, its AMQP message id), or `None` if none
+    /// arrives within `timeout`.
+    pub async fn next(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(
+        String,
+        common::catalogue_event::CatalogueEvent,
+        Option<String>,
+    )> {
+        use futures_util::StreamExt;
+        let delivery = tokio::time::timeout(timeout, self.consumer.next())
+            .await
+            .ok()??
+            .expect("a delivery");
+        let event = common::catalogue_event::CatalogueEvent::from_amqp(
+            &delivery.properties,
+            &delivery.data,
+        )
+        .unwrap_or_else(|e| panic!("an event that does not decode: {e}"));
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
+        Some((delivery.routing_key.to_string(), event, message_id))
+    }
 }

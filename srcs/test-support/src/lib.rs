@@ -17,7 +17,8 @@ mod proxy;
 mod settings;
 
 pub use amqp::{
-    amqp_channel, order_message, queue_depth, test_amqp_url, test_cluster_url, unique_queue,
+    amqp_channel, order_message, queue_depth, test_amqp_url, test_catalogue_exchange,
+    test_cluster_url, unique_exchange, unique_queue, EventTap,
 };
 pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};

@@ -7,7 +7,7 @@ use common::{
     config::{Env, FromEnv},
 };
 
-use crate::{test_amqp_url, ADMIN_TOKEN};
+use crate::{test_amqp_url, test_catalogue_exchange, ADMIN_TOKEN};
 
 /// The environment of one service under test.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ impl ServiceEnv {
             ("INVENTORY_BIND_ADDR", "127.0.0.1:0".to_owned()),
             ("DATABASE_URL", database_url.to_owned()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+            ("AMQP_URL", test_amqp_url()),
+            ("CATALOGUE_EXCHANGE", test_catalogue_exchange().to_owned()),
         ])
     }
 
@@ -75,7 +77,9 @@ fn in_process(env: ServiceEnv) -> ServiceEnv {
 }
 
 pub fn inventory_settings(database_url: &str) -> inventory_app::configuration::Settings {
-    let env = in_process(ServiceEnv::inventory(database_url));
+    let env = in_process(ServiceEnv::inventory(database_url))
+        .with("AMQP_CONNECT_TIMEOUT_MS", "2000")
+        .with("PUBLISH_TIMEOUT_MS", "2000");
     inventory_app::configuration::Settings::read(&env.config()).expect("test settings are valid")
 }
 

@@ -170,6 +170,11 @@ impl Movie {
     pub(crate) fn etag(&self) -> EntityTag {
         EntityTag::new_strong(self.etag.clone())
     }
+
+    /// The movie as the API answers it (and as its change events carry it).
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a movie always serialises")
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use deadpool_postgres::Pool;
 use crate::{
     domain::MovieId,
     error::InventoryError,
+    relay::Wake,
     store::{self, Written},
 };
 
@@ -14,13 +15,17 @@ pub(crate) async fn delete_movie(
     _: Admin,
     req: HttpRequest,
     pool: web::Data<Pool>,
+    relay: web::Data<Wake>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, InventoryError> {
     let id = MovieId::parse(&id)?;
     let preconditions = Preconditions::of(&req);
     let mut client = pool.get().await?;
     match store::delete(&mut client, id, &preconditions).await? {
-        Written::Done(()) => Ok(HttpResponse::NoContent().finish()),
+        Written::Done(()) => {
+            relay.committed();
+            Ok(HttpResponse::NoContent().finish())
+        }
         Written::Missing => Err(InventoryError::NotFound(id)),
         Written::PreconditionFailed => Err(InventoryError::Changed(id)),
     }

@@ -5,6 +5,7 @@ use deadpool_postgres::Pool;
 use crate::{
     domain::{MovieDraft, MovieId},
     error::InventoryError,
+    relay::Wake,
     store::{self, Written},
 };
 
@@ -15,6 +16,7 @@ pub(crate) async fn replace_movie(
     _: Admin,
     req: HttpRequest,
     pool: web::Data<Pool>,
+    relay: web::Data<Wake>,
     id: web::Path<String>,
     body: web::Json<RawObject>,
 ) -> Result<HttpResponse, InventoryError> {
@@ -23,9 +25,12 @@ pub(crate) async fn replace_movie(
     let draft = MovieDraft::from_json(body.into_inner())?;
     let mut client = pool.get().await?;
     match store::replace(&mut client, id, &draft, &preconditions).await? {
-        Written::Done(movie) => Ok(HttpResponse::Ok()
-            .insert_header(header::ETag(movie.etag()))
-            .json(movie)),
+        Written::Done(movie) => {
+            relay.committed();
+            Ok(HttpResponse::Ok()
+                .insert_header(header::ETag(movie.etag()))
+                .json(movie))
+        }
         Written::Missing => Err(InventoryError::NotFound(id)),
         Written::PreconditionFailed => Err(InventoryError::Changed(id)),
     }

@@ -1,0 +1,267 @@
+//! The outbox relay: publishes the change events that writes leave in `catalogue_outbox` to the
+//! catalogue's topic exchange, with publisher confirms, and deletes each row only once the
+//! broker has confirmed its event. Rows are taken `FOR UPDATE SKIP LOCKED`, so several
+//! inventory instances relay side by side without publishing a row twice at the same time; a
+//! crash after the publish and before the delete publishes it again (at-least-once: subscribers
+//! drop repeats by `event_id`).
+//!
+//! A write wakes the relay at once ([`Wake`]); a pass every second picks up whatever a crashed
+//! or stopped instance left. While the broker is unreachable the rows wait, and writes go on.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use common::{
+    amqp::{self, AmqpError, BrokerNode},
+    backoff::Backoff,
+    catalogue_event::CatalogueEvent,
+    metrics::Metrics,
+    telemetry::error_chain,
+};
+use deadpool_postgres::Pool;
+use lapin::{options::BasicPublishOptions, Channel, Connection};
+use prometheus::{IntCounter, IntGauge};
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::configuration::EventSettings;
+
+/// Events published per transaction.
+const BATCH: i64 = 256;
+/// The pass that picks up rows no wake announced (another instance's, or a crashed one's).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a batch the database refused waits before the next try.
+const DATABASE_RETRY: Duration = Duration::from_secs(1);
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// Tells the relay that a write committed an event.
+#[derive(Clone, Default)]
+pub(crate) struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub(crate) fn committed(&self) {
+        // A permit is kept if the relay is busy: the wake is never lost.
+        self.0.notify_one();
+    }
+}
+
+#[derive(Clone)]
+struct RelayMetrics {
+    published: IntCounter,
+    connected: IntGauge,
+}
+
+/// The running relay.
+pub(crate) struct Relay {
+    task: JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl Relay {
+    /// Starts relaying; the first connection is made in the background (inventory serves
+    /// whether or not the broker is up).
+    pub(crate) fn start(
+        settings: EventSettings,
+        pool: Pool,
+        wake: Wake,
+        metrics: &Metrics,
+    ) -> Self {
+        let metrics = RelayMetrics {
+            published: metrics.counter(
+                "events_published_total",
+                "Catalogue change events published to the broker (confirmed).",
+            ),
+            connected: metrics.gauge(
+                "event_relay_connected",
+                "1 while the outbox relay is connected to the broker.",
+            ),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(settings, pool, wake, metrics, shutdown.clone()));
+        Self { task, shutdown }
+    }
+
+    /// Stops after the batch in progress (its rows are deleted if confirmed, kept otherwise).
+    pub(crate) async fn stop(self, timeout: Duration) {
+        self.shutdown.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(timeout, &mut task).await.is_err() {
+            log::warn!("the outbox relay did not stop within {timeout:?}; its rows stay for the next start");
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    settings: EventSettings,
+    pool: Pool,
+    wake: Wake,
+    metrics: RelayMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let connecting = tokio::select! {
+            connected = connect(&settings) => connected,
+            () = shutdown.cancelled() => return,
+        };
+        match connecting {
+            Ok((connection, channel, node)) => {
+                let connected_at = Instant::now();
+                log::info!(
+                    "outbox relay connected to the broker (node {}); publishing to exchange {}",
+                    node.address(),
+                    settings.exchange
+                );
+                metrics.connected.set(1);
+                let reason =
+                    relay_while_connected(&settings, &pool, &channel, &wake, &metrics, &shutdown)
+                        .await;
+                metrics.connected.set(0);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    connection.close(200, "closing".into()),
+                )
+                .await;
+                match reason {
+                    None => return,
+                    Some(reason) => {
+                        log::warn!("outbox relay lost the broker ({reason}); reconnecting")
+                    }
+                }
+                if connected_at.elapsed() >= STABLE_CONNECTION {
+                    backoff.reset();
+                }
+            }
+            Err(e) => log::warn!(
+                "outbox relay cannot connect to the broker: {}",
+                error_chain(&e)
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn connect(settings: &EventSettings) -> Result<(Connection, Channel, BrokerNode), AmqpError> {
+    amqp::open_confirming_channel(
+        &settings.brokers,
+        "inventory-app outbox relay",
+        amqp::Topology::CatalogueEvents(&settings.exchange),
+        settings.connect_timeout,
+    )
+    .await
+}
+
+/// Relays until the connection fails (its reason) or shutdown (`None`).
+async fn relay_while_connected(
+    settings: &EventSettings,
+    pool: &Pool,
+    channel: &Channel,
+    wake: &Wake,
+    metrics: &RelayMetrics,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    loop {
+        match relay_batch(settings, pool, channel).await {
+            Ok(relayed) => {
+                metrics.published.inc_by(relayed as u64);
+                if relayed as i64 == BATCH && !shutdown.is_cancelled() {
+                    continue;
+                }
+            }
+            Err(BatchError::Broker(e)) => return Some(e),
+            Err(BatchError::Database(e)) => {
+                log::warn!("outbox relay: the database refused a batch: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(DATABASE_RETRY) => continue,
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        }
+        tokio::select! {
+            () = wake.0.notified() => {}
+            () = tokio::time::sleep(POLL_EVERY) => {}
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+/// Why a batch failed, said in full.
+enum BatchError {
+    Database(String),
+    Broker(String),
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Database(error_chain(&e))
+    }
+}
+
+/// One transaction: the oldest unclaimed rows, published, confirmed, deleted. Returns how many.
+async fn relay_batch(
+    settings: &EventSettings,
+    pool: &Pool,
+    channel: &Channel,
+) -> Result<usize, BatchError> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| BatchError::Database(error_chain(&e)))?;
+    let tx = client.transaction().await?;
+    let statement = tx
+        .prepare_cached(
+            "SELECT id, event_id, routing_key, occurred_at, body FROM catalogue_outbox
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let rows = tx.query(&statement, &[&BATCH]).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let broker = |e: AmqpError| BatchError::Broker(error_chain(&e));
+    let mut confirms = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event_id: Uuid = row.get("event_id");
+        let occurred_at: DateTime<Utc> = row.get("occurred_at");
+        let routing_key: &str = row.get("routing_key");
+        let body: &str = row.get("body");
+        let publish = channel.basic_publish(
+            settings.exchange.as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            CatalogueEvent::properties(event_id, occurred_at),
+        );
+        confirms.push(
+            amqp::within(settings.publish_timeout, publish)
+                .await
+                .map_err(broker)?,
+        );
+    }
+    for confirm in confirms {
+        let confirmation = amqp::within(settings.publish_timeout, confirm)
+            .await
+            .map_err(broker)?;
+        if !confirmation.is_ack() {
+            return Err(BatchError::Broker(
+                "the broker refused an event (nack)".to_owned(),
+            ));
+        }
+    }
+    let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
+    let statement = tx
+        .prepare_cached("DELETE FROM catalogue_outbox WHERE id = ANY($1)")
+        .await?;
+    tx.execute(&statement, &[&ids]).await?;
+    tx.commit().await?;
+    Ok(rows.len())
+}

@@ -1,0 +1,185 @@
+//! Catalogue change events: every committed change is published through the outbox, nothing
+//! else is, and nothing committed is lost while the broker is away or inventory stops.
+
+use std::time::Duration;
+
+use common::catalogue_event::{CatalogueChange, CatalogueEvent};
+use serde_json::{json, Value};
+use test_support::{eventually, unique_exchange, EventTap, TcpProxy};
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn next_event(tap: &mut EventTap) -> (String, CatalogueEvent) {
+    let (routing_key, event, message_id) = tap.next(WAIT).await.expect("an event");
+    assert_eq!(message_id, Some(event.event_id.to_string()));
+    assert_eq!(routing_key, event.change.routing_key());
+    (routing_key, event)
+}
+
+async fn outbox_rows(app: &TestApp) -> i64 {
+    let client = app.db.client().await;
+    client
+        .query_one("SELECT count(*) FROM catalogue_outbox", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn every_committed_change_is_published_once_and_nothing_else() {
+    let exchange = unique_exchange();
+    let mut tap = EventTap::on(&exchange).await;
+    let app = spawn_app_with(|s| s.events.exchange = exchange.clone()).await;
+
+    let created = app.create_movie("Alien").await;
+    let id = created["id"].as_i64().unwrap();
+    let replaced: Value = app
+        .http
+        .put(app.url(&format!("/api/movies/{id}")))
+        .json(&json!({ "title": "Aliens", "release_year": 1986 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Refused writes change nothing and publish nothing.
+    let stale = app
+        .http
+        .put(app.url(&format!("/api/movies/{id}")))
+        .header("if-match", "\"1.stale\"")
+        .json(&json!({ "title": "Never" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let missing = app
+        .http
+        .delete(app.url("/api/movies/999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/api/movies/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    app.create_movie("Heat").await;
+    app.create_movie("Ran").await;
+    let emptied = app
+        .http
+        .delete(app.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(emptied.status(), 200);
+    // Emptying an empty catalogue is no change.
+    let emptied_again = app
+        .http
+        .delete(app.url("/api/movies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(emptied_again.status(), 200);
+
+    let (_, event) = next_event(&mut tap).await;
+    assert_eq!(
+        event.change,
+        CatalogueChange::Created {
+            movie_id: id,
+            movie_version: 1,
+            movie: created
+        }
+    );
+    let (_, event) = next_event(&mut tap).await;
+    assert_eq!(
+        event.change,
+        CatalogueChange::Replaced {
+            movie_id: id,
+            movie_version: 2,
+            movie: replaced
+        }
+    );
+    let (_, event) = next_event(&mut tap).await;
+    assert_eq!(
+        event.change,
+        CatalogueChange::Deleted {
+            movie_id: id,
+            movie_version: 2
+        }
+    );
+    for title in ["Heat", "Ran"] {
+        let (key, event) = next_event(&mut tap).await;
+        assert_eq!(key, "movie.created");
+        let CatalogueChange::Created { movie, .. } = event.change else {
+            unreachable!()
+        };
+        assert_eq!(movie["title"], title);
+    }
+    let (_, event) = next_event(&mut tap).await;
+    assert_eq!(event.change, CatalogueChange::AllDeleted { deleted: 2 });
+    assert!(
+        tap.next(Duration::from_millis(500)).await.is_none(),
+        "no further event"
+    );
+    assert_eq!(
+        outbox_rows(&app).await,
+        0,
+        "confirmed events leave the outbox"
+    );
+}
+
+#[tokio::test]
+async fn changes_made_while_the_broker_is_away_are_published_when_it_is_back() {
+    let exchange = unique_exchange();
+    let mut tap = EventTap::on(&exchange).await;
+    let broker: std::net::SocketAddr = {
+        let url = test_support::test_amqp_url();
+        let authority = url
+            .split('@')
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        tokio::net::lookup_host(authority)
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = TcpProxy::start(broker).await;
+    proxy.cut();
+    let url = test_support::test_amqp_url().replace(&broker.to_string(), &proxy.addr().to_string());
+    let app = spawn_app_with(|s| {
+        s.events.exchange = exchange.clone();
+        s.events.brokers = url.parse().unwrap();
+    })
+    .await;
+
+    // Writes go on without the broker; their events wait in the outbox.
+    for title in ["One", "Two", "Three"] {
+        app.create_movie(title).await;
+    }
+    assert_eq!(outbox_rows(&app).await, 3);
+    assert!(tap.next(Duration::from_millis(300)).await.is_none());
+
+    proxy.restore();
+    for title in ["One", "Two", "Three"] {
+        let (_, event) = next_event(&mut tap).await;
+        let CatalogueChange::Created { movie, .. } = event.change else {
+            panic!("{event:?}")
+        };
+        assert_eq!(movie["title"], title, "in commit order");
+    }
+    eventually(WAIT, "the outbox to empty", || async {
+        outbox_rows(&app).await == 0
+    })
+    .await;
+}
