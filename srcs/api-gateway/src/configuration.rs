@@ -1,7 +1,8 @@
 use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use common::{
-    amqp::{BrokerNodes, OrderQueue},
+    amqp::{self, BrokerNodes, OrderQueue},
+    catalogue_event,
     config::{ConfigError, Env, FromEnv},
 };
 
@@ -37,6 +38,20 @@ pub struct Settings {
     /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` per client address on `/api/...`
     /// (default 50 and 100); `RATE_LIMIT_PER_SECOND=0` turns it off.
     pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
+    /// The catalogue cache; `None` when `CATALOGUE_CACHE_MB=0`.
+    pub cache: Option<CacheSettings>,
+}
+
+/// The catalogue cache (see `catalogue_cache`).
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `CATALOGUE_CACHE_MB` (default 16): the most the cached answers may hold.
+    pub max_bytes: u64,
+    /// `CATALOGUE_CACHE_TTL_MS` (default 30,000): the longest an answer is kept, and so the
+    /// most it can be stale while the change events do not arrive.
+    pub ttl: Duration,
+    /// `CATALOGUE_EXCHANGE` (default `catalogue.events`): where inventory publishes them.
+    pub exchange: String,
 }
 
 impl FromEnv for Settings {
@@ -67,8 +82,39 @@ impl FromEnv for Settings {
             shutdown_timeout: env.millis_or_default("SHUTDOWN_TIMEOUT_MS", 10_000)?,
             admin_token: env.required("ADMIN_TOKEN")?,
             rate_limit: rate_limit(env)?,
+            cache: cache(env)?,
         })
     }
+}
+
+fn cache(env: &Env) -> Result<Option<CacheSettings>, ConfigError> {
+    let megabytes: u64 = env.or_default("CATALOGUE_CACHE_MB", 16)?;
+    if megabytes == 0 {
+        return Ok(None);
+    }
+    if megabytes > 64 * 1024 {
+        return Err(ConfigError::invalid(
+            "CATALOGUE_CACHE_MB",
+            "must be at most 65536 (64 GiB)",
+        ));
+    }
+    let ttl = env.millis_or_default("CATALOGUE_CACHE_TTL_MS", 30_000)?;
+    if ttl.is_zero() {
+        return Err(ConfigError::invalid(
+            "CATALOGUE_CACHE_TTL_MS",
+            "must be at least 1 (turn the cache off with CATALOGUE_CACHE_MB=0)",
+        ));
+    }
+    let exchange: String = env.or_default(
+        "CATALOGUE_EXCHANGE",
+        catalogue_event::DEFAULT_EXCHANGE.to_owned(),
+    )?;
+    amqp::check_name(&exchange).map_err(|e| ConfigError::invalid("CATALOGUE_EXCHANGE", e))?;
+    Ok(Some(CacheSettings {
+        max_bytes: megabytes * 1024 * 1024,
+        ttl,
+        exchange,
+    }))
 }
 
 fn rate_limit(env: &Env) -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError> {

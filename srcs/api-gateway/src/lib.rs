@@ -5,6 +5,8 @@
 //! - `routes`: the table of routes, one module per resource.
 //! - `domain`: what the gateway parses out of a request (the order, its Idempotency-Key).
 //! - `upstream` and `circuit_breaker`: the services behind the gateway, each with its breaker.
+//! - `catalogue_cache` and `catalogue_events`: catalogue reads kept in memory, invalidated by
+//!   inventory's change events and the gateway's own writes.
 //! - `publisher`: orders onto the queue, with publisher confirms.
 //! - `idempotency`: the keys recently seen, so a retry is not a second order.
 //! - `rate_limit`: per-client limits; `error`: the one error type, mapped to problem+json.
@@ -13,6 +15,8 @@
 // request, on the error path only.
 #![allow(clippy::result_large_err)]
 
+mod catalogue_cache;
+mod catalogue_events;
 mod circuit_breaker;
 pub mod configuration;
 pub mod domain;

@@ -1,6 +1,6 @@
 //! Building the gateway and running it (see `common::lifecycle`).
 
-use std::{future::Future, net::TcpListener};
+use std::{future::Future, net::TcpListener, sync::Arc};
 
 use actix_web::{web, HttpServer};
 use common::{
@@ -9,7 +9,11 @@ use common::{
     metrics::Metrics,
 };
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
+    catalogue_cache::CatalogueCache,
+    catalogue_events::{self, SubscriptionSettings},
     configuration::Settings,
     idempotency::RecentKeys,
     metrics::PublishMetrics,
@@ -22,6 +26,8 @@ use crate::{
 pub struct Application {
     http: HttpService,
     publisher: OrderPublisher,
+    /// Ends the catalogue events' subscription.
+    stop_subscription: CancellationToken,
 }
 
 impl Service for Application {
@@ -61,10 +67,36 @@ impl Service for Application {
             inventory: instances(UpstreamName::Inventory, &settings.inventory_urls),
             billing: instances(UpstreamName::Billing, &settings.billing_urls),
         };
+        let stop_subscription = CancellationToken::new();
+        let cache = settings.cache.as_ref().map(|cache| {
+            let cached = Arc::new(CatalogueCache::new(cache.max_bytes, cache.ttl, &metrics));
+            catalogue_events::subscribe(
+                SubscriptionSettings {
+                    brokers: settings.brokers.clone(),
+                    exchange: cache.exchange.clone(),
+                    connect_timeout: settings.amqp_connect_timeout,
+                },
+                cached.clone(),
+                &metrics,
+                stop_subscription.clone(),
+            );
+            cached
+        });
         let listener = shared_http::listen(settings.bind_addr, "GATEWAY_BIND_ADDR")?;
-        let http = serve(listener, upstreams, publisher.clone(), metrics, &settings)?;
+        let http = serve(
+            listener,
+            upstreams,
+            publisher.clone(),
+            cache,
+            metrics,
+            &settings,
+        )?;
         log::info!("{} listening on {}", Self::NAME, http.addr());
-        Ok(Self { http, publisher })
+        Ok(Self {
+            http,
+            publisher,
+            stop_subscription,
+        })
     }
 
     fn port(&self) -> u16 {
@@ -79,6 +111,7 @@ impl Service for Application {
     ) -> std::io::Result<()> {
         let result = self.http.serve_until(shutdown).await;
         self.publisher.close();
+        self.stop_subscription.cancel();
         result
     }
 }
@@ -87,9 +120,11 @@ fn serve(
     listener: TcpListener,
     upstreams: UpstreamTargets,
     publisher: OrderPublisher,
+    cache: Option<Arc<CatalogueCache>>,
     metrics: Metrics,
     settings: &Settings,
 ) -> Result<HttpService, common::http::BindError> {
+    let cache = cache.map(web::Data::from);
     let publisher = web::Data::new(publisher);
     let recent_keys = web::Data::new(RecentKeys::default());
     let metrics = web::Data::new(metrics);
@@ -99,8 +134,12 @@ fn serve(
         None => RateLimit::disabled(),
     });
     let server = HttpServer::new(move || {
-        shared_http::app()
-            .app_data(web::Data::new(upstreams.for_this_worker()))
+        let app = shared_http::app();
+        let app = match &cache {
+            Some(cache) => app.app_data(cache.clone()),
+            None => app,
+        };
+        app.app_data(web::Data::new(upstreams.for_this_worker()))
             .app_data(publisher.clone())
             .app_data(recent_keys.clone())
             .app_data(metrics.clone())

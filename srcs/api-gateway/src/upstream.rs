@@ -11,7 +11,10 @@ use std::{
 };
 
 use actix_web::{
-    http::{header::HeaderName, StatusCode},
+    http::{
+        header::{HeaderName, HeaderValue},
+        StatusCode,
+    },
     web::Bytes,
     HttpRequest, HttpResponse,
 };
@@ -175,7 +178,7 @@ impl UpstreamGroup {
         req: &HttpRequest,
         body: Bytes,
         request_id: &RequestId,
-    ) -> Result<HttpResponse, GatewayError> {
+    ) -> Result<UpstreamAnswer, GatewayError> {
         let count = self.instances.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut result = Err(GatewayError::Upstream {
@@ -324,14 +327,14 @@ struct Upstream {
 }
 
 impl Upstream {
-    /// Sends the client's request on (same method, path and query) and answers with the
+    /// Sends the client's request on (same method, path and query) and returns the
     /// upstream's answer.
     async fn forward(
         &self,
         req: &HttpRequest,
         body: Bytes,
         request_id: &RequestId,
-    ) -> Result<HttpResponse, GatewayError> {
+    ) -> Result<UpstreamAnswer, GatewayError> {
         let queue_timeout = self.target.limits.queue_timeout;
         // Taken before the breaker's permit: waiting for a slot says nothing about the upstream.
         let Ok(slot) = tokio::time::timeout(queue_timeout, self.target.slots.acquire()).await
@@ -388,7 +391,7 @@ impl Upstream {
         req: &HttpRequest,
         body: Bytes,
         request_id: &RequestId,
-    ) -> Result<HttpResponse, GatewayError> {
+    ) -> Result<UpstreamAnswer, GatewayError> {
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
             .expect("actix methods are valid methods");
@@ -431,25 +434,72 @@ impl Upstream {
 
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut answer = HttpResponse::build(status);
+        let mut headers = Vec::new();
         for name in FORWARDED_RESPONSE_HEADERS {
             for value in response.headers().get_all(name) {
-                answer.append_header((HeaderName::from_static(name), value.as_bytes()));
+                if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                    headers.push((HeaderName::from_static(name), value));
+                }
             }
         }
-        if req.method() == actix_web::http::Method::HEAD {
+        let body = if req.method() == actix_web::http::Method::HEAD {
             let length = response
                 .headers()
                 .get(reqwest::header::CONTENT_LENGTH)
                 .and_then(|value| value.to_str().ok()?.parse().ok());
-            return Ok(answer.body(HeadAnswer(length)));
+            AnswerBody::Head(length)
+        } else {
+            AnswerBody::Full(read_answer(response).await.map_err(fail)?)
+        };
+        Ok(UpstreamAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// An upstream's answer as the gateway passes it on: its status, the headers that matter
+/// ([`FORWARDED_RESPONSE_HEADERS`]) and its body.
+pub(crate) struct UpstreamAnswer {
+    pub(crate) status: StatusCode,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: AnswerBody,
+}
+
+pub(crate) enum AnswerBody {
+    Full(Bytes),
+    /// The answer to a `HEAD`: the length a `GET` would have had, if the upstream said.
+    Head(Option<u64>),
+}
+
+impl UpstreamAnswer {
+    /// The first value of header `name`, if the answer has it.
+    pub(crate) fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find_map(|(header, value)| (header == name).then_some(value))
+    }
+
+    /// The answer to the client, with this status (or `status`), the headers and `body`.
+    pub(crate) fn respond(&self, status: Option<StatusCode>, body: &AnswerBody) -> HttpResponse {
+        let mut answer = HttpResponse::build(status.unwrap_or(self.status));
+        for header in &self.headers {
+            answer.append_header(header.clone());
         }
-        Ok(answer.body(read_answer(response).await.map_err(fail)?))
+        match body {
+            AnswerBody::Full(bytes) => answer.body(bytes.clone()),
+            AnswerBody::Head(length) => answer.body(HeadAnswer(*length)),
+        }
+    }
+
+    pub(crate) fn into_response(self) -> HttpResponse {
+        self.respond(None, &self.body)
     }
 }
 
 /// The answer to a `HEAD`: no body, but the `Content-Length` a `GET` would have had (RFC 9110,
-/// 8.6), as the upstream said; actix writes the length and never the body of a `HEAD` answer.
+/// 8.6); actix writes the length and never the body of a `HEAD` answer.
 struct HeadAnswer(Option<u64>);
 
 impl actix_web::body::MessageBody for HeadAnswer {

@@ -48,6 +48,7 @@ impl ServiceEnv {
             ("BILLING_QUEUE", queue.name().to_owned()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
             ("RATE_LIMIT_PER_SECOND", "0".to_owned()),
+            ("CATALOGUE_EXCHANGE", test_catalogue_exchange().to_owned()),
         ])
     }
 

@@ -19,28 +19,12 @@ fn routes() -> Routes {
     Routes::operations(health::ready, common::metrics::scrape)
         .api(Method::GET, "/openapi.yaml", docs::openapi_yaml)
         .api(Method::GET, "/openapi.json", docs::openapi_json)
-        .api(Method::GET, "/api/movies", movies::proxy_to_inventory)
-        .api(
-            Method::POST,
-            "/api/movies",
-            movies::proxy_write_to_inventory,
-        )
-        .api(
-            Method::DELETE,
-            "/api/movies",
-            movies::proxy_write_to_inventory,
-        )
-        .api(Method::GET, "/api/movies/{id}", movies::proxy_to_inventory)
-        .api(
-            Method::PUT,
-            "/api/movies/{id}",
-            movies::proxy_write_to_inventory,
-        )
-        .api(
-            Method::DELETE,
-            "/api/movies/{id}",
-            movies::proxy_write_to_inventory,
-        )
+        .api(Method::GET, "/api/movies", movies::read_catalogue)
+        .api(Method::POST, "/api/movies", movies::write_catalogue)
+        .api(Method::DELETE, "/api/movies", movies::write_catalogue)
+        .api(Method::GET, "/api/movies/{id}", movies::read_catalogue)
+        .api(Method::PUT, "/api/movies/{id}", movies::write_catalogue)
+        .api(Method::DELETE, "/api/movies/{id}", movies::write_catalogue)
         .api(Method::POST, "/api/billing", create_order::create_order)
         .api(
             Method::GET,

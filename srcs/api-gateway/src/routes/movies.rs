@@ -1,28 +1,59 @@
-use actix_web::{web, HttpRequest, HttpResponse};
-use common::request_id::RequestId;
+use std::sync::Arc;
 
-use common::auth::Admin;
+use actix_web::{http::Method, web, HttpRequest, HttpResponse};
+use common::{auth::Admin, request_id::RequestId};
 
-use crate::{error::GatewayError, upstream::Upstreams};
+use crate::{
+    catalogue_cache::{CacheKey, CatalogueCache, Change},
+    error::GatewayError,
+    upstream::Upstreams,
+};
 
-/// Reads of the catalogue: passed through to inventory-app.
-pub(crate) async fn proxy_to_inventory(
+/// Reads of the catalogue: from the cache when it has the answer, from inventory-app otherwise
+/// (and kept for the next read if the answer is a 200).
+pub(crate) async fn read_catalogue(
     req: HttpRequest,
     body: web::Bytes,
     upstreams: web::Data<Upstreams>,
+    cache: Option<web::Data<CatalogueCache>>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    upstreams.inventory.forward(&req, body, &request_id).await
+    let forward = upstreams.inventory.forward(&req, body, &request_id);
+    let (Some(cache), Some(key)) = (cache, CacheKey::of(&req)) else {
+        return Ok(forward.await?.into_response());
+    };
+    let ticket = match cache.lookup(&req, key) {
+        Ok(hit) => return Ok(hit),
+        Err(ticket) => ticket,
+    };
+    let answer = Arc::new(forward.await?);
+    cache.store(ticket, &answer);
+    Ok(answer.respond(None, &answer.body))
 }
 
 /// Writes to the catalogue: only with the admin token, which is passed on to inventory-app (it
-/// checks it too).
-pub(crate) async fn proxy_write_to_inventory(
+/// checks it too). Whatever came of it, this gateway's cache forgets what the write may have
+/// changed before it answers: a client reads its own writes.
+pub(crate) async fn write_catalogue(
     _: Admin,
     req: HttpRequest,
     body: web::Bytes,
     upstreams: web::Data<Upstreams>,
+    cache: Option<web::Data<CatalogueCache>>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    proxy_to_inventory(req, body, upstreams, request_id).await
+    let result = upstreams.inventory.forward(&req, body, &request_id).await;
+    if let Some(cache) = cache {
+        cache.invalidate(change_made_by(&req));
+    }
+    Ok(result?.into_response())
+}
+
+/// What a write through this gateway may have changed.
+fn change_made_by(req: &HttpRequest) -> Change {
+    match req.match_info().get("id") {
+        Some(id) => id.parse().map_or(Change::Everything, Change::Movie),
+        None if req.method() == Method::POST => Change::Pages,
+        None => Change::Everything,
+    }
 }

@@ -248,7 +248,14 @@ async fn gateway_limits_and_unknown_routes() {
 async fn a_failing_inventory_opens_the_circuit_then_a_probe_closes_it() {
     let inventory = crate::helpers::spawn_inventory().await;
     let proxy = test_support::TcpProxy::start(inventory).await;
-    let (gateway, _) = spawn_gateway_in_front_of(proxy.addr()).await;
+    // Every read must reach inventory: no cache in front of it.
+    let mut settings = gateway_settings(
+        proxy.addr(),
+        &test_support::test_amqp_url(),
+        &test_support::unique_queue(),
+    );
+    settings.cache = None;
+    let (gateway, _) = spawn_gateway_with(settings).await;
     let list = || async { gateway.get("/api/movies").await };
     let breaker_state = || async {
         let scrape = gateway.get("/metrics").await.text().await.unwrap();

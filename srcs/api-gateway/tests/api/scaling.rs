@@ -191,5 +191,7 @@ fn in_front_of_two_inventories(
     let queue = test_support::unique_queue();
     let mut settings = gateway_settings(live, &test_support::test_amqp_url(), &queue);
     settings.inventory_urls = vec![format!("http://{first}"), format!("http://{live}")];
+    // Every read must reach an instance: no cache in front of them.
+    settings.cache = None;
     settings
 }

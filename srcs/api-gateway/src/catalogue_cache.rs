@@ -1,0 +1,242 @@
+//! The catalogue cache: inventory's successful answers to catalogue reads, kept in memory
+//! (bounded in bytes, each entry for at most the TTL) and dropped when the catalogue changes.
+//!
+//! What drops them: the change events inventory publishes (`catalogue_events` subscribes), and
+//! this gateway's own writes at once (read-your-writes). A movie's change drops that movie's
+//! entry and every list page (any page may show it). A read that missed starts its upstream
+//! call under the cache's current *epoch*, and its answer is kept only if no change was heard
+//! meanwhile: an answer fetched before a change cannot be stored after it.
+//!
+//! Staleness: while the subscription is up, an entry outlives its movie's change by the time
+//! the event takes to arrive (measured in BENCHMARKS.md); while it is down (broker lost, node
+//! failed over), by at most the TTL. Every resubscription drops everything, since events may
+//! have been missed in between.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix_web::{
+    http::{
+        header::{self, EntityTag},
+        Method, StatusCode,
+    },
+    HttpRequest, HttpResponse,
+};
+use common::{conditional, metrics::Metrics};
+use moka::{notification::RemovalCause, sync::Cache};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
+
+use crate::upstream::{AnswerBody, UpstreamAnswer};
+
+/// What a catalogue read is, for the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CacheKey {
+    /// `GET /api/movies/{id}` with no query, the id in its canonical spelling (so that every
+    /// spelling a change event could miss is kept out of the cache).
+    Movie(i64),
+    /// `GET /api/movies` with this query string, exactly as sent.
+    Page(String),
+}
+
+impl CacheKey {
+    /// The key of a catalogue read, or `None` for a request the cache does not keep.
+    pub(crate) fn of(req: &HttpRequest) -> Option<Self> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        match req.match_info().get("id") {
+            Some(id) => {
+                let canonical = id.parse::<i64>().ok().filter(|n| n.to_string() == id)?;
+                req.query_string()
+                    .is_empty()
+                    .then_some(Self::Movie(canonical))
+            }
+            None => Some(Self::Page(req.query_string().to_owned())),
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Self::Movie(_) => 8,
+            Self::Page(query) => query.len(),
+        }
+    }
+}
+
+/// A stored answer, and the epoch of the list pages it belongs to.
+#[derive(Clone)]
+struct Entry {
+    answer: Arc<UpstreamAnswer>,
+    epoch: u64,
+}
+
+/// Counted per entry beside its body and key: the headers and the bookkeeping.
+const ENTRY_OVERHEAD: usize = 256;
+
+#[derive(Clone)]
+struct CacheMetrics {
+    lookups: IntCounterVec,
+    invalidations: IntCounter,
+    evictions: IntCounter,
+    entries: IntGauge,
+    bytes: IntGauge,
+}
+
+pub(crate) struct CatalogueCache {
+    entries: Cache<CacheKey, Entry>,
+    /// Bumped by every change heard (and every resubscription); the lock orders stores
+    /// against invalidations.
+    epoch: Mutex<u64>,
+    metrics: CacheMetrics,
+}
+
+/// A read that missed: the epoch it started in.
+pub(crate) struct Ticket {
+    key: CacheKey,
+    epoch: u64,
+}
+
+/// What a change invalidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A movie was created, replaced or deleted (every list page may have changed too).
+    Movie(i64),
+    /// A movie was added: only list pages may have changed.
+    Pages,
+    /// Anything may have changed: the whole catalogue was emptied, or events were missed.
+    Everything,
+}
+
+impl CatalogueCache {
+    /// A cache of at most `max_bytes` whose entries live at most `ttl`.
+    pub(crate) fn new(max_bytes: u64, ttl: Duration, metrics: &Metrics) -> Self {
+        let metrics = CacheMetrics {
+            lookups: metrics.counter_vec(
+                "catalogue_cache_lookups_total",
+                "Catalogue reads looked up in the gateway's cache, by result (hit, miss).",
+                &["result"],
+            ),
+            invalidations: metrics.counter(
+                "catalogue_cache_invalidations_total",
+                "Changes that invalidated cached catalogue answers (events, own writes, resubscriptions).",
+            ),
+            evictions: metrics.counter(
+                "catalogue_cache_evictions_total",
+                "Cached catalogue answers evicted for room (not expired, not invalidated).",
+            ),
+            entries: metrics.gauge("catalogue_cache_entries", "Catalogue answers in the cache."),
+            bytes: metrics.gauge(
+                "catalogue_cache_bytes",
+                "Approximate bytes held by the catalogue cache.",
+            ),
+        };
+        let evictions = metrics.evictions.clone();
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &CacheKey, entry: &Entry| {
+                let body = match &entry.answer.body {
+                    AnswerBody::Full(bytes) => bytes.len(),
+                    AnswerBody::Head(_) => 0,
+                };
+                u32::try_from(body + key.weight() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .eviction_listener(move |_, _, cause| {
+                if cause == RemovalCause::Size {
+                    evictions.inc();
+                }
+            })
+            .build();
+        Self {
+            entries,
+            epoch: Mutex::new(0),
+            metrics,
+        }
+    }
+
+    fn epoch(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.epoch.lock().expect("no panics while holding the lock")
+    }
+
+    /// The answer to `req` from the cache, or the ticket to store the upstream's answer with.
+    pub(crate) fn lookup(&self, req: &HttpRequest, key: CacheKey) -> Result<HttpResponse, Ticket> {
+        let epoch = *self.epoch();
+        let found = self.entries.get(&key).filter(|entry| match key {
+            CacheKey::Movie(_) => true,
+            CacheKey::Page(_) => entry.epoch == epoch,
+        });
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.metrics.lookups.with_label_values(&[result]).inc();
+        match found {
+            Some(entry) => Ok(answer_from(req, &entry.answer)),
+            None => Err(Ticket { key, epoch }),
+        }
+    }
+
+    /// Keeps `answer` if it is a full 200 and nothing changed since `ticket` was taken.
+    pub(crate) fn store(&self, ticket: Ticket, answer: &Arc<UpstreamAnswer>) {
+        if answer.status != StatusCode::OK || !matches!(answer.body, AnswerBody::Full(_)) {
+            return;
+        }
+        let epoch = self.epoch();
+        if *epoch != ticket.epoch {
+            return;
+        }
+        let entry = Entry {
+            answer: answer.clone(),
+            epoch: *epoch,
+        };
+        self.entries.insert(ticket.key, entry);
+        drop(epoch);
+        self.update_gauges();
+    }
+
+    /// Drops what `change` makes stale.
+    pub(crate) fn invalidate(&self, change: Change) {
+        let mut epoch = self.epoch();
+        *epoch += 1;
+        match change {
+            // The list pages go by the epoch.
+            Change::Movie(id) => self.entries.invalidate(&CacheKey::Movie(id)),
+            Change::Pages => {}
+            Change::Everything => self.entries.invalidate_all(),
+        }
+        drop(epoch);
+        self.metrics.invalidations.inc();
+        self.update_gauges();
+    }
+
+    /// Counts what the cache holds. Its counts trail its changes until it has done its pending
+    /// work: done here (on misses and changes only, never on a hit).
+    fn update_gauges(&self) {
+        self.entries.run_pending_tasks();
+        self.metrics
+            .entries
+            .set(i64::try_from(self.entries.entry_count()).unwrap_or(i64::MAX));
+        self.metrics
+            .bytes
+            .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
+    }
+}
+
+/// A cached answer, as `req` should get it: 304 if the client's copy is current (its
+/// `If-None-Match`), no body for a `HEAD`.
+fn answer_from(req: &HttpRequest, answer: &UpstreamAnswer) -> HttpResponse {
+    let etag = answer
+        .header(&header::ETAG)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<EntityTag>().ok());
+    if let Some(etag) = etag {
+        if conditional::is_current(req, &etag) {
+            return answer.respond(Some(StatusCode::NOT_MODIFIED), &AnswerBody::Head(None));
+        }
+    }
+    match &answer.body {
+        AnswerBody::Full(bytes) if req.method() == Method::HEAD => {
+            answer.respond(None, &AnswerBody::Head(Some(bytes.len() as u64)))
+        }
+        body => answer.respond(None, body),
+    }
+}

@@ -1,0 +1,296 @@
+//! The catalogue cache: hits, what invalidates it (change events, the gateway's own writes),
+//! what it never keeps, and how stale it can be while the events do not arrive.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde_json::{json, Value};
+use test_support::{
+    eventually, inventory_database, inventory_settings, metric, unique_exchange, unique_queue,
+    RunningApp, TcpProxy, ADMIN_TOKEN,
+};
+
+use crate::helpers::{gateway_settings, spawn_gateway_with, TestGateway};
+
+/// An inventory publishing its change events to `exchange`.
+async fn spawn_inventory_publishing_to(exchange: &str) -> SocketAddr {
+    let db = inventory_database().await;
+    let mut settings = inventory_settings(&db.url);
+    settings.events.exchange = exchange.to_owned();
+    RunningApp::start::<inventory_app::startup::Application>(settings)
+        .await
+        .addr
+}
+
+/// A gateway in front of `inventory` whose cache listens to `exchange` (through `amqp_url`)
+/// and keeps answers for `ttl`.
+async fn spawn_caching_gateway(
+    inventory: SocketAddr,
+    amqp_url: &str,
+    exchange: &str,
+    ttl: Duration,
+) -> TestGateway {
+    let mut settings = gateway_settings(inventory, amqp_url, &unique_queue());
+    let cache = settings.cache.as_mut().expect("the cache is on by default");
+    cache.exchange = exchange.to_owned();
+    cache.ttl = ttl;
+    let (gateway, _) = spawn_gateway_with(settings).await;
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to subscribe",
+        || async {
+            metric(
+                &scrape(&gateway).await,
+                "gateway_catalogue_events_subscribed",
+            ) == 1.0
+        },
+    )
+    .await;
+    gateway
+}
+
+async fn scrape(gateway: &TestGateway) -> String {
+    gateway.get("/metrics").await.text().await.unwrap()
+}
+
+async fn lookups(gateway: &TestGateway, result: &str) -> f64 {
+    let series = format!("gateway_catalogue_cache_lookups_total{{result=\"{result}\"}}");
+    metric(&scrape(gateway).await, &series)
+}
+
+/// Writes straight to inventory, behind the gateway's back.
+async fn put_behind(inventory: SocketAddr, id: i64, title: &str) {
+    let response = reqwest::Client::new()
+        .put(format!("http://{inventory}/api/movies/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn title_of(gateway: &TestGateway, path: &str) -> String {
+    let movie: Value = gateway.get(path).await.json().await.unwrap();
+    movie["title"].as_str().unwrap().to_owned()
+}
+
+async fn create(gateway: &TestGateway, title: &str) -> i64 {
+    let created = gateway.post_movie(&json!({ "title": title })).await;
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reads_are_served_from_the_cache_until_an_event_says_the_catalogue_changed() {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let ttl = Duration::from_secs(300);
+    let gateway =
+        spawn_caching_gateway(inventory, &test_support::test_amqp_url(), &exchange, ttl).await;
+    let id = create(&gateway, "Alien").await;
+    let path = format!("/api/movies/{id}");
+    // The creation's own event comes after the answer, and would invalidate a first read.
+    eventually(Duration::from_secs(5), "the creation's event", || async {
+        let series = "gateway_catalogue_events_received_total{type=\"movie.created\"}";
+        metric(&scrape(&gateway).await, series) == 1.0
+    })
+    .await;
+
+    let first = gateway.get(&path).await;
+    let etag = first.headers()["etag"].clone();
+    let body = first.bytes().await.unwrap();
+    let hits = lookups(&gateway, "hit").await;
+    let again = gateway.get(&path).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["etag"], etag);
+    assert_eq!(again.headers()["cache-control"], "public, no-cache");
+    assert_eq!(again.bytes().await.unwrap(), body);
+    // Revalidation and HEAD are answered from the cache too.
+    let revalidated = gateway
+        .http
+        .get(gateway.url(&path))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()["etag"], etag);
+    let head = gateway.http.head(gateway.url(&path)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(lookups(&gateway, "hit").await, hits + 3.0);
+
+    // A change behind the gateway's back reaches it as an event, long before the TTL.
+    gateway.get("/api/movies").await;
+    put_behind(inventory, id, "Aliens").await;
+    eventually(
+        Duration::from_secs(5),
+        "the event to invalidate the movie",
+        || async { title_of(&gateway, &path).await == "Aliens" },
+    )
+    .await;
+    let page: Value = gateway.get("/api/movies").await.json().await.unwrap();
+    assert_eq!(
+        page["movies"][0]["title"], "Aliens",
+        "list pages are invalidated too"
+    );
+    let scrape = scrape(&gateway).await;
+    assert!(metric(&scrape, "gateway_catalogue_cache_invalidations_total") >= 1.0);
+    assert!(
+        metric(
+            &scrape,
+            "gateway_catalogue_events_received_total{type=\"movie.replaced\"}"
+        ) >= 1.0
+    );
+    assert!(metric(&scrape, "gateway_catalogue_cache_entries") >= 1.0);
+    assert!(metric(&scrape, "gateway_catalogue_cache_bytes") > body.len() as f64);
+}
+
+#[tokio::test]
+async fn a_write_through_the_gateway_is_read_back_at_once_even_without_events() {
+    // The gateway listens to an exchange nobody publishes to: only its own writes invalidate.
+    let inventory = spawn_inventory_publishing_to(&unique_exchange()).await;
+    let gateway = spawn_caching_gateway(
+        inventory,
+        &test_support::test_amqp_url(),
+        &unique_exchange(),
+        Duration::from_secs(300),
+    )
+    .await;
+    let id = create(&gateway, "Heat").await;
+    let path = format!("/api/movies/{id}");
+    assert_eq!(title_of(&gateway, &path).await, "Heat");
+    gateway.get("/api/movies").await;
+    let replaced = gateway
+        .http
+        .put(gateway.url(&path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "title": "Heat (1995)" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200);
+    assert_eq!(title_of(&gateway, &path).await, "Heat (1995)");
+    let created = create(&gateway, "Ran").await;
+    let page: Value = gateway.get("/api/movies").await.json().await.unwrap();
+    assert_eq!(page["movies"].as_array().unwrap().len(), 2, "{page}");
+    let deleted = gateway
+        .http
+        .delete(gateway.url(&format!("/api/movies/{created}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        gateway
+            .get(&format!("/api/movies/{created}"))
+            .await
+            .status(),
+        404
+    );
+
+    // Only 200s are kept: the 404 above is not served again once the movie exists.
+    let (missing_id, missing) = (created + 1, format!("/api/movies/{}", created + 1));
+    assert_eq!(gateway.get(&missing).await.status(), 404);
+    assert_eq!(create(&gateway, "Ikiru").await, missing_id);
+    assert_eq!(gateway.get(&missing).await.status(), 200);
+
+    // Spellings of a movie's path that an event could not name are never cached.
+    put_behind(inventory, id, "Behind").await;
+    assert_eq!(title_of(&gateway, &format!("{path}?x=1")).await, "Behind");
+    assert_eq!(
+        title_of(&gateway, &path).await,
+        "Heat (1995)",
+        "the canonical one is (stale here, since no events reach this gateway)"
+    );
+}
+
+#[tokio::test]
+async fn while_the_events_are_lost_answers_live_at_most_the_ttl_then_resubscribing_drops_all() {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let broker: SocketAddr = {
+        let url = test_support::test_amqp_url();
+        let authority = url
+            .split('@')
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        tokio::net::lookup_host(authority)
+            .await
+            .unwrap()
+            .next()
+            .unwrap()
+    };
+    let proxy = TcpProxy::start(broker).await;
+    let url = test_support::test_amqp_url().replace(&broker.to_string(), &proxy.addr().to_string());
+    let ttl = Duration::from_secs(2);
+    let gateway = spawn_caching_gateway(inventory, &url, &exchange, ttl).await;
+    let id = create(&gateway, "Stalker").await;
+    let path = format!("/api/movies/{id}");
+
+    proxy.cut();
+    eventually(Duration::from_secs(10), "the gateway to notice", || async {
+        metric(
+            &scrape(&gateway).await,
+            "gateway_catalogue_events_subscribed",
+        ) == 0.0
+    })
+    .await;
+    assert_eq!(title_of(&gateway, &path).await, "Stalker");
+    let cached_at = std::time::Instant::now();
+    put_behind(inventory, id, "Solaris").await;
+    // Stale, but never for longer than the TTL.
+    loop {
+        let title = title_of(&gateway, &path).await;
+        if title == "Solaris" {
+            break;
+        }
+        // (A read that began just before the expiry may end just after it.)
+        let bound = ttl + Duration::from_millis(500);
+        assert!(
+            cached_at.elapsed() < bound,
+            "stale for {:?}",
+            cached_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Resubscribing drops everything (events may have been missed), and events flow again.
+    let invalidations = metric(
+        &scrape(&gateway).await,
+        "gateway_catalogue_cache_invalidations_total",
+    );
+    proxy.restore();
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to resubscribe",
+        || async {
+            metric(
+                &scrape(&gateway).await,
+                "gateway_catalogue_events_subscribed",
+            ) == 1.0
+        },
+    )
+    .await;
+    let scrape_now = scrape(&gateway).await;
+    assert!(metric(&scrape_now, "gateway_catalogue_cache_invalidations_total") > invalidations);
+    assert_eq!(metric(&scrape_now, "gateway_catalogue_cache_entries"), 0.0);
+    assert_eq!(title_of(&gateway, &path).await, "Solaris");
+    put_behind(inventory, id, "Mirror").await;
+    eventually(
+        Duration::from_secs(1),
+        "the event to invalidate the movie",
+        || async { title_of(&gateway, &path).await == "Mirror" },
+    )
+    .await;
+}
