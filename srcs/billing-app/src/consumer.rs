@@ -109,6 +109,44 @@ enum SessionError {
     CancelledByBroker,
 }
 
+impl SessionError {
+    /// Whether the connection died on a frame the client library could not parse.
+    fn is_unparsable_delivery(&self) -> bool {
+        let error = match self {
+            Self::Lapin(e) | Self::Amqp(amqp::AmqpError::Lapin(e)) => e,
+            _ => return false,
+        };
+        matches!(error.kind(), lapin::ErrorKind::ParsingError(_))
+    }
+}
+
+/// How a session takes deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Up to `BILLING_PREFETCH` deliveries in flight.
+    Full,
+    /// One delivery in flight: after one the client library could not even parse (AMQP
+    /// properties that are not UTF-8, which RabbitMQ lets any producer send). The connection
+    /// dies with it and every delivery in flight goes back counted as delivered once more, so at
+    /// full pace the orders around it would reach the delivery limit with it. One at a time,
+    /// only it does, and the broker moves it to the dead-letter queue. The returned deliveries
+    /// come back in no fixed order, so full pace resumes only once `BILLING_PREFETCH` of them
+    /// in a row were billed (more than were in flight when it struck) or the queue is empty.
+    OneAtATime,
+}
+
+/// Retry delay while a delivery that cannot be parsed is walked to its delivery limit: short,
+/// since each connection costs only that delivery one attempt.
+const UNPARSABLE_RETRY: Duration = Duration::from_millis(200);
+
+/// How a session ended without an error.
+enum SessionEnd {
+    /// Shutdown.
+    Stopped,
+    /// A delivery was billed one at a time: full pace again, on a new connection.
+    PastTheUnparsable,
+}
+
 /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is lost.
 pub(crate) async fn run(
     settings: &Settings,
@@ -118,13 +156,43 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut pace = Pace::Full;
     loop {
-        let result = session(settings, pool, metrics, status, &shutdown, &mut backoff).await;
+        let result = session(
+            settings,
+            pool,
+            metrics,
+            status,
+            &shutdown,
+            &mut backoff,
+            pace,
+        )
+        .await;
         status.set(None);
         match result {
-            Ok(()) => return,
+            Ok(SessionEnd::Stopped) => return,
+            Ok(SessionEnd::PastTheUnparsable) => {
+                log::info!(
+                    "order consumer: past the delivery that could not be parsed; full pace again"
+                );
+                pace = Pace::Full;
+            }
             Err(e) => {
-                let delay = backoff.next_delay();
+                let unparsable = e.is_unparsable_delivery();
+                if unparsable && pace == Pace::Full {
+                    log::warn!(
+                        "order consumer: a delivery could not be parsed (AMQP properties that are not UTF-8?); taking deliveries one at a time until it reaches the delivery limit ({}) and goes to the dead-letter queue",
+                        amqp::DELIVERY_LIMIT
+                    );
+                }
+                if unparsable {
+                    pace = Pace::OneAtATime;
+                }
+                let delay = if unparsable {
+                    UNPARSABLE_RETRY
+                } else {
+                    backoff.next_delay()
+                };
                 log::warn!(
                     "order consumer: {}; reconnecting in {delay:?}",
                     error_chain(&e)
@@ -138,7 +206,7 @@ pub(crate) async fn run(
     }
 }
 
-/// One connection's worth of consuming. `Ok` means a clean stop on shutdown.
+/// One connection's worth of consuming.
 async fn session(
     settings: &Settings,
     pool: &Pool,
@@ -146,12 +214,17 @@ async fn session(
     status: &ConsumerStatus,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
-) -> Result<(), SessionError> {
+    pace: Pace,
+) -> Result<SessionEnd, SessionError> {
+    let prefetch = match pace {
+        Pace::Full => settings.prefetch,
+        Pace::OneAtATime => 1,
+    };
     // A stop while connecting gives up the half-made connection (nothing was delivered yet).
     let (connection, channel, tag, mut consumer, node) = tokio::select! {
         biased;
-        () = shutdown.cancelled() => return Ok(()),
-        started = start_consuming(settings) => started?,
+        () = shutdown.cancelled() => return Ok(SessionEnd::Stopped),
+        started = start_consuming(settings, prefetch) => started?,
     };
     backoff.reset();
     status.set(Some(&node));
@@ -164,6 +237,8 @@ async fn session(
 
     let dead_letters = DeadLetterOutlet::new(settings);
     let mut draining = false;
+    let mut end = SessionEnd::Stopped;
+    let mut careful_left = usize::from(settings.prefetch);
     loop {
         let next = if draining {
             match tokio::time::timeout(DRAIN_IDLE, consumer.next()).await {
@@ -198,7 +273,8 @@ async fn session(
             return Err(SessionError::CancelledByBroker);
         };
         let batch = fill_batch(first?, &mut consumer, settings).await?;
-        metrics.received.inc_by(batch.len() as u64);
+        let delivered = batch.len();
+        metrics.received.inc_by(delivered as u64);
         let billing = Billing {
             channel: &channel,
             dead_letters: &dead_letters,
@@ -206,18 +282,33 @@ async fn session(
             metrics,
             shutdown,
         };
-        if let Outcome::Abandoned = billing.bill_batch(batch).await? {
-            break;
+        match billing.bill_batch(batch).await? {
+            Outcome::Abandoned => break,
+            Outcome::Billed if pace == Pace::OneAtATime && !draining => {
+                careful_left = careful_left.saturating_sub(delivered);
+                let queue_empty = amqp::within(
+                    settings.connect_timeout,
+                    amqp::ready_messages(&channel, settings.queue.name()),
+                )
+                .await?
+                    == 0;
+                if careful_left == 0 || queue_empty {
+                    end = SessionEnd::PastTheUnparsable;
+                    break;
+                }
+            }
+            Outcome::Billed => {}
         }
     }
     close(&connection, &channel).await;
     dead_letters.close().await;
-    Ok(())
+    Ok(end)
 }
 
 /// Connects, declares the topology and starts a consumer.
 async fn start_consuming(
     settings: &Settings,
+    prefetch: u16,
 ) -> Result<(Connection, Channel, String, Consumer, BrokerNode), SessionError> {
     let (connection, channel, node) = amqp::open_channel(
         &settings.brokers,
@@ -229,7 +320,7 @@ async fn start_consuming(
     let tag = amqp::consumer_tag("billing");
     let consume = async {
         channel
-            .basic_qos(settings.prefetch, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         channel
             .basic_consume(

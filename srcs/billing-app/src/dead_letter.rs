@@ -93,12 +93,13 @@ impl DeadLetterNote {
     }
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`): a reason quotes what a client
-/// sent, and goes to a log line and an operator's terminal.
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), and the invisible ones that
+/// reorder or hide what a terminal shows (bidirectional overrides, zero-width characters): a
+/// reason quotes what a producer sent, and goes to a log line and an operator's terminal.
 pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
+            let escaped: Vec<char> = if c.is_control() || is_invisible_format(c) {
                 c.escape_default().collect()
             } else {
                 vec![c]
@@ -106,6 +107,14 @@ pub(crate) fn printable(text: &str) -> String {
             escaped
         })
         .collect()
+}
+
+/// Unicode format characters that change how text around them shows: bidirectional marks,
+/// embeddings, overrides and isolates, zero-width characters, the byte order mark.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// `properties` without the headers of any dead-lettering.
@@ -163,6 +172,10 @@ mod tests {
         assert_eq!(
             printable("unknown field `a\nb\u{1b}[31m\r`"),
             "unknown field `a\\nb\\u{1b}[31m\\r`"
+        );
+        assert_eq!(
+            printable("x\u{202e}gnp.exe\u{200b}é"),
+            "x\\u{202e}gnp.exe\\u{200b}é"
         );
     }
 

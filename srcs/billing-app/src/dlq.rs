@@ -16,6 +16,7 @@
 //! commands declare nothing: a mistyped queue name is an error, not a new queue.
 
 use std::{
+    cell::Cell,
     collections::BTreeSet,
     io::{BufRead, Write},
     path::PathBuf,
@@ -30,6 +31,7 @@ use common::{
     order::message::OrderEnvelope,
     telemetry::error_chain,
 };
+use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
     options::{
@@ -52,11 +54,13 @@ The broker and queue come from AMQP_URL and BILLING_QUEUE, as for the service: f
 environment (and ./.env), or only from FILE with --env-file (on a VM:
 /etc/movie-platform/billing.env).
 Exit status: 0 done; 1 not everything done (orders not found, purge not confirmed);
-64 usage; 69 broker unavailable; 75 another dlq command is running; 78 configuration
+64 usage; 65 a message this tool cannot read (the error says how to take it off);
+69 broker unavailable; 75 another dlq command is running; 78 configuration
 (including a broker that refuses the credentials or vhost, or has no such queue).";
 
 /// Exit statuses (sysexits.h, as the services use 78 for a bad configuration).
 const EXIT_USAGE: u8 = 64;
+const EXIT_DATAERR: u8 = 65;
 const EXIT_UNAVAILABLE: u8 = 69;
 const EXIT_TEMPFAIL: u8 = 75;
 const EXIT_CONFIG: u8 = 78;
@@ -210,6 +214,10 @@ enum Failure {
     Locked(String),
     #[error("the broker connection failed: {0}")]
     Lost(String),
+    /// RabbitMQ takes any bytes in a message's short-string properties; the client library
+    /// only UTF-8, and its connection dies on the message. Nothing behind it can be read here.
+    #[error("the next message in {0} has AMQP properties this tool cannot read (not UTF-8: message id, type, correlation id or a header name); take it off in RabbitMQ's management UI (Queues > {0} > Get messages, Ack mode \"Reject requeue false\", 1 message) and run the command again ({1})")]
+    Unreadable(String, String),
 }
 
 impl Failure {
@@ -217,6 +225,7 @@ impl Failure {
         match self {
             Self::Unavailable(_) | Self::Lost(_) => EXIT_UNAVAILABLE,
             Self::Refused(_) | Self::NoQueue(_) => EXIT_CONFIG,
+            Self::Unreadable(..) => EXIT_DATAERR,
             Self::Locked(_) => EXIT_TEMPFAIL,
         }
     }
@@ -260,17 +269,38 @@ async fn run(settings: &Settings, command: Command) -> Result<Done, Failure> {
     )
     .await
     .map_err(|e| Failure::connecting(&e, &expected))?;
-    let outcome = async {
+    let mut events = connection.events_listener();
+    let unreadable = async {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                if matches!(e.kind(), lapin::ErrorKind::ParsingError(_)) {
+                    return e;
+                }
+            }
+        }
+        std::future::pending().await
+    };
+    // Messages deleted for good so far, of how many, said if the command fails part way.
+    let purged = Cell::new(None::<(u32, u32)>);
+    let command = async {
         lock(&connection, &dead_letter_queue).await?;
         match command {
             Command::List => list(&channel, &dead_letter_queue).await,
             Command::Replay(selection) => {
                 replay(&connection, &channel, &settings.queue, &selection).await
             }
-            Command::Purge { confirmed } => purge(&channel, &dead_letter_queue, confirmed).await,
+            Command::Purge { confirmed } => {
+                purge(&channel, &dead_letter_queue, confirmed, &purged).await
+            }
         }
+    };
+    let outcome = tokio::select! {
+        outcome = command => outcome,
+        e = unreadable => Err(Failure::Unreadable(dead_letter_queue.clone(), error_chain(&e))),
+    };
+    if let (Err(_), Some((done, of))) = (&outcome, purged.get()) {
+        eprintln!("billing-app dlq: purged {done} of the {of} message(s) before the failure below");
     }
-    .await;
     // Whatever was read and not settled goes back to the dead-letter queue with the channel.
     let _ = amqp::within(BROKER_TIMEOUT, connection.close(200, "done".into())).await;
     outcome
@@ -525,6 +555,7 @@ async fn purge(
     channel: &Channel,
     dead_letter_queue: &str,
     confirmed: bool,
+    purged: &Cell<Option<(u32, u32)>>,
 ) -> Result<Done, Failure> {
     // Exactly the messages there now (the oldest first, as the queue holds them): any that
     // arrive while the operator reads the question are not part of the answer.
@@ -540,17 +571,21 @@ async fn purge(
             return Ok(Done::Partly);
         }
     }
-    let purged = for_each_message(channel, dead_letter_queue, Some(count), async |delivery| {
+    // Each message is gone once acknowledged: `purged` keeps count for the caller.
+    purged.set(Some((0, count)));
+    let done = for_each_message(channel, dead_letter_queue, Some(count), async |delivery| {
         amqp::within(
             BROKER_TIMEOUT,
             channel.basic_ack(delivery.delivery_tag, BasicAckOptions::default()),
         )
         .await?;
+        purged.set(purged.get().map(|(done, of)| (done + 1, of)));
         Ok(())
     })
     .await?;
+    purged.set(None);
     say(format_args!(
-        "purged {purged} message(s) from {dead_letter_queue}"
+        "purged {done} message(s) from {dead_letter_queue}"
     ));
     let left = waiting(channel, dead_letter_queue).await?;
     if left > 0 {

@@ -14,6 +14,7 @@ mod apps;
 mod database;
 mod http;
 mod proxy;
+pub mod raw_amqp;
 mod settings;
 
 pub use amqp::{

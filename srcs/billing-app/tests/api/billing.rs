@@ -197,3 +197,45 @@ async fn a_message_that_keeps_failing_delivery_is_dead_lettered_at_the_delivery_
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_message_our_client_cannot_parse_goes_to_the_dead_letter_queue_alone() {
+    let bed = TestBed::new().await;
+    // First in the queue: properties lapin cannot parse (a message id that is not UTF-8),
+    // which kills billing's connection each time it is delivered...
+    test_support::raw_amqp::publish_with_raw_message_id(
+        &test_support::test_amqp_url(),
+        bed.queue.name(),
+        b"\xff\xfe",
+        b"{}",
+    )
+    .await;
+    // ...and good orders behind it, which must not go down with it.
+    for i in 0..50 {
+        bed.publish(&order("7", "1", "1.00"), &format!("req-behind-{i}"))
+            .await;
+    }
+    let _billing = bed.start_billing().await;
+    test_support::eventually(
+        std::time::Duration::from_secs(60),
+        "the 50 good orders billed",
+        || async { bed.rows().await == 50 },
+    )
+    .await;
+    // It reaches the delivery limit by itself, a connection each time, and goes alone.
+    let dead_letter_queue = bed.queue.dead_letter_queue();
+    test_support::eventually(
+        std::time::Duration::from_secs(60),
+        "it in the dead-letter queue",
+        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
+    )
+    .await;
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
+    // Full pace again: the next orders are billed as usual.
+    for i in 0..20 {
+        bed.publish(&order("8", "1", "1.00"), &format!("req-after-{i}"))
+            .await;
+    }
+    bed.wait_for_rows(70).await;
+    assert_eq!(bed.ready_messages(&dead_letter_queue).await, 1, "only it");
+}

@@ -408,3 +408,35 @@ async fn replay_piped_into_a_closed_reader_still_replays_everything() {
     assert_eq!(bed.dead_letters().await, 0);
     assert_eq!(bed.ready_messages(bed.queue.name()).await, 20);
 }
+
+#[tokio::test]
+async fn a_message_the_tool_cannot_read_is_named_with_the_way_out_and_a_partial_purge_is_counted() {
+    let bed = TestBed::new().await;
+    for i in 0..3 {
+        let (body, properties) = as_published(&order("5", "1", "1.00"), Some(&format!("r-{i}")));
+        bed.dead_letter_raw(&body, properties).await;
+    }
+    test_support::raw_amqp::publish_with_raw_message_id(
+        &test_support::test_amqp_url(),
+        &bed.queue.dead_letter_queue(),
+        b"\xc3\x28",
+        b"{}",
+    )
+    .await;
+    let purge = dlq(&bed, &["purge", "--yes"], "").await;
+    assert_eq!(purge.code, 65, "65: a message this tool cannot read");
+    assert!(
+        purge.stderr.contains("purged 3 of the 4"),
+        "{}",
+        purge.stderr
+    );
+    assert!(
+        purge.stderr.contains("Reject requeue false"),
+        "{}",
+        purge.stderr
+    );
+    // Nothing but the unreadable one is left, and list says the same about it.
+    let list = dlq(&bed, &["list"], "").await;
+    assert_eq!(list.code, 65);
+    assert_eq!(bed.ready_messages(&bed.queue.dead_letter_queue()).await, 1);
+}
