@@ -102,14 +102,15 @@ start_timed() {
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
 peak_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$(cat "$RUN/$1.pid")/status"; }
 
-inventory_env=(INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB/movie_test_bench_inventory" ADMIN_TOKEN="$ADMIN_TOKEN")
+inventory_env=(INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB/movie_test_bench_inventory" AMQP_URL="$AMQP"
+    ADMIN_TOKEN="$ADMIN_TOKEN")
 billing_env=(BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB/movie_test_bench_billing" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE")
 log "starting the platform"
 ready_inventory="$(start_timed inventory-app "http://$INVENTORY/ready" "${inventory_env[@]}")"
 ready_billing="$(start_timed billing-app "http://$BILLING/ready" "${billing_env[@]}")"
 ready_gateway="$(start_timed api-gateway "http://$GATEWAY/ready" GATEWAY_BIND_ADDR="$GATEWAY" \
     INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" \
-    ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0)"
+    ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0 CATALOGUE_CACHE_MB=0)"
 sleep 1
 declare -A IDLE
 for name in api-gateway inventory-app billing-app; do IDLE[$name]="$(rss_mb "$name")"; done

@@ -36,7 +36,7 @@ BILLING="127.0.0.1:18082"
 trap 'stop_spawned_services "$RUN_DIR"' EXIT
 start() { spawn_service "$BIN_DIR" "$1" "$OUT_DIR/logs" "$RUN_DIR" "${@:2}"; }
 start inventory-app INVENTORY_BIND_ADDR="$INVENTORY" DATABASE_URL="$DB_BASE/movie_test_conformance_inventory" \
-    ADMIN_TOKEN="$ADMIN_TOKEN"
+    AMQP_URL="$AMQP_URL" ADMIN_TOKEN="$ADMIN_TOKEN"
 start billing-app BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB_BASE/movie_test_conformance_billing" \
     AMQP_URL="$AMQP_URL" BILLING_QUEUE="$QUEUE"
 # No rate limit: schemathesis sends thousands of requests from one address.

@@ -36,12 +36,12 @@ for name in "${MACHINES[@]}"; do machine_boot "$name"; done
 # (as the Vagrantfile hands them out: each machine only those it uses).
 declare -A SECRET
 for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE \
-    RABBITMQ_ADMIN_PASSWORD; do
+    RABBITMQ_ADMIN_PASSWORD CATALOGUE_AMQP_PASSWORD; do
     SECRET[$name]="$(openssl rand -hex 24)"
 done
 declare -A MACHINE_SECRETS=(
     [gateway]="AMQP_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
-    [inventory]="INVENTORY_DB_PASSWORD ADMIN_TOKEN RABBITMQ_ERLANG_COOKIE"
+    [inventory]="INVENTORY_DB_PASSWORD ADMIN_TOKEN CATALOGUE_AMQP_PASSWORD RABBITMQ_ERLANG_COOKIE"
     [billing]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ADMIN_PASSWORD RABBITMQ_ERLANG_COOKIE"
 )
 provision() { # provision MACHINE: the unchanged setup script, with Vagrant's environment
@@ -177,9 +177,9 @@ broker_ports_for_the_platform_only() {
     for name in "${MACHINES[@]}"; do refuse connects host "${MACHINE_IP[$name]}" 5672; done
     connects billing "${MACHINE_IP[inventory]}" 5672
     connects gateway "${MACHINE_IP[billing]}" 5672
-    refuse connects inventory "${MACHINE_IP[gateway]}" 5672
+    connects inventory "${MACHINE_IP[gateway]}" 5672
 }
-check "firewall: RabbitMQ's cluster ports between the machines only, AMQP from the gateway and billing only" \
+check "firewall: RabbitMQ's cluster ports and AMQP between the machines only" \
     broker_ports_for_the_platform_only
 
 movie_crud() {

@@ -22,6 +22,7 @@ pg_ensure_database inventory inventory
 pg_ensure_role billing "$BILLING_DB_PASSWORD"
 pg_ensure_database billing billing
 rmq_ensure_user movie_platform "$AMQP_PASSWORD" movie
+rmq_ensure_catalogue_user "$CATALOGUE_AMQP_PASSWORD" movie
 rmq_retire_classic_dead_letter_queue movie
 # The broker's metrics for Prometheus (port 15692); Debian's Prometheus, not started as a
 # system service (it would scrape nothing of ours): run below with the platform's configuration.
@@ -40,6 +41,7 @@ AMQP_URL="amqp://movie_platform:${AMQP_PASSWORD}@127.0.0.1:5672/movie"
 start inventory-app \
     INVENTORY_BIND_ADDR="$INVENTORY_ADDR" \
     DATABASE_URL="postgres://inventory:${INVENTORY_DB_PASSWORD}@127.0.0.1:5432/inventory" \
+    AMQP_URL="amqp://$CATALOGUE_AMQP_USER:${CATALOGUE_AMQP_PASSWORD}@127.0.0.1:5672/movie" \
     ADMIN_TOKEN="$ADMIN_TOKEN"
 start billing-app \
     BILLING_HTTP_ADDR="$BILLING_ADDR" \

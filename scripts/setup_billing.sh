@@ -26,6 +26,11 @@ time_sync serve
 rabbitmq_node
 [ "$BROKER_SHAPE" = single ] || rabbitmq_rejoin_survivors
 rmq_ensure_user movie_platform "$AMQP_PASSWORD" movie
+# In the single shape inventory uses this node, and has none to make its user on.
+if [ "$BROKER_SHAPE" = single ]; then
+    require_secret CATALOGUE_AMQP_PASSWORD
+    rmq_ensure_catalogue_user "$CATALOGUE_AMQP_PASSWORD" movie
+fi
 rmq_retire_classic_dead_letter_queue movie
 [ "$BROKER_SHAPE" = single ] || rabbitmq_replicate_here
 rabbitmq_metrics

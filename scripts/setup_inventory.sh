@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the inventory VM: PostgreSQL (local only), a RabbitMQ node joined to billing's
-# (cluster shape), the inventory service under systemd, the exporters for the gateway's
+# (cluster shape) and the broker user inventory publishes its change events as, the inventory
+# service under systemd, the exporters for the gateway's
 # Prometheus, a daily backup of the catalogue, and a firewall that lets only the gateway reach
 # the service and the exporters. Idempotent. Run as root by Vagrant.
 set -euo pipefail
@@ -8,6 +9,7 @@ set -euo pipefail
 require_secret INVENTORY_DB_PASSWORD
 # Writes need the admin token here too, so a firewall mistake does not open the catalogue.
 require_secret ADMIN_TOKEN
+require_secret CATALOGUE_AMQP_PASSWORD
 
 # Everything this machine installs, in one apt run: each run takes a minute on an emulated VM.
 if [ "$BROKER_SHAPE" = cluster ]; then
@@ -29,6 +31,7 @@ if [ "$BROKER_SHAPE" = cluster ]; then
     rabbitmq_join_cluster
     rabbitmq_replicate_here
     rabbitmq_metrics
+    rmq_ensure_catalogue_user "$CATALOGUE_AMQP_PASSWORD" movie
 fi
 
 system_user inventory
@@ -38,6 +41,7 @@ INVENTORY_BIND_ADDR=$INVENTORY_IP:8081
 DATABASE_URL=postgres://inventory:$INVENTORY_DB_PASSWORD@127.0.0.1:5432/inventory
 DATABASE_MIGRATION_URL=postgres://inventory_owner:$DB_OWNER_PASSWORD@127.0.0.1:5432/inventory
 ADMIN_TOKEN=$ADMIN_TOKEN
+AMQP_URL=$(amqp_urls "$CATALOGUE_AMQP_USER" "$CATALOGUE_AMQP_PASSWORD")
 RUST_LOG=info
 ENV
 install_unit inventory

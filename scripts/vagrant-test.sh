@@ -212,9 +212,9 @@ check "clocks: gateway and inventory follow billing's (chrony); no order process
 
 # Each machine may hold only the secrets its own services use (as the Vagrantfile hands them out).
 declare -A FOREIGN_SECRETS=(
-    [gateway]="INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD RABBITMQ_ADMIN_PASSWORD"
+    [gateway]="INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD RABBITMQ_ADMIN_PASSWORD CATALOGUE_AMQP_PASSWORD"
     [inventory]="BILLING_DB_PASSWORD AMQP_PASSWORD RABBITMQ_ADMIN_PASSWORD"
-    [billing]="INVENTORY_DB_PASSWORD ADMIN_TOKEN"
+    [billing]="INVENTORY_DB_PASSWORD ADMIN_TOKEN CATALOGUE_AMQP_PASSWORD"
 )
 no_foreign_secrets() {
     local machine name found

@@ -117,14 +117,22 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
 SQL
 }
 
-# rmq_ensure_user USER PASSWORD VHOST: the vhost, and a user with this password and every
-# permission on it (created, or its password set again).
+# rmq_ensure_user USER PASSWORD VHOST [CONFIGURE WRITE READ]: the vhost, and a user with this
+# password and these permissions on it (regular expressions of resource names; default: every
+# permission), created, or its password and permissions set again.
 rmq_ensure_user() {
-    local user="$1" password="$2" vhost="$3"
+    local user="$1" password="$2" vhost="$3" configure="${4:-.*}" write="${5:-.*}" read="${6:-.*}"
     as_root rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1 || true
     as_root rabbitmqctl -q add_user "$user" "$password" >/dev/null 2>&1 ||
         as_root rabbitmqctl -q change_password "$user" "$password" >/dev/null
-    as_root rabbitmqctl -q set_permissions -p "$vhost" "$user" '.*' '.*' '.*' >/dev/null
+    as_root rabbitmqctl -q set_permissions -p "$vhost" "$user" "$configure" "$write" "$read" >/dev/null
+}
+
+# The broker user inventory-app publishes the catalogue's change events as: it may declare and
+# write the events' exchange, nothing else (no queue, no order).
+CATALOGUE_AMQP_USER=movie_catalogue
+rmq_ensure_catalogue_user() { # rmq_ensure_catalogue_user PASSWORD VHOST
+    rmq_ensure_user "$CATALOGUE_AMQP_USER" "$1" "$2" '^catalogue\.events$' '^catalogue\.events$' '^$'
 }
 
 # rmq_retire_classic_dead_letter_queue VHOST: the dead-letter queue (billing_queue.dead-letter)

@@ -71,7 +71,8 @@ ensure_local_secrets() {
     (
         umask 077
         touch "$SECRETS_FILE"
-        for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD TEST_DB_PASSWORD TEST_AMQP_PASSWORD ADMIN_TOKEN; do
+        for name in INVENTORY_DB_PASSWORD BILLING_DB_PASSWORD AMQP_PASSWORD CATALOGUE_AMQP_PASSWORD \
+            TEST_DB_PASSWORD TEST_AMQP_PASSWORD ADMIN_TOKEN; do
             grep -q "^$name=" "$SECRETS_FILE" || printf '%s=%s\n' "$name" "$(openssl rand -hex 24)" >>"$SECRETS_FILE"
         done
     )

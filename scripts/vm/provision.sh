@@ -264,21 +264,21 @@ amqp_urls() {
     echo "${urls[*]}"
 }
 
-# broker_firewall_rules: the firewall rules this machine's RabbitMQ needs: AMQP from the machines
-# whose services use the broker (gateway and billing), and in the cluster shape Erlang's port
-# mapper (epmd, 4369) and the inter-node port (25672) from the other two machines only.
+# broker_firewall_rules: the firewall rules this machine's RabbitMQ needs: AMQP from the other
+# machines (each one's services use the broker: orders, change events), and in the cluster
+# shape Erlang's port mapper (epmd, 4369) and the inter-node port (25672) from them only.
 broker_firewall_rules() {
     local self machine peers=()
     self="$(hostname -s)"
     if [ "$BROKER_SHAPE" = single ]; then
         [ "$self" = "$BROKER_SEED" ] &&
-            echo "ip saddr $GATEWAY_IP tcp dport 5672 accept comment \"AMQP: the gateway\""
+            echo "ip saddr { $GATEWAY_IP, $INVENTORY_IP } tcp dport 5672 accept comment \"AMQP: the gateway and inventory\""
         return 0
     fi
     for machine in gateway inventory billing; do
         [ "$machine" = "$self" ] || peers+=("${MACHINE_IP[$machine]}")
     done
-    echo "ip saddr { $GATEWAY_IP, $BILLING_IP } tcp dport 5672 accept comment \"AMQP: the gateway and billing services\""
+    echo "ip saddr { ${peers[0]}, ${peers[1]} } tcp dport 5672 accept comment \"AMQP: the other two machines' services\""
     echo "ip saddr { ${peers[0]}, ${peers[1]} } tcp dport { 4369, 25672 } accept comment \"RabbitMQ clustering: the other two machines\""
 }
 
