@@ -49,6 +49,14 @@ else
     status=1
 fi
 
+log "checking asyncapi.yaml with the AsyncAPI parser (npm)"
+if bash "$REPO_ROOT/scripts/check-asyncapi.sh"; then
+    echo "test result: ok. 1 passed; 0 failed (asyncapi.yaml)" >>"$results"
+else
+    echo "test result: FAILED. 0 passed; 1 failed (asyncapi.yaml)" >>"$results"
+    status=1
+fi
+
 log "checking the Prometheus configuration and the alert rules' unit tests (promtool)"
 if bash "$REPO_ROOT/scripts/check-monitoring.sh"; then
     echo "test result: ok. 1 passed; 0 failed (monitoring configuration and alert rules)" >>"$results"

@@ -127,7 +127,7 @@ impl EventTap {
     }
 
     /// The next event (its routing key, the event, its AMQP message id), or `None` if none
-    /// arrives within `timeout`.
+    /// arrives within `timeout`. Each is checked against asyncapi.yaml on the way.
     pub async fn next(
         &mut self,
         timeout: Duration,
@@ -141,6 +141,16 @@ impl EventTap {
             .await
             .ok()??
             .expect("a delivery");
+        let amqp_type = delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|kind| kind.as_str());
+        crate::asyncapi::assert_documented(
+            delivery.routing_key.as_str(),
+            amqp_type,
+            &delivery.data,
+        );
         let event = common::catalogue_event::CatalogueEvent::from_amqp(
             &delivery.properties,
             &delivery.data,

@@ -11,6 +11,7 @@
 
 mod amqp;
 mod apps;
+pub mod asyncapi;
 mod database;
 mod http;
 mod proxy;

@@ -141,6 +141,16 @@ impl TestGateway {
             .await
             .unwrap();
         let delivery = &message.delivery;
+        let amqp_type = delivery
+            .properties
+            .kind()
+            .as_ref()
+            .map(|kind| kind.as_str());
+        test_support::asyncapi::assert_documented(
+            amqp_type.expect("an order message has a type"),
+            amqp_type,
+            &delivery.data,
+        );
         let order = OrderEnvelope::from_amqp(&delivery.properties, &delivery.data)
             .expect("a valid order message");
         Some((order, delivery.properties.clone()))
