@@ -175,7 +175,9 @@ impl CatalogueCache {
         }
     }
 
-    /// Keeps `answer` if it is a full 200 and nothing changed since `ticket` was taken.
+    /// Keeps `answer` if it is a full 200, nothing changed since `ticket` was taken, and (for
+    /// a movie) the cache does not hold a later version of it already: two reads that missed
+    /// at once may come back in either order, and the older must not replace the newer.
     pub(crate) fn store(&self, ticket: Ticket, answer: &Arc<UpstreamAnswer>) {
         if answer.status != StatusCode::OK || !matches!(answer.body, AnswerBody::Full(_)) {
             return;
@@ -183,6 +185,12 @@ impl CatalogueCache {
         let epoch = self.epoch();
         if *epoch != ticket.epoch {
             return;
+        }
+        if let CacheKey::Movie(_) = ticket.key {
+            let held = self.entries.get(&ticket.key);
+            if held.is_some_and(|held| movie_version(&held.answer) > movie_version(answer)) {
+                return;
+            }
         }
         let entry = Entry {
             answer: answer.clone(),
@@ -219,6 +227,12 @@ impl CatalogueCache {
             .bytes
             .set(i64::try_from(self.entries.weighted_size()).unwrap_or(i64::MAX));
     }
+}
+
+/// The version a movie answer is of: its entity tag starts with it (`"3.5f2c1a9e0b7d"`).
+fn movie_version(answer: &UpstreamAnswer) -> Option<i64> {
+    let etag = answer.header(&header::ETAG)?.to_str().ok()?;
+    etag.trim_matches('"').split('.').next()?.parse().ok()
 }
 
 /// A cached answer, as `req` should get it: 304 if the client's copy is current (its

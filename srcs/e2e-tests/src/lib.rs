@@ -174,8 +174,9 @@ pub struct Platform {
     /// catalogue database, each on a socket of its own; `None` once the test stopped one.
     pub more_inventories: Vec<Option<ServiceProcess>>,
     more_inventory_sockets: Vec<TcpListener>,
-    /// Sockets of billing instances beyond the first ([`Platform::start_another_billing`]).
-    more_billing_sockets: Vec<TcpListener>,
+    /// Sockets of the instances started beyond the first ([`Platform::start_another_billing`],
+    /// [`Platform::start_another_gateway`]).
+    extra_sockets: Vec<TcpListener>,
 }
 
 impl Platform {
@@ -225,11 +226,12 @@ impl Platform {
             &queue,
         )
         .with("GATEWAY_BIND_ADDR", gateway_addr.to_string());
-        let (billing_env, gateway_env) = match cluster {
-            None => (billing_env, gateway_env),
+        let (inventory_env, billing_env, gateway_env) = match cluster {
+            None => (inventory_env, billing_env, gateway_env),
             Some(nodes) => {
                 let reversed: Vec<&str> = nodes.split(',').rev().collect();
                 (
+                    inventory_env.with("AMQP_URL", nodes.clone()),
                     billing_env.with("AMQP_URL", reversed.join(",")),
                     gateway_env.with("AMQP_URL", nodes),
                 )
@@ -258,7 +260,7 @@ impl Platform {
             gateway: None,
             more_inventories: Vec::new(),
             more_inventory_sockets,
-            more_billing_sockets: Vec::new(),
+            extra_sockets: Vec::new(),
         };
         platform.start_inventory().await;
         for i in 0..platform.more_inventory_sockets.len() {
@@ -322,8 +324,36 @@ impl Platform {
         let service = ServiceProcess::start_with_socket("billing-app", env.vars(), &socket);
         self.wait_ready(&format!("http://{addr}/ready"), &service)
             .await;
-        self.more_billing_sockets.push(socket);
+        self.extra_sockets.push(socket);
         service
+    }
+
+    /// Starts one more api-gateway in front of the same services (the same configuration, a
+    /// socket of its own) and waits until it is ready; returns it and its base URL. Its socket
+    /// stays open as long as the platform.
+    pub async fn start_another_gateway(&mut self) -> (ServiceProcess, String) {
+        let socket = held_socket();
+        let addr = socket.local_addr().unwrap();
+        let env = self
+            .gateway_env
+            .clone()
+            .with("GATEWAY_BIND_ADDR", addr.to_string());
+        let service = ServiceProcess::start_with_socket("api-gateway", env.vars(), &socket);
+        let url = format!("http://{addr}");
+        self.wait_ready(&format!("{url}/ready"), &service).await;
+        self.extra_sockets.push(socket);
+        (service, url)
+    }
+
+    /// Stops inventory (SIGTERM) and starts it again with `overrides` added to its environment.
+    pub async fn restart_inventory_with(&mut self, overrides: &[(&'static str, &str)]) {
+        if let Some(inventory) = self.inventory.take() {
+            inventory.stop().await;
+        }
+        for (name, value) in overrides {
+            self.inventory_env = self.inventory_env.clone().with(name, *value);
+        }
+        self.start_inventory().await;
     }
 
     /// Stops the gateway and starts it again with `overrides` added to its environment (a new
