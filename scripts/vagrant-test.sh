@@ -79,6 +79,21 @@ on() { # on MACHINE SCRIPT: runs a shell script on a VM as root, over SSH as `va
     lab_in ssh -F "$WORK/ssh-config" -o LogLevel=ERROR "$1" sudo bash -c "$(printf '%q' "$2")"
 }
 api() { lab_in curl -sS --max-time 10 "$@"; }
+# keep_journals WHY: each VM's journal of this boot (the platform's units, RabbitMQ and its
+# guard) and the vagrant logs, kept past the run in /var/tmp/movie-lab/logs/ for a failure's
+# diagnosis (the run's work directory goes with it).
+keep_journals() {
+    local dir machine
+    dir="/var/tmp/movie-lab/logs/$(date -u +%Y%m%dT%H%M%S)-$1"
+    mkdir -p "$dir"
+    cp "$WORK"/*.log "$dir/" 2>/dev/null || true
+    for machine in gateway inventory billing; do
+        on "$machine" 'systemctl list-units --all --no-pager "movie*" rabbitmq-server gateway inventory billing;
+            journalctl -b --no-pager -u rabbitmq-server -u movie-rabbitmq-resume -u gateway -u inventory -u billing' \
+            >"$dir/$machine.journal" 2>&1 || true
+    done
+    echo "logs kept in $dir"
+}
 # (Matches below use grep >/dev/null, not grep -q: under pipefail, a writer that grep -q stopped
 # reading from dies of SIGPIPE and fails the check.)
 secret() { sed -n "s/^$1=//p" "$VAGRANT_SECRETS"; }
@@ -113,7 +128,8 @@ units_active_without_restarts() {
         done
     done
 }
-check "every unit active, none restarted by systemd during the parallel first boot" units_active_without_restarts
+after_first_boot() { units_active_without_restarts || { keep_journals first-boot; return 1; }; }
+check "every unit active, none restarted by systemd during the parallel first boot" after_first_boot
 
 # The cluster as a user's `vagrant up` leaves it: three nodes, both queues with a member on each.
 # Right after the parallel first boot, under emulation, a queue whose members have just joined
@@ -299,7 +315,8 @@ reload_keeps_everything() {
     ssh_config
     wait_until 300 "the gateway ready after the reload" api -f -o /dev/null "$GATEWAY/ready"
     # Ready through any broker node: its own machine's may still be starting.
-    wait_until 300 "every unit active after the reload" units_active_without_restarts
+    wait_until 300 "every unit active after the reload" units_active_without_restarts ||
+        { keep_journals reload; return 1; }
     units_active_without_restarts
     for machine in gateway inventory billing; do
         on "$machine" 'nft list table inet movie_platform' >/dev/null || { echo "no firewall on $machine after the reboot"; return 1; }
