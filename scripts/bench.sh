@@ -3,11 +3,12 @@
 # the local PostgreSQL and RabbitMQ, and measures each scenario next to its limit in the same run:
 #   1. GET /api/movies (20 movies) through the gateway vs straight to inventory (wrk, 64 conn.),
 #      through a bare actix-web + reqwest proxy (the cost of the hop alone), and with the
-#      gateway on a core of its own (as the three-VM deployment gives it a machine);
+#      gateway on a core of its own (as the three-VM deployment gives it a machine); the
+#      gateway's catalogue cache (hits) vs inventory, and the gateway without it vs nginx;
 #   2. POST /api/billing (broker-confirmed) vs a raw confirmed lapin publisher into the same
 #      queue (billing draining it during both), 64 in flight;
 #   3. billing draining a 10,000-order backlog vs raw inserts in the same batches, and one row
-#      per commit;
+#      per commit, and a 10,000 and a 100,000 backlog (BENCH_LARGE_BACKLOG) vs the raw consumer;
 #   4. confirmed publishes into a quorum queue on the three-node test cluster vs the single
 #      test broker (the price of replication), 64 in flight, no consumer;
 #   5. memory (RSS) of each service idle and after the load, and time from start to ready;
@@ -20,6 +21,7 @@ set -euo pipefail
 . "$(dirname "$0")/bench/cpu-accounting.sh"
 cd "$REPO_ROOT"
 MANY_CONNECTIONS="${BENCH_MANY_CONNECTIONS:-10000}"
+LARGE_BACKLOG="${BENCH_LARGE_BACKLOG:-100000}"
 
 # Short runs, many rounds: pairs run close together in time drift less apart.
 DURATION="${BENCH_DURATION:-5s}"
@@ -82,7 +84,7 @@ unpin() {
     pin "0-$(($(nproc) - 1))" $(cat "$RUN"/*.pid 2>/dev/null) $(pgrep -u postgres)
 }
 . "$REPO_ROOT/scripts/bench/connection-memory.sh"
-trap 'unpin; stop_bare_proxy; connection_memory_cleanup; stop_spawned_services "$RUN"' EXIT
+trap 'unpin; stop_bare_proxy; connection_memory_cleanup; stop_spawned_services "$RUN/cached"; stop_spawned_services "$RUN"' EXIT
 
 now_ms() { date +%s%3N; }
 # Every wait is bounded (wait_until), so that a broken run ends instead of hanging.
@@ -108,6 +110,7 @@ billing_env=(BILLING_HTTP_ADDR="$BILLING" DATABASE_URL="$DB/movie_test_bench_bil
 log "starting the platform"
 ready_inventory="$(start_timed inventory-app "http://$INVENTORY/ready" "${inventory_env[@]}")"
 ready_billing="$(start_timed billing-app "http://$BILLING/ready" "${billing_env[@]}")"
+# Without the catalogue cache: every read makes the hop (scenario 1c measures the cache).
 ready_gateway="$(start_timed api-gateway "http://$GATEWAY/ready" GATEWAY_BIND_ADDR="$GATEWAY" \
     INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" \
     ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0 CATALOGUE_CACHE_MB=0)"
@@ -179,6 +182,34 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 stop_bare_proxy
 
+# 1c. The catalogue cache: a gateway with it (the default) answering from memory, against
+# inventory itself; and the gateway without it (the one above) against nginx proxying the same
+# hop (scripts/bench/connection-memory.sh's configuration: upstream keep-alive).
+log "1c. GET /api/movies: the gateway's cache vs inventory; the gateway without it vs nginx ($ROUNDS rounds)"
+CACHED_GATEWAY=127.0.0.1:28086
+CACHED_RUN="$RUN/cached"
+spawn_service "$BIN" api-gateway "$OUT/logs/cached" "$CACHED_RUN" RUST_LOG=warn GATEWAY_BIND_ADDR="$CACHED_GATEWAY" \
+    INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" \
+    ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0
+wait_until --every 0.01 60 "the caching gateway" http_ok "http://$CACHED_GATEWAY/api/movies" || die "$LOGS_HINT"
+mkdir -p "$FRESH_RUN"
+nginx_start "$CONNECTIONS"
+declare -a hit_rps_runs hit_p99_runs hit_inv_rps_runs hit_inv_p99_runs miss_rps_runs miss_p99_runs nginx_rps_runs nginx_p99_runs
+cache_bad=0
+for round in $(seq 1 "$ROUNDS"); do
+    read -r rps _ p99 bad < <(wrk_run "cached-gateway-get-$round" "http://$CACHED_GATEWAY/api/movies")
+    hit_rps_runs+=("$rps") hit_p99_runs+=("$p99") cache_bad=$((cache_bad + bad))
+    read -r rps _ p99 bad < <(wrk_run "inventory-again-get-$round" "http://$INVENTORY/api/movies")
+    hit_inv_rps_runs+=("$rps") hit_inv_p99_runs+=("$p99") cache_bad=$((cache_bad + bad))
+    read -r rps _ p99 bad < <(wrk_run "uncached-gateway-get-$round" "http://$GATEWAY/api/movies")
+    miss_rps_runs+=("$rps") miss_p99_runs+=("$p99") cache_bad=$((cache_bad + bad))
+    read -r rps _ p99 bad < <(wrk_run "nginx-get-$round" "http://$NGINX_PROXY/api/movies")
+    nginx_rps_runs+=("$rps") nginx_p99_runs+=("$p99") cache_bad=$((cache_bad + bad))
+done
+hits="$(curl -fsS "http://$CACHED_GATEWAY/metrics" | awk '$1 == "gateway_catalogue_cache_lookups_total{result=\"hit\"}" { print $2 }')"
+nginx_stop
+stop_spawned_services "$CACHED_RUN"
+
 # 1b. The three-VM deployment gives the gateway a machine of its own, so its CPU does not come
 # out of inventory's. The nearest this one box gets: inventory and PostgreSQL on one core, the
 # gateway and wrk on the other (wrk runs on that core for the direct runs too).
@@ -232,6 +263,13 @@ get_ratios="$(ratios_by_round gw_rps_runs inv_rps_runs)"
 own_core_ratios="$(ratios_by_round own_gw_rps_runs own_inv_rps_runs)"
 bare_ratios="$(ratios_by_round gw_rps_runs bare_rps_runs)"
 post_ratios="$(ratios_by_round post_rps_runs raw_pub_rps_runs)"
+hit_ratios="$(ratios_by_round hit_rps_runs hit_inv_rps_runs)"
+miss_ratios="$(ratios_by_round miss_rps_runs nginx_rps_runs)"
+miss_p99_ratios="$(ratios_by_round miss_p99_runs nginx_p99_runs)"
+hit_rps="$(median "${hit_rps_runs[@]}")" hit_p99="$(median "${hit_p99_runs[@]}")"
+hit_inv_rps="$(median "${hit_inv_rps_runs[@]}")" hit_inv_p99="$(median "${hit_inv_p99_runs[@]}")"
+miss_rps="$(median "${miss_rps_runs[@]}")" miss_p99="$(median "${miss_p99_runs[@]}")"
+nginx_rps="$(median "${nginx_rps_runs[@]}")" nginx_p99="$(median "${nginx_p99_runs[@]}")"
 {
     echo "GET gateway requests/s by round: $(rounds_of "${gw_rps_runs[@]}")"
     echo "GET bare proxy requests/s by round: $(rounds_of "${bare_rps_runs[@]}")"
@@ -241,6 +279,12 @@ post_ratios="$(ratios_by_round post_rps_runs raw_pub_rps_runs)"
     echo "GET, gateway on its own core, requests/s by round: $(rounds_of "${own_gw_rps_runs[@]}")"
     echo "GET, inventory direct with the same cores, requests/s by round: $(rounds_of "${own_inv_rps_runs[@]}")"
     echo "GET, gateway on its own core / inventory by round: $own_core_ratios"
+    echo "GET cache hits requests/s by round: $(rounds_of "${hit_rps_runs[@]}"); hits counted: ${hits:-none}"
+    echo "GET inventory (beside the cache) requests/s by round: $(rounds_of "${hit_inv_rps_runs[@]}")"
+    echo "GET cache hits / inventory by round: $hit_ratios"
+    echo "GET gateway without cache requests/s by round: $(rounds_of "${miss_rps_runs[@]}")"
+    echo "GET nginx requests/s by round: $(rounds_of "${nginx_rps_runs[@]}")"
+    echo "GET gateway without cache / nginx by round: $miss_ratios (p99: $miss_p99_ratios)"
     echo "POST gateway orders/s by round: $(rounds_of "${post_rps_runs[@]}")"
     echo "raw publisher messages/s by round: $(rounds_of "${raw_pub_rps_runs[@]}")"
     echo "POST gateway / raw publisher by round: $post_ratios"
@@ -256,38 +300,45 @@ raw_pub_rps="$(median "${raw_pub_rps_runs[@]}")" raw_pub_p50="$(median "${raw_pu
 declare -A LOADED
 for name in api-gateway inventory-app billing-app; do LOADED[$name]="$(peak_mb "$name")"; done
 
-log "3. draining a backlog of 10,000 orders vs raw inserts"
+log "3. draining a backlog of 10,000 and of $LARGE_BACKLOG orders vs raw inserts and the raw consumer"
 # Let billing finish what scenario 2 queued, then stop it and build a fresh backlog.
 rows() { pg_psql -d movie_test_bench_billing -c 'SELECT count(*) FROM orders'; }
 backlog() { rabbitmqctl -q list_queues -p movie-test name messages | awk -v q="$QUEUE" '$1 == q { print $2 }'; }
 backlog_empty() { [ "$(backlog)" = 0 ]; }
 wait_until 300 "billing to take scenario 2's orders off the queue" backlog_empty || die "$LOGS_HINT"
-kill -TERM "$(cat "$RUN/billing-app.pid")"
-wait_until --every 0.1 60 "billing to stop" process_gone "$(cat "$RUN/billing-app.pid")" || die "$LOGS_HINT"
-"$BIN/bench-baselines" publish "$AMQP" "$QUEUE" 10000 "$CONNECTIONS" >/dev/null
-before="$(rows)"
-started="$(now_ms)"
-spawn_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
-drained() { [ "$(rows)" -ge $((before + 10000)) ]; }
-wait_until --every 0.05 300 "billing to drain the 10,000 orders" drained || die "$LOGS_HINT"
-drain_ms=$(($(now_ms) - started))
-# Start to last row includes the process start and this loop's polling (tens of ms in a
-# drain of a few hundred); the steady rate counts from the first commit to the last instead
-# (processed_at is each transaction's start).
+# drain ORDERS: billing stopped, a backlog of ORDERS built, billing started; prints the steady
+# rate (first commit to last: processed_at is each transaction's start) and the milliseconds
+# from the process start to the last row (which include the start and this loop's polling).
+drain() {
+    local orders="$1" before started
+    kill -TERM "$(cat "$RUN/billing-app.pid")"
+    wait_until --every 0.1 60 "billing to stop" process_gone "$(cat "$RUN/billing-app.pid")" || die "$LOGS_HINT"
+    "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" "$orders" "$CONNECTIONS" >/dev/null
+    before="$(rows)"
+    started="$(now_ms)"
+    spawn_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
+    drained() { [ "$(rows)" -ge $((before + orders)) ]; }
+    wait_until --every 0.05 600 "billing to drain the $orders orders" drained || die "$LOGS_HINT"
+    echo "$(pg_psql -d movie_test_bench_billing -c "
+        WITH drain AS (SELECT processed_at FROM orders ORDER BY processed_at DESC LIMIT $orders),
+             span AS (SELECT min(processed_at) AS first, max(processed_at) AS last FROM drain)
+        SELECT round((SELECT count(*) FROM drain WHERE processed_at > span.first)
+                     / greatest(extract(epoch FROM span.last - span.first), 0.001))
+        FROM span") $(($(now_ms) - started))"
+}
+# raw_consume ORDERS: the broker's side of a drain alone (the same prefetch and acknowledgements,
+# no decoding and no database): messages/s.
+raw_consume() {
+    "$BIN/bench-baselines" publish "$AMQP" "$QUEUE-consume" "$1" "$CONNECTIONS" >/dev/null
+    "$BIN/bench-baselines" consume "$AMQP" "$QUEUE-consume" "$1" 500 200 | sed -nE 's/.*per_second=([0-9]+).*/\1/p'
+}
+read -r drain_rps drain_ms < <(drain 10000)
 drain_wall_rps=$((10000 * 1000 / drain_ms))
-drain_rps="$(pg_psql -d movie_test_bench_billing -c "
-    WITH drain AS (SELECT processed_at FROM orders ORDER BY processed_at DESC LIMIT 10000),
-         span AS (SELECT min(processed_at) AS first, max(processed_at) AS last FROM drain)
-    SELECT round((SELECT count(*) FROM drain WHERE processed_at > span.first)
-                 / greatest(extract(epoch FROM span.last - span.first), 0.001))
-    FROM span")"
+read -r large_drain_rps large_drain_ms < <(drain "$LARGE_BACKLOG")
+raw_consume_rps="$(raw_consume 10000)"
+large_raw_consume_rps="$(raw_consume "$LARGE_BACKLOG")"
 raw_batch="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 10000 200)"
 raw_batch_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_batch")"
-# The broker's side of a drain alone: the same prefetch and acknowledgements, no decoding and
-# no database.
-"$BIN/bench-baselines" publish "$AMQP" "$QUEUE-consume" 10000 "$CONNECTIONS" >/dev/null
-raw_consume="$("$BIN/bench-baselines" consume "$AMQP" "$QUEUE-consume" 10000 500 200)"
-raw_consume_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_consume")"
 raw_single="$("$BIN/bench-baselines" insert "$DB/movie_test_bench_insert" 2000 1)"
 raw_single_rps="$(sed -nE 's/.*per_second=([0-9]+).*/\1/p' <<<"$raw_single")"
 
@@ -378,11 +429,14 @@ cpu_row() {
     echo "| GET /api/movies p50 / p99 latency, ms | $gw_p50 / $gw_p99 | $inv_p50 / $inv_p99 | |"
     echo "| (the same through a bare actix-web + reqwest proxy: one hop, no gateway logic) | gateway $gw_rps | bare proxy $bare_rps ($bare_p50 / $bare_p99 ms) | $(median $bare_ratios) |"
     echo "| (the same with the gateway on a core of its own, inventory and PostgreSQL on the other; p99 in ms) | gateway ${own_gw_rps:--} (p99 ${own_gw_p99:--}) | inventory direct ${own_inv_rps:--} (p99 ${own_inv_p99:--}) | $(median $own_core_ratios) |"
+    echo "| GET /api/movies from the gateway's cache (hits), requests/s; p99 ms | gateway $hit_rps (p99 $hit_p99) | inventory direct $hit_inv_rps (p99 $hit_inv_p99) | $(median $hit_ratios) |"
+    echo "| GET /api/movies through the gateway without its cache vs nginx (proxy_pass, upstream keep-alive), requests/s; p99 ms | gateway $miss_rps (p99 $miss_p99) | nginx $nginx_rps (p99 $nginx_p99) | $(median $miss_ratios) (p99 $(median $miss_p99_ratios)) |"
     echo "| POST /api/billing (confirmed), orders/s | $post_rps | raw lapin publisher $raw_pub_rps | $(median $post_ratios) |"
     echo "| POST /api/billing p50 / p99 latency, ms | $post_p50 / $post_p99 | $raw_pub_p50 / $raw_pub_p99 | |"
     echo "| drain of 10,000 orders, orders/s (first commit to last) | billing $drain_rps | raw inserts, 200/commit $raw_batch_rps | $(ratio "$drain_rps" "$raw_batch_rps") |"
     echo "| (the same drain from process start to last row, $drain_ms ms) | billing $drain_wall_rps | | |"
     echo "| (the broker alone: consume, prefetch 500, ack per 200) | | raw consumer $raw_consume_rps | $(ratio "$drain_rps" "$raw_consume_rps") |"
+    echo "| drain of $LARGE_BACKLOG orders, orders/s (first commit to last; $large_drain_ms ms from process start) | billing $large_drain_rps | raw consumer $large_raw_consume_rps | $(ratio "$large_drain_rps" "$large_raw_consume_rps") |"
     echo "| (one row per commit, for scale) | | raw inserts, 1/commit $raw_single_rps | |"
     echo "| confirmed publishes/s into a quorum queue, no consumer (the price of replication; the three nodes share this machine) | 3 nodes $cluster_pub_rps | 1 node $single_pub_rps | $(median $replication_ratios) |"
     echo "| confirmed publish p50 / p99 latency, ms | 3 nodes $cluster_pub_p50 / $cluster_pub_p99 | 1 node $single_pub_p50 / $single_pub_p99 | |"
@@ -425,7 +479,7 @@ require_figures() {
         fi
     done
 }
-require_figures gw_rps bare_rps inv_rps post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps raw_single_rps \
+require_figures gw_rps bare_rps inv_rps hit_rps hit_inv_rps miss_rps nginx_rps hits post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps large_drain_rps large_raw_consume_rps raw_single_rps \
     cluster_pub_rps single_pub_rps
 (($(nproc) < 2)) || require_figures own_gw_rps own_inv_rps
 for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher publish-3-nodes publish-1-node; do
@@ -433,7 +487,7 @@ for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher
 done
 [ "$(grep -o '@' <<<"${cluster_queue#*members}" | wc -l)" = 3 ] ||
     die "the cluster's queue was not on the three nodes (${cluster_queue:-not found})"
-((gw_bad + bare_bad + inv_bad + own_bad + post_bad == 0)) || die "answers other than 2xx during the runs"
+((gw_bad + bare_bad + inv_bad + own_bad + post_bad + cache_bad == 0)) || die "answers other than 2xx during the runs"
 for key in "${!CONN_FIGURES[@]}"; do
     read -r rps _ bad _ <<<"${CONN_FIGURES[$key]}"
     [[ $rps =~ ^[0-9]+$ ]] && ((rps > 0)) || die "scenario 6 ($key) did not run: ${CONN_FIGURES[$key]}"

@@ -198,6 +198,21 @@ movie_crud() {
 }
 check "movie CRUD through the gateway from the host (writes need the admin token)" movie_crud
 
+metric_of() { # metric_of MACHINE URL SERIES: the series' value in that scrape (0 if absent)
+    inside "$1" curl -fsS --max-time 5 "$2" | awk -v s="$3" '$1 == s { v = $2 } END { print v + 0 }'
+}
+events_seen() { # the CRUD check's three events published by inventory and received by the gateway
+    [ "$(metric_of gateway "http://${MACHINE_IP[inventory]}:8081/metrics" inventory_events_published_total)" -ge 3 ] &&
+        [ "$(metric_of gateway http://127.0.0.1:8080/metrics 'gateway_catalogue_events_received_total{type="movie.deleted"}')" -ge 1 ]
+}
+change_events_flow() {
+    wait_until 30 "the change events through the broker" events_seen
+    echo "figures: inventory published $(metric_of gateway "http://${MACHINE_IP[inventory]}:8081/metrics" inventory_events_published_total) change events"
+    [ "$(metric_of gateway http://127.0.0.1:8080/metrics gateway_catalogue_events_subscribed)" = 1 ] &&
+        [ "$(metric_of gateway "http://${MACHINE_IP[inventory]}:8081/metrics" inventory_event_relay_connected)" = 1 ]
+}
+check "the catalogue's change events: inventory's relay publishes them, the gateway's cache receives them" change_events_flow
+
 post_order() { # prints the HTTP status
     curl_host -o /dev/null -w '%{http_code}' -X POST "$gateway_url/api/billing" \
         -H 'Content-Type: application/json' -d "{\"user_id\": \"$1\", \"number_of_items\": \"2\", \"total_amount\": \"45.00\"}"
@@ -304,10 +319,13 @@ firewall_isolates() {
     refuse inside billing curl -sS --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null 2>&1
     refuse curl_host --max-time 3 "http://${MACHINE_IP[inventory]}:8081/health" >/dev/null 2>&1
     refuse curl_host --max-time 3 "http://${MACHINE_IP[billing]}:8082/health" >/dev/null 2>&1
-    refuse inside inventory timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672" 2>/dev/null
+    refuse inside inventory curl -sS --max-time 3 "http://${MACHINE_IP[billing]}:8082/health" >/dev/null 2>&1
+    # RabbitMQ: every machine has a service that uses it (inventory publishes its change events).
+    inside inventory timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672"
     inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672"
+    refuse from_host timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[billing]}/5672" 2>/dev/null
 }
-check "firewall: inventory, billing and RabbitMQ reachable from the gateway only" firewall_isolates
+check "firewall: inventory's and billing's HTTP reachable from the gateway only, RabbitMQ from the machines only" firewall_isolates
 
 databases_local_only() {
     refuse inside gateway timeout 3 bash -c "exec 3<>/dev/tcp/${MACHINE_IP[inventory]}/5432" 2>/dev/null

@@ -3,7 +3,8 @@
 # against nginx (Debian's, proxy_pass with upstream keep-alive: what an operator would otherwise put
 # in front of inventory), both proxying GET /api/movies to the same inventory. For each connection
 # count each proxy starts fresh, so its peak RSS (VmHWM; nginx's master and workers summed) is that
-# load's: per connection = (peak - idle) / connections. Also the most connections the proxy had
+# load's: per connection = (peak - idle) / connections. The gateway's catalogue cache is off, so
+# both make the hop to inventory for every request. Also the most connections the proxy had
 # open to inventory meanwhile (the gateway bounds them; nginx's keep-alive caches idle ones only).
 # Source it from bench.sh (it uses BIN, OUT, RUN, INVENTORY, ADMIN_TOKEN, DURATION, wrk_run).
 
@@ -55,7 +56,8 @@ nginx_stop() {
 fresh_gateway_start() {
     spawn_service "$BIN" api-gateway "$OUT/logs/fresh" "$FRESH_RUN" RUST_LOG=warn \
         GATEWAY_BIND_ADDR="$FRESH_GATEWAY" INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" \
-        AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0
+        AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0 \
+        CATALOGUE_CACHE_MB=0
     wait_until --every 0.01 60 "the fresh gateway" http_ok "http://$FRESH_GATEWAY/api/movies" || die "$LOGS_HINT"
 }
 connection_memory_cleanup() {
