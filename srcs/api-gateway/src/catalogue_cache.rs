@@ -3,8 +3,8 @@
 //!
 //! What drops them: the change events inventory publishes (`catalogue_events` subscribes), and
 //! this gateway's own writes at once (read-your-writes). A movie's change drops that movie's
-//! entry and every list page (any page may show it). A read that missed starts its upstream
-//! call under the cache's current *epoch*, and its answer is kept only if no change was heard
+//! entry and every list page (any page may show it). A read that missed notes how many changes
+//! that concern it were heard so far (`Changes`), and its answer is kept only if none was heard
 //! meanwhile: an answer fetched before a change cannot be stored after it.
 //!
 //! Staleness: while the subscription is up, an entry outlives its movie's change by the time
@@ -65,15 +65,43 @@ impl CacheKey {
     }
 }
 
-/// A stored answer, and the epoch of the list pages it belongs to.
+/// A stored answer, and (for a list page) the count of changes it was fetched under.
 #[derive(Clone)]
 struct Entry {
     answer: Arc<UpstreamAnswer>,
-    epoch: u64,
+    pages_changed: u64,
 }
 
-/// Counted per entry beside its body and key: the headers and the bookkeeping.
+/// Counted per entry beside its body, headers and key: the bookkeeping.
 const ENTRY_OVERHEAD: usize = 256;
+
+/// Slots of movie change counts: a movie's answer waits only on changes to the movies of its
+/// slot (its id modulo this), not on every change heard.
+const MOVIE_SLOTS: usize = 1024;
+
+/// Changes heard, counted by what they concern.
+struct Changes {
+    /// Every change: a list page may show any movie.
+    pages: u64,
+    /// Changes to everything (the catalogue emptied, events missed).
+    everything: u64,
+    /// Changes to movies, by slot.
+    movies: Box<[u64; MOVIE_SLOTS]>,
+}
+
+impl Changes {
+    fn slot(id: i64) -> usize {
+        id.rem_euclid(MOVIE_SLOTS as i64) as usize
+    }
+
+    /// What a read of `key` must see unchanged for its answer to be stored.
+    fn stamp(&self, key: &CacheKey) -> (u64, u64) {
+        match key {
+            CacheKey::Movie(id) => (self.everything, self.movies[Self::slot(*id)]),
+            CacheKey::Page(_) => (self.pages, 0),
+        }
+    }
+}
 
 #[derive(Clone)]
 struct CacheMetrics {
@@ -86,16 +114,15 @@ struct CacheMetrics {
 
 pub(crate) struct CatalogueCache {
     entries: Cache<CacheKey, Entry>,
-    /// Bumped by every change heard (and every resubscription); the lock orders stores
-    /// against invalidations.
-    epoch: Mutex<u64>,
+    /// The lock orders stores against invalidations.
+    changes: Mutex<Changes>,
     metrics: CacheMetrics,
 }
 
-/// A read that missed: the epoch it started in.
+/// A read that missed: what it must see unchanged to store its answer.
 pub(crate) struct Ticket {
     key: CacheKey,
-    epoch: u64,
+    stamp: (u64, u64),
 }
 
 /// What a change invalidates.
@@ -136,11 +163,8 @@ impl CatalogueCache {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &CacheKey, entry: &Entry| {
-                let body = match &entry.answer.body {
-                    AnswerBody::Full(bytes) => bytes.len(),
-                    AnswerBody::Head(_) => 0,
-                };
-                u32::try_from(body + key.weight() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                let size = entry.answer.size() + key.weight() + ENTRY_OVERHEAD;
+                u32::try_from(size).unwrap_or(u32::MAX)
             })
             .time_to_live(ttl)
             .eviction_listener(move |_, _, cause| {
@@ -151,27 +175,35 @@ impl CatalogueCache {
             .build();
         Self {
             entries,
-            epoch: Mutex::new(0),
+            changes: Mutex::new(Changes {
+                pages: 0,
+                everything: 0,
+                movies: Box::new([0; MOVIE_SLOTS]),
+            }),
             metrics,
         }
     }
 
-    fn epoch(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.epoch.lock().expect("no panics while holding the lock")
+    fn changes(&self) -> std::sync::MutexGuard<'_, Changes> {
+        self.changes
+            .lock()
+            .expect("no panics while holding the lock")
     }
 
     /// The answer to `req` from the cache, or the ticket to store the upstream's answer with.
     pub(crate) fn lookup(&self, req: &HttpRequest, key: CacheKey) -> Result<HttpResponse, Ticket> {
-        let epoch = *self.epoch();
+        let stamp = self.changes().stamp(&key);
         let found = self.entries.get(&key).filter(|entry| match key {
+            // A movie's entry is dropped when it changes.
             CacheKey::Movie(_) => true,
-            CacheKey::Page(_) => entry.epoch == epoch,
+            // A page's is stale after any change.
+            CacheKey::Page(_) => entry.pages_changed == stamp.0,
         });
         let result = if found.is_some() { "hit" } else { "miss" };
         self.metrics.lookups.with_label_values(&[result]).inc();
         match found {
             Some(entry) => Ok(answer_from(req, &entry.answer)),
-            None => Err(Ticket { key, epoch }),
+            None => Err(Ticket { key, stamp }),
         }
     }
 
@@ -182,8 +214,11 @@ impl CatalogueCache {
         if answer.status != StatusCode::OK || !matches!(answer.body, AnswerBody::Full(_)) {
             return;
         }
-        let epoch = self.epoch();
-        if *epoch != ticket.epoch {
+        // A copy that owns exactly its bytes: the answer's body may be a slice of the upstream
+        // connection's read buffer, many times its size, which the cache would keep alive.
+        let kept = Arc::new(answer.detached());
+        let changes = self.changes();
+        if changes.stamp(&ticket.key) != ticket.stamp {
             return;
         }
         if let CacheKey::Movie(_) = ticket.key {
@@ -193,25 +228,31 @@ impl CatalogueCache {
             }
         }
         let entry = Entry {
-            answer: answer.clone(),
-            epoch: *epoch,
+            answer: kept,
+            pages_changed: changes.pages,
         };
         self.entries.insert(ticket.key, entry);
-        drop(epoch);
+        drop(changes);
         self.update_gauges();
     }
 
     /// Drops what `change` makes stale.
     pub(crate) fn invalidate(&self, change: Change) {
-        let mut epoch = self.epoch();
-        *epoch += 1;
+        let mut changes = self.changes();
+        // Every change may show on a list page: pages go by this count.
+        changes.pages += 1;
         match change {
-            // The list pages go by the epoch.
-            Change::Movie(id) => self.entries.invalidate(&CacheKey::Movie(id)),
+            Change::Movie(id) => {
+                changes.movies[Changes::slot(id)] += 1;
+                self.entries.invalidate(&CacheKey::Movie(id));
+            }
             Change::Pages => {}
-            Change::Everything => self.entries.invalidate_all(),
+            Change::Everything => {
+                changes.everything += 1;
+                self.entries.invalidate_all();
+            }
         }
-        drop(epoch);
+        drop(changes);
         self.metrics.invalidations.inc();
         self.update_gauges();
     }

@@ -493,6 +493,33 @@ impl UpstreamAnswer {
         }
     }
 
+    /// This answer owning exactly its bytes (see `catalogue_cache`): its body copied out of
+    /// whatever larger buffer it may be a slice of.
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: match &self.body {
+                AnswerBody::Full(bytes) => AnswerBody::Full(Bytes::copy_from_slice(bytes)),
+                AnswerBody::Head(length) => AnswerBody::Head(*length),
+            },
+        }
+    }
+
+    /// About how many bytes it holds: the body and the headers.
+    pub(crate) fn size(&self) -> usize {
+        let body = match &self.body {
+            AnswerBody::Full(bytes) => bytes.len(),
+            AnswerBody::Head(_) => 0,
+        };
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        body + headers
+    }
+
     pub(crate) fn into_response(self) -> HttpResponse {
         self.respond(None, &self.body)
     }

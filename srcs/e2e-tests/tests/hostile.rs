@@ -878,3 +878,75 @@ async fn a_reset_mid_publish_does_not_let_a_second_payload_through_under_the_sam
     );
     platform.stop_all().await;
 }
+
+#[tokio::test]
+async fn the_catalogue_cache_holds_the_memory_it_is_given_whatever_the_queries() {
+    let mut platform = Platform::start().await;
+    platform
+        .restart_gateway_with(&[
+            ("CATALOGUE_CACHE_MB", "4"),
+            ("CATALOGUE_CACHE_TTL_MS", "600000"),
+        ])
+        .await;
+    let description = "d".repeat(5000);
+    for i in 0..100 {
+        let created = platform
+            .http
+            .post(format!("{}/api/movies", platform.gateway_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "title": format!("Long {i}"), "description": description }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let get = |query: String| {
+        let (http, url) = (platform.http.clone(), platform.gateway_url.clone());
+        async move {
+            let answer = http
+                .get(format!("{url}/api/movies?{query}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.bytes().await.unwrap().len()
+        }
+    };
+    // Warm up (allocator, pools), then measure: every query a new key, big pages and small.
+    for i in 0..20 {
+        get(format!("limit=100&warm={i}")).await;
+    }
+    let gateway = platform.gateway.as_ref().unwrap();
+    let before = gateway.rss_kib();
+    let mut sent = 0;
+    for i in 0..300 {
+        sent += get(format!("limit=100&big={i}")).await;
+        sent += get(format!("limit=1&small={i}")).await;
+    }
+    let grown_mib = gateway.rss_kib().saturating_sub(before) / 1024;
+    let scrape = platform
+        .http
+        .get(format!("{}/metrics", platform.gateway_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let held = test_support::metric(&scrape, "gateway_catalogue_cache_bytes");
+    eprintln!(
+        "{} MiB of pages answered, {held} bytes held by a 4 MiB cache; the gateway grew {grown_mib} MiB",
+        sent / (1024 * 1024)
+    );
+    assert!(
+        held <= 4.0 * 1024.0 * 1024.0,
+        "the cache holds {held} bytes"
+    );
+    // Hundreds of MiB answered: the process grows by the cache and the allocator's slack,
+    // not by what went through it.
+    assert!(
+        grown_mib < 48,
+        "the gateway grew {grown_mib} MiB behind a 4 MiB cache"
+    );
+    platform.stop_all().await;
+}
