@@ -7,6 +7,8 @@
 //!
 //! A write wakes the relay at once ([`Wake`]); a pass every second picks up whatever a crashed
 //! or stopped instance left. While the broker is unreachable the rows wait, and writes go on.
+//! An event the broker refuses (nack) is tried [`PARK_AFTER`] times, a pass apart, then parked
+//! (left in the table, skipped), so that one subscriber's full queue cannot hold up the feed.
 
 use std::{
     sync::Arc,
@@ -38,6 +40,12 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const DATABASE_RETRY: Duration = Duration::from_secs(1);
 /// A connection that lasted this long resets the reconnect backoff.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// Refusals (nacks) after which an event is parked.
+const PARK_AFTER: i32 = 5;
+/// The pause after a batch with refused events, before they are tried again.
+const AFTER_REFUSAL: Duration = Duration::from_secs(1);
+/// How often the outbox's rows are counted for the gauges.
+const COUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// Tells the relay that a write committed an event.
 #[derive(Clone, Default)]
@@ -54,6 +62,8 @@ impl Wake {
 struct RelayMetrics {
     published: IntCounter,
     connected: IntGauge,
+    waiting: IntGauge,
+    parked: IntGauge,
 }
 
 /// The running relay.
@@ -80,8 +90,17 @@ impl Relay {
                 "event_relay_connected",
                 "1 while the outbox relay is connected to the broker.",
             ),
+            waiting: metrics.gauge(
+                "outbox_waiting_events",
+                "Change events in the outbox waiting to be published (counted every 5 s).",
+            ),
+            parked: metrics.gauge(
+                "outbox_parked_events",
+                "Change events the broker refused again and again, parked in the outbox (counted every 5 s).",
+            ),
         };
         let shutdown = CancellationToken::new();
+        tokio::spawn(count_rows(pool.clone(), metrics.clone(), shutdown.clone()));
         let task = tokio::spawn(run(settings, pool, wake, metrics, shutdown.clone()));
         Self { task, shutdown }
     }
@@ -171,9 +190,19 @@ async fn relay_while_connected(
 ) -> Option<String> {
     loop {
         match relay_batch(settings, pool, channel).await {
-            Ok(relayed) => {
-                metrics.published.inc_by(relayed as u64);
-                if relayed as i64 == BATCH && !shutdown.is_cancelled() {
+            Ok(Batch { taken, published }) => {
+                metrics.published.inc_by(published as u64);
+                if published < taken {
+                    log::warn!(
+                        "outbox relay: the broker refused {} of {taken} events (a subscriber's queue full with reject-publish?); each is tried {PARK_AFTER} times, then parked",
+                        taken - published
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(AFTER_REFUSAL) => continue,
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
+                if taken as i64 == BATCH && !shutdown.is_cancelled() {
                     continue;
                 }
             }
@@ -206,12 +235,19 @@ impl From<tokio_postgres::Error> for BatchError {
     }
 }
 
-/// One transaction: the oldest unclaimed rows, published, confirmed, deleted. Returns how many.
+/// What a batch came to: rows taken, events published (the others were refused).
+struct Batch {
+    taken: usize,
+    published: usize,
+}
+
+/// One transaction: the oldest unclaimed rows not parked, published and confirmed; the
+/// confirmed deleted, the refused counted (and so parked at the last attempt).
 async fn relay_batch(
     settings: &EventSettings,
     pool: &Pool,
     channel: &Channel,
-) -> Result<usize, BatchError> {
+) -> Result<Batch, BatchError> {
     let mut client = pool
         .get()
         .await
@@ -220,12 +256,15 @@ async fn relay_batch(
     let statement = tx
         .prepare_cached(
             "SELECT id, event_id, routing_key, occurred_at, body FROM catalogue_outbox
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             WHERE attempts < $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .await?;
-    let rows = tx.query(&statement, &[&BATCH]).await?;
+    let rows = tx.query(&statement, &[&BATCH, &PARK_AFTER]).await?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Batch {
+            taken: 0,
+            published: 0,
+        });
     }
     let broker = |e: AmqpError| BatchError::Broker(error_chain(&e));
     let mut confirms = Vec::with_capacity(rows.len());
@@ -247,21 +286,62 @@ async fn relay_batch(
                 .map_err(broker)?,
         );
     }
-    for confirm in confirms {
+    let (mut published, mut refused) = (Vec::new(), Vec::new());
+    for (row, confirm) in rows.iter().zip(confirms) {
         let confirmation = amqp::within(settings.publish_timeout, confirm)
             .await
             .map_err(broker)?;
-        if !confirmation.is_ack() {
-            return Err(BatchError::Broker(
-                "the broker refused an event (nack)".to_owned(),
-            ));
+        let id: i64 = row.get("id");
+        if confirmation.is_ack() {
+            published.push(id);
+        } else {
+            refused.push(id);
         }
     }
-    let ids: Vec<i64> = rows.iter().map(|row| row.get("id")).collect();
     let statement = tx
         .prepare_cached("DELETE FROM catalogue_outbox WHERE id = ANY($1)")
         .await?;
-    tx.execute(&statement, &[&ids]).await?;
+    tx.execute(&statement, &[&published]).await?;
+    if !refused.is_empty() {
+        let statement = tx
+            .prepare_cached(
+                "UPDATE catalogue_outbox
+                 SET attempts = attempts + 1, last_error = 'refused by the broker (nack)'
+                 WHERE id = ANY($1)",
+            )
+            .await?;
+        tx.execute(&statement, &[&refused]).await?;
+    }
     tx.commit().await?;
-    Ok(rows.len())
+    Ok(Batch {
+        taken: rows.len(),
+        published: published.len(),
+    })
+}
+
+/// Keeps the waiting and parked gauges up to date, whatever the broker's state.
+async fn count_rows(pool: Pool, metrics: RelayMetrics, shutdown: CancellationToken) {
+    loop {
+        let counted = async {
+            let client = pool.get().await.ok()?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE attempts < $1) AS waiting,
+                            count(*) FILTER (WHERE attempts >= $1) AS parked
+                     FROM catalogue_outbox",
+                    &[&PARK_AFTER],
+                )
+                .await
+                .ok()?;
+            Some((row.get::<_, i64>("waiting"), row.get::<_, i64>("parked")))
+        };
+        if let Some((waiting, parked)) = counted.await {
+            metrics.waiting.set(waiting);
+            metrics.parked.set(parked);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(COUNT_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }

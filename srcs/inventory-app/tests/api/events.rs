@@ -183,3 +183,107 @@ async fn changes_made_while_the_broker_is_away_are_published_when_it_is_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_subscriber_whose_queue_refuses_events_holds_up_no_one_else() {
+    use lapin::{
+        options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions},
+        types::{AMQPValue, FieldTable},
+    };
+    let exchange = unique_exchange();
+    let mut tap = EventTap::on(&exchange).await;
+    // Another subscriber's queue: one message at most, and publishes refused beyond it.
+    let channel = test_support::amqp_channel().await;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let full = format!("{exchange}-full");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(full.as_str().into(), exclusive, arguments)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            full.as_str().into(),
+            exchange.as_str().into(),
+            "movie.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let app = spawn_app_with(|s| s.events.exchange = exchange.clone()).await;
+
+    // Every event reaches the tap at once, the refused ones perhaps more than once.
+    let mut ids = Vec::new();
+    for title in ["One", "Two", "Three"] {
+        ids.push(app.create_movie(title).await["id"].as_i64().unwrap());
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 3 {
+        let (_, event) = next_event(&mut tap).await;
+        seen.insert(event.change.movie_id().unwrap());
+    }
+    // The two the full queue refused are parked after their attempts; nothing waits.
+    let parked = || async {
+        let client = app.db.client().await;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE attempts >= 5), count(*) FILTER (WHERE attempts < 5) FROM catalogue_outbox",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    };
+    eventually(Duration::from_secs(20), "two events parked", || async {
+        parked().await == (2, 0)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the gauge to say so", || async {
+        let scrape = app.get("/metrics").await.text().await.unwrap();
+        test_support::metric(&scrape, "inventory_outbox_parked_events") == 2.0
+    })
+    .await;
+    // A later change is published at once all the same.
+    let started = std::time::Instant::now();
+    app.create_movie("Four").await;
+    loop {
+        let (_, event) = next_event(&mut tap).await;
+        if let CatalogueChange::Created { movie, .. } = event.change {
+            if movie["title"] == "Four" {
+                break;
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Once the subscriber has room, re-armed events go out (README, Operations).
+    channel
+        .queue_delete(full.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    app.db
+        .client()
+        .await
+        .execute(
+            "UPDATE catalogue_outbox SET attempts = 0 WHERE attempts >= 5",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the outbox to empty", || async {
+        outbox_rows(&app).await == 0
+    })
+    .await;
+}
