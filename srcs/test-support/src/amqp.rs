@@ -71,11 +71,13 @@ pub fn order_message(user: &str, items: &str, amount: &str) -> OrderMessage {
 
 /// Every catalogue change event published to one exchange from now on, in arrival order, as a
 /// subscriber sees it (a queue of its own, bound to every routing key).
+#[cfg(feature = "messages")]
 pub struct EventTap {
     consumer: lapin::Consumer,
     _channel: Channel,
 }
 
+#[cfg(feature = "messages")]
 impl EventTap {
     pub async fn on(exchange: &str) -> Self {
         use lapin::{

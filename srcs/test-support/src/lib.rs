@@ -11,6 +11,7 @@
 
 mod amqp;
 mod apps;
+#[cfg(feature = "messages")]
 pub mod asyncapi;
 mod database;
 mod http;
@@ -20,8 +21,10 @@ mod settings;
 
 pub use amqp::{
     amqp_channel, order_message, queue_depth, test_amqp_url, test_catalogue_exchange,
-    test_cluster_url, unique_exchange, unique_queue, EventTap,
+    test_cluster_url, unique_exchange, unique_queue,
 };
+#[cfg(feature = "messages")]
+pub use amqp::EventTap;
 pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};
 pub use http::{assert_problem, get_json, get_text};
