@@ -179,9 +179,11 @@ async fn s2_billing_killed_mid_drain() {
 
 #[tokio::test]
 async fn s9_billing_stopped_in_the_middle_of_a_heavy_drain_again_and_again() {
+    // Enough that three stops, each finishing the deliveries in flight, come before the end.
+    const BACKLOG: usize = 50_000;
     let _serial = SERIAL.lock().await;
     let mut platform = Platform::start().await;
-    let (outcome, _) = backlog_with_billing_stopped(&mut platform, 20_000).await;
+    let (outcome, _) = backlog_with_billing_stopped(&mut platform, BACKLOG).await;
     let mut figures = Vec::new();
     for _ in 0..3 {
         platform.start_billing().await;
@@ -190,8 +192,8 @@ async fn s9_billing_stopped_in_the_middle_of_a_heavy_drain_again_and_again() {
             .wait_billed(before + 1, Duration::from_secs(60))
             .await;
         let stopping = Instant::now();
-        // SIGTERM mid-drain (prefetch 500, batches of 200 as shipped); the harness fails the
-        // test unless the process exits 0 within 20 s.
+        // SIGTERM mid-drain (prefetch 4,000, batches of 1,000 as shipped); the harness fails
+        // the test unless the process exits 0 within 20 s.
         platform.billing.take().unwrap().stop().await;
         let (_, after) = platform.billed().await;
         figures.push(format!(
@@ -200,12 +202,12 @@ async fn s9_billing_stopped_in_the_middle_of_a_heavy_drain_again_and_again() {
         ));
     }
     let (_, stopped_at) = platform.billed().await;
-    assert!(stopped_at < 20_000, "the stops came mid-drain");
+    assert!(stopped_at < BACKLOG, "the stops came mid-drain: {figures:?}");
     let started = Instant::now();
     platform.start_billing().await;
-    platform.wait_billed(20_000, Duration::from_secs(180)).await;
+    platform.wait_billed(BACKLOG, Duration::from_secs(180)).await;
     report(&format!(
-        "s9: SIGTERM mid-drain of 20000 orders, three times: stopped in {}",
+        "s9: SIGTERM mid-drain of {BACKLOG} orders, three times: stopped in {}",
         figures.join(", ")
     ));
     assert_billed_once_all_acknowledged(
