@@ -202,10 +202,15 @@ async fn s9_billing_stopped_in_the_middle_of_a_heavy_drain_again_and_again() {
         ));
     }
     let (_, stopped_at) = platform.billed().await;
-    assert!(stopped_at < BACKLOG, "the stops came mid-drain: {figures:?}");
+    assert!(
+        stopped_at < BACKLOG,
+        "the stops came mid-drain: {figures:?}"
+    );
     let started = Instant::now();
     platform.start_billing().await;
-    platform.wait_billed(BACKLOG, Duration::from_secs(180)).await;
+    platform
+        .wait_billed(BACKLOG, Duration::from_secs(180))
+        .await;
     report(&format!(
         "s9: SIGTERM mid-drain of {BACKLOG} orders, three times: stopped in {}",
         figures.join(", ")
@@ -937,25 +942,7 @@ async fn s14_inventory_killed_between_commit_and_relay_loses_no_change_event() {
     let mut tap = test_support::EventTap::on(test_support::test_catalogue_exchange()).await;
     // Inventory reaches the broker through a proxy that can be cut: its writes commit, their
     // events wait in the outbox, and then it is killed.
-    let broker = {
-        let url = test_support::test_amqp_url();
-        let authority = url
-            .split('@')
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        tokio::net::lookup_host(authority)
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = test_support::TcpProxy::start(broker).await;
-    let proxied =
-        test_support::test_amqp_url().replace(&broker.to_string(), &proxy.addr().to_string());
+    let (proxy, proxied) = test_support::broker_through_proxy().await;
     platform
         .restart_inventory_with(&[("AMQP_URL", &proxied)])
         .await;

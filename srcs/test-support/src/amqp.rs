@@ -166,3 +166,20 @@ impl EventTap {
         Some((delivery.routing_key.to_string(), event, message_id))
     }
 }
+
+/// A way to the test broker that the test can cut: a proxy to it, and the test broker's URL
+/// through that proxy.
+pub async fn broker_through_proxy() -> (crate::TcpProxy, String) {
+    let url = test_amqp_url();
+    let uri: lapin::uri::AMQPUri = url.parse().expect("TEST_AMQP_URL is an amqp:// URL");
+    let (host, port) = (uri.authority.host.as_str(), uri.authority.port);
+    let broker = tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .unwrap_or_else(|| panic!("TEST_AMQP_URL's host {host} does not resolve"));
+    let proxy = crate::TcpProxy::start(broker).await;
+    let through = url.replacen(&format!("{host}:{port}"), &proxy.addr().to_string(), 1);
+    assert_ne!(through, url, "TEST_AMQP_URL names its port ({host}:{port})");
+    (proxy, through)
+}

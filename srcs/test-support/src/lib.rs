@@ -19,12 +19,12 @@ mod proxy;
 pub mod raw_amqp;
 mod settings;
 
-pub use amqp::{
-    amqp_channel, order_message, queue_depth, test_amqp_url, test_catalogue_exchange,
-    test_cluster_url, unique_exchange, unique_queue,
-};
 #[cfg(feature = "messages")]
 pub use amqp::EventTap;
+pub use amqp::{
+    amqp_channel, broker_through_proxy, order_message, queue_depth, test_amqp_url,
+    test_catalogue_exchange, test_cluster_url, unique_exchange, unique_queue,
+};
 pub use apps::{billing_database, inventory_database, RunningApp};
 pub use database::{test_database_url, TestDatabase};
 pub use http::{assert_problem, get_json, get_text};

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use serde_json::{json, Value};
 use test_support::{
     eventually, inventory_database, inventory_settings, metric, unique_exchange, unique_queue,
-    RunningApp, TcpProxy, ADMIN_TOKEN,
+    RunningApp, ADMIN_TOKEN,
 };
 
 use crate::helpers::{gateway_settings, spawn_gateway_with, TestGateway};
@@ -215,24 +215,7 @@ async fn a_write_through_the_gateway_is_read_back_at_once_even_without_events() 
 async fn while_the_events_are_lost_answers_live_at_most_the_ttl_then_resubscribing_drops_all() {
     let exchange = unique_exchange();
     let inventory = spawn_inventory_publishing_to(&exchange).await;
-    let broker: SocketAddr = {
-        let url = test_support::test_amqp_url();
-        let authority = url
-            .split('@')
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        tokio::net::lookup_host(authority)
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = TcpProxy::start(broker).await;
-    let url = test_support::test_amqp_url().replace(&broker.to_string(), &proxy.addr().to_string());
+    let (proxy, url) = test_support::broker_through_proxy().await;
     let ttl = Duration::from_secs(2);
     let gateway = spawn_caching_gateway(inventory, &url, &exchange, ttl).await;
     let id = create(&gateway, "Stalker").await;

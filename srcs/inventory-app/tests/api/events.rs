@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::catalogue_event::{CatalogueChange, CatalogueEvent};
 use serde_json::{json, Value};
-use test_support::{eventually, unique_exchange, EventTap, TcpProxy};
+use test_support::{eventually, unique_exchange, EventTap};
 
 use crate::helpers::{spawn_app_with, TestApp};
 
@@ -138,25 +138,7 @@ async fn every_committed_change_is_published_once_and_nothing_else() {
 async fn changes_made_while_the_broker_is_away_are_published_when_it_is_back() {
     let exchange = unique_exchange();
     let mut tap = EventTap::on(&exchange).await;
-    let broker: std::net::SocketAddr = {
-        let url = test_support::test_amqp_url();
-        let authority = url
-            .split('@')
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        tokio::net::lookup_host(authority)
-            .await
-            .unwrap()
-            .next()
-            .unwrap()
-    };
-    let proxy = TcpProxy::start(broker).await;
-    proxy.cut();
-    let url = test_support::test_amqp_url().replace(&broker.to_string(), &proxy.addr().to_string());
+    let (proxy, url) = test_support::broker_through_proxy().await;
     let app = spawn_app_with(|s| {
         s.events.exchange = exchange.clone();
         s.events.brokers = url.parse().unwrap();
