@@ -139,6 +139,7 @@ async fn changes_made_while_the_broker_is_away_are_published_when_it_is_back() {
     let exchange = unique_exchange();
     let mut tap = EventTap::on(&exchange).await;
     let (proxy, url) = test_support::broker_through_proxy().await;
+    proxy.cut();
     let app = spawn_app_with(|s| {
         s.events.exchange = exchange.clone();
         s.events.brokers = url.parse().unwrap();
