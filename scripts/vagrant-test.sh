@@ -134,15 +134,26 @@ check "every unit active, none restarted by systemd during the parallel first bo
 # The cluster as a user's `vagrant up` leaves it: three nodes, both queues with a member on each.
 # Right after the parallel first boot, under emulation, a queue whose members have just joined
 # can take a minute or more to answer list_queues ("unresponsive"): the check waits for it.
-queues_members() { on billing "timeout 70 rabbitmqctl -q list_queues -p movie name members" >"$WORK/queues" 2>&1; }
+# Asked of the two quorum queues only: `list_queues` waits on every queue of the vhost, and
+# twice in a row, right after the first boot under emulation, it gave up on one for minutes
+# ("Some queue(s) are unresponsive") while orders flowed.
+queues_members() {
+    on billing "for q in billing_queue billing_queue.dead-letter; do
+        echo \"== \$q\"; timeout 70 rabbitmq-queues -q quorum_status \"\$q\" --vhost movie --formatter json || exit 1
+    done" >"$WORK/queues" 2>&1
+}
 rabbitmq_cluster_whole() {
     local queue node
-    wait_until --every 10 300 "list_queues to answer" queues_members || { cat "$WORK/queues"; return 1; }
+    wait_until --every 10 300 "the quorum queues' status" queues_members || {
+        cat "$WORK/queues"
+        on billing "timeout 70 rabbitmqctl -q list_unresponsive_queues -p movie" || true
+        return 1
+    }
     # A member on each node: the three are one cluster, and the queues are replicated three times.
     cat "$WORK/queues"
     for queue in billing_queue billing_queue.dead-letter; do
         for node in gateway inventory billing; do
-            awk -v q="$queue" '$1 == q' "$WORK/queues" | grep "rabbit@$node" >/dev/null || return 1
+            awk -v q="== $queue" '/^== / { on = ($0 == q) } on' "$WORK/queues" | grep "rabbit@$node" >/dev/null || return 1
         done
     done
 }
@@ -253,11 +264,12 @@ firewall_from_machines() {
     local open closed
     reach() { on "$1" "timeout 3 bash -c '</dev/tcp/$2/$3'" 2>/dev/null; }
     for open in "gateway ${MACHINE_IP[inventory]} 8081" "gateway ${MACHINE_IP[billing]} 8082" \
-        "gateway ${MACHINE_IP[billing]} 5672" "inventory ${MACHINE_IP[billing]} 25672"; do
+        "gateway ${MACHINE_IP[billing]} 5672" "inventory ${MACHINE_IP[billing]} 5672" \
+        "inventory ${MACHINE_IP[billing]} 25672"; do
         # shellcheck disable=SC2086
         reach $open || { echo "blocked, should be open: $open"; return 1; }
     done
-    for closed in "inventory ${MACHINE_IP[billing]} 8082" "inventory ${MACHINE_IP[billing]} 5672" \
+    for closed in "inventory ${MACHINE_IP[billing]} 8082" \
         "billing ${MACHINE_IP[inventory]} 8081" "gateway ${MACHINE_IP[billing]} 5432" \
         "gateway ${MACHINE_IP[inventory]} 5432"; do
         # shellcheck disable=SC2086
