@@ -11,16 +11,12 @@ use std::{
 use common::{
     amqp::{self, AmqpError, BrokerNodes, Topology},
     backoff::Backoff,
-    catalogue_event::CatalogueEvent,
+    catalogue_event::{self, CatalogueEvent},
     metrics::Metrics,
     telemetry::error_chain,
 };
 use futures_util::StreamExt;
-use lapin::{
-    options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
-    Connection, Consumer,
-};
+use lapin::{Connection, Consumer};
 use prometheus::{IntCounterVec, IntGauge};
 use tokio_util::sync::CancellationToken;
 
@@ -123,41 +119,10 @@ async fn start(settings: &SubscriptionSettings) -> Result<(Connection, Consumer)
         settings.connect_timeout,
     )
     .await?;
-    let subscribe = async {
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                settings.exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .basic_consume(
-                queue.name().clone(),
-                amqp::consumer_tag("gateway-cache").as_str().into(),
-                // Events are hints to forget: one lost with the connection is covered by the
-                // invalidation at resubscription.
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-    };
+    // Events are hints to forget: one lost with the connection is covered by the
+    // invalidation at resubscription.
+    let tag = amqp::consumer_tag("gateway-cache");
+    let subscribe = catalogue_event::subscribe_while_connected(&channel, &settings.exchange, &tag);
     match amqp::within(settings.connect_timeout, subscribe).await {
         Ok(consumer) => Ok((connection, consumer)),
         Err(e) => {

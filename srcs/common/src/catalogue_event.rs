@@ -11,7 +11,9 @@
 
 use chrono::{DateTime, Utc};
 use lapin::{
-    options::ExchangeDeclareOptions, types::FieldTable, BasicProperties, Channel, ExchangeKind,
+    options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::FieldTable,
+    BasicProperties, Channel, Consumer, ExchangeKind,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -131,6 +133,49 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), l
             ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Every event published to `exchange` from now on, on a queue of this channel's own (exclusive:
+/// gone with the connection, so nothing piles up for a subscriber that left), delivered without
+/// acknowledgements: what a subscriber that only needs to hear of changes while it listens
+/// (the gateway's cache, a test) consumes.
+pub async fn subscribe_while_connected(
+    channel: &Channel,
+    exchange: &str,
+    consumer_tag: &str,
+) -> Result<Consumer, lapin::Error> {
+    declare_exchange(channel, exchange).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            consumer_tag.into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
             },
             FieldTable::default(),
         )

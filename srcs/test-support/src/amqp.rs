@@ -80,48 +80,11 @@ pub struct EventTap {
 #[cfg(feature = "messages")]
 impl EventTap {
     pub async fn on(exchange: &str) -> Self {
-        use lapin::{
-            options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions},
-            types::FieldTable,
-        };
         let channel = amqp_channel().await;
-        common::catalogue_event::declare_exchange(&channel, exchange)
-            .await
-            .expect("declare the events' exchange");
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare a queue for the tap");
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                exchange.into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("bind the tap");
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "event-tap".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume the tap");
+        let consumer =
+            common::catalogue_event::subscribe_while_connected(&channel, exchange, "event-tap")
+                .await
+                .expect("subscribe the tap");
         Self {
             consumer,
             _channel: channel,
