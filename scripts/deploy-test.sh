@@ -601,9 +601,9 @@ NFT
     sleep 5
     inside billing nft delete table inet movie_partition
     healed_at="$(date +%s.%N)"
-    # Debian's RabbitMQ can stay paused for good here; the guard restarts it after a minute
-    # (scripts/vm/rabbitmq-resume.sh).
-    wait_until --every 1 240 "billing's node to serve again" broker_running_on_billing || {
+    # Debian's RabbitMQ can stay paused for good here; the guard restarts it after three
+    # minutes (scripts/vm/rabbitmq-resume.sh).
+    wait_until --every 1 360 "billing's node to serve again" broker_running_on_billing || {
         # What RabbitMQ and the guard say, for whoever reads the failure.
         inside billing sh -c 'grep -iE "partition|pause|minority|majority|global" /var/log/rabbitmq/rabbit@billing.log | tail -n 12'
         guard_journal "$healed_at" | tail -n 5
@@ -622,14 +622,14 @@ check "billing cut off from the other two (a partition): its node stops serving,
 # Proof: the guard itself, whether or not the partition above left the node stuck. Billing's node
 # is put in the state Debian's RabbitMQ can be left in after a heal: application stopped, the
 # process meant to start it again registered, the whole cluster connected. The guard must restart
-# it (scripts/vm/rabbitmq-resume.sh: after a minute, checked every 20 s).
+# it (scripts/vm/rabbitmq-resume.sh: after three minutes, checked every 20 s).
 billing_left_paused() {
     local paused_at
     inside billing rabbitmqctl -q stop_app
     inside billing rabbitmqctl -q eval \
         'spawn(fun() -> register(rabbit_outside_app_process, self()), receive after infinity -> ok end end), ok.' >/dev/null
     paused_at="$(date +%s.%N)"
-    wait_until --every 1 150 "the guard to restart billing's paused node" broker_running_on_billing ||
+    wait_until --every 1 300 "the guard to restart billing's paused node" broker_running_on_billing ||
         { guard_journal "$paused_at" | tail -n 5; return 1; }
     echo "figures: billing's node served again $(($(date +%s) - ${paused_at%.*})) s after it was left paused"
     guard_journal "$paused_at" | grep -q ': restarting it$' ||
