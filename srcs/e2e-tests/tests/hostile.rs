@@ -346,6 +346,43 @@ async fn oversized_heads_are_refused_with_431_and_real_ones_served() {
     platform.stop_all().await;
 }
 
+/// A catalogue read's body means nothing: the gateway neither reads it nor passes it on (it
+/// would only cost memory while the read waits for inventory), answers the read, and closes
+/// the connection, so nothing in that body is ever taken as a request, and a body that never
+/// arrives holds nothing.
+#[tokio::test]
+async fn a_body_sent_with_a_read_is_never_read_as_a_request() {
+    let platform = Platform::start().await;
+    let gateway = host_of(&platform.gateway_url);
+    let smuggled = "GET /api/movies/404 HTTP/1.1\r\nHost: test\r\n\r\n";
+    for (name, request) in [
+        (
+            "a whole body",
+            format!("GET /api/movies HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{smuggled}", smuggled.len()),
+        ),
+        (
+            "a body that stops half way",
+            format!("GET /api/movies HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n{smuggled}"),
+        ),
+        (
+            "a chunked body",
+            format!("GET /api/movies HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{smuggled}\r\n0\r\n\r\n", smuggled.len()),
+        ),
+    ] {
+        let raw = exchange(&gateway, request.as_bytes(), Duration::from_secs(10)).await;
+        let found = answers(&raw.text);
+        assert_eq!(found.len(), 1, "{name}: {}", raw.text);
+        assert_eq!(found[0].status, 200, "{name}: {:?}", found[0]);
+        assert!(raw.closed, "{name}: the connection is closed after the answer");
+        assert!(
+            raw.elapsed < Duration::from_secs(5),
+            "{name}: the answer waited {:?} for the body",
+            raw.elapsed
+        );
+    }
+    platform.stop_all().await;
+}
+
 #[tokio::test]
 async fn request_smuggling_and_bad_framing_never_get_a_second_answer() {
     let platform = Platform::start().await;

@@ -10,15 +10,18 @@ use crate::{
 };
 
 /// Reads of the catalogue: from the cache when it has the answer, from inventory-app otherwise
-/// (and kept for the next read if the answer is a 200).
+/// (and kept for the next read if the answer is a 200). A read's body, which means nothing, is
+/// neither read nor passed on (`request_limits` closes the connection after the answer): the
+/// body extractor alone would reserve 8 KiB for every read waiting for inventory.
 pub(crate) async fn read_catalogue(
     req: HttpRequest,
-    body: web::Bytes,
     upstreams: web::Data<Upstreams>,
     cache: Option<web::Data<CatalogueCache>>,
     request_id: RequestId,
 ) -> Result<HttpResponse, GatewayError> {
-    let forward = upstreams.inventory.forward(&req, body, &request_id);
+    let forward = upstreams
+        .inventory
+        .forward(&req, web::Bytes::new(), &request_id);
     let (Some(cache), Some(key)) = (cache, CacheKey::of(&req)) else {
         return Ok(forward.await?.into_response());
     };
