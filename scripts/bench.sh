@@ -12,8 +12,9 @@
 #   4. confirmed publishes into a quorum queue on the three-node test cluster vs the single
 #      test broker (the price of replication), 64 in flight, no consumer;
 #   5. memory (RSS) of each service idle and after the load, and time from start to ready;
-#   6. memory per client connection: the gateway vs nginx in front of the same inventory, at
-#      1,024 and 10,000 keep-alive connections (scripts/bench/connection-memory.sh).
+#   6. memory per client connection: the gateway (without and with its cache) vs nginx in front
+#      of the same inventory, at 1,024 and 10,000 keep-alive connections, busy and idle
+#      (scripts/bench/connection-memory.sh).
 # Prints a table and writes it to target/bench/results.md. Load goes to loopback only.
 set -euo pipefail
 . "$(dirname "$0")/lib/local-platform.sh"
@@ -394,18 +395,25 @@ single_pub_p50="$(median "${single_pub_p50_runs[@]}")" single_pub_p99="$(median 
 
 log "6. memory per client connection: the gateway vs nginx at 1,024 and $MANY_CONNECTIONS connections"
 declare -A CONN_FIGURES
+declare -A IDLE_FIGURES
 for connections in 1024 "$MANY_CONNECTIONS"; do
-    for proxy in gateway nginx; do
+    for proxy in gateway cached-gateway nginx; do
         CONN_FIGURES[$proxy-$connections]="$(connection_memory "$proxy" "$connections")"
+    done
+    for proxy in gateway nginx; do
+        IDLE_FIGURES[$proxy-$connections]="$(idle_connection_memory "$proxy" "$connections")"
     done
 done
 # conn_figure PROXY CONNECTIONS N: the Nth figure of connection_memory's line.
 conn_figure() { awk -v n="$3" '{ print $n }' <<<"${CONN_FIGURES[$1-$2]}"; }
 conn_mb() { awk -v k="$(conn_figure "$1" "$2" 5)" 'BEGIN { printf "%.1f", k / 1024 }'; }
-conn_row() { # conn_row CONNECTIONS: the table row of one connection count
+conn_row() { # conn_row CONNECTIONS: the table rows of one connection count
     local c="$1"
     echo "| memory per client connection at $c connections, KiB (peak − idle RSS; requests/s, p99 ms; inventory's connections at most) | gateway $(conn_figure gateway "$c" 6) ($(conn_figure gateway "$c" 1)/s, p99 $(conn_figure gateway "$c" 2), inventory $(conn_figure gateway "$c" 7)) | nginx $(conn_figure nginx "$c" 6) ($(conn_figure nginx "$c" 1)/s, p99 $(conn_figure nginx "$c" 2), inventory $(conn_figure nginx "$c" 7)) | $(ratio "$(conn_figure gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
+    echo "| (the same, the gateway as deployed: its 16 MB catalogue cache answers the reads) | gateway $(conn_figure cached-gateway "$c" 6) ($(conn_figure cached-gateway "$c" 1)/s, p99 $(conn_figure cached-gateway "$c" 2), inventory $(conn_figure cached-gateway "$c" 7)) | nginx $(conn_figure nginx "$c" 6) | $(ratio "$(conn_figure cached-gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
+    echo "| memory per idle keep-alive connection at $c connections, KiB (RSS holding them − idle RSS; connections held) | gateway $(idle_figure gateway "$c" 1) ($(idle_figure gateway "$c" 2)) | nginx $(idle_figure nginx "$c" 1) ($(idle_figure nginx "$c" 2)) | $(ratio "$(idle_figure gateway "$c" 1)" "$(idle_figure nginx "$c" 1)") |"
 }
+idle_figure() { awk -v n="$3" '{ print $n }' <<<"${IDLE_FIGURES[$1-$2]}"; }
 
 # cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
 cpu_row() {
@@ -443,7 +451,7 @@ cpu_row() {
     conn_row 1024
     conn_row "$MANY_CONNECTIONS"
     echo "| non-2xx answers during the runs | GET $gw_bad, POST $post_bad, at many connections $(conn_figure gateway 1024 3) + $(conn_figure gateway "$MANY_CONNECTIONS" 3) | inventory $inv_bad, bare proxy $bare_bad, own-core runs $own_bad, nginx $(conn_figure nginx 1024 3) + $(conn_figure nginx "$MANY_CONNECTIONS" 3) | |"
-    echo "| (peak RSS at 1,024 / $MANY_CONNECTIONS connections, MB) | gateway $(conn_mb gateway 1024) / $(conn_mb gateway "$MANY_CONNECTIONS") | nginx $(conn_mb nginx 1024) / $(conn_mb nginx "$MANY_CONNECTIONS") | |"
+    echo "| (peak RSS at 1,024 / $MANY_CONNECTIONS connections, MB) | gateway $(conn_mb gateway 1024) / $(conn_mb gateway "$MANY_CONNECTIONS"), with its cache $(conn_mb cached-gateway 1024) / $(conn_mb cached-gateway "$MANY_CONNECTIONS") | nginx $(conn_mb nginx 1024) / $(conn_mb nginx "$MANY_CONNECTIONS") | |"
     echo
     echo "| service | start to ready, ms | RSS idle, MB | peak RSS under load, MB |"
     echo "|---|---|---|---|"
@@ -492,4 +500,8 @@ for key in "${!CONN_FIGURES[@]}"; do
     read -r rps _ bad _ <<<"${CONN_FIGURES[$key]}"
     [[ $rps =~ ^[0-9]+$ ]] && ((rps > 0)) || die "scenario 6 ($key) did not run: ${CONN_FIGURES[$key]}"
     ((bad == 0)) || die "failures in scenario 6 ($key): $OUT/${key%-*}-c${key##*-}-1.wrk"
+done
+for key in "${!IDLE_FIGURES[@]}"; do
+    read -r _ held <<<"${IDLE_FIGURES[$key]}"
+    [ "$held" = "${key##*-}" ] || die "scenario 6 ($key): only ${held:-no} idle connections held"
 done

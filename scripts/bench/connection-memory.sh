@@ -3,9 +3,11 @@
 # against nginx (Debian's, proxy_pass with upstream keep-alive: what an operator would otherwise put
 # in front of inventory), both proxying GET /api/movies to the same inventory. For each connection
 # count each proxy starts fresh, so its peak RSS (VmHWM; nginx's master and workers summed) is that
-# load's: per connection = (peak - idle) / connections. The gateway's catalogue cache is off, so
-# both make the hop to inventory for every request. Also the most connections the proxy had
-# open to inventory meanwhile (the gateway bounds them; nginx's keep-alive caches idle ones only).
+# load's: per connection = (peak - idle) / connections. `gateway` has its catalogue cache off, so
+# it makes the hop to inventory for every request as nginx does; `cached-gateway` is the gateway
+# as deployed (its default 16 MB cache answers the reads). Also the most connections the proxy
+# had open to inventory meanwhile (the gateway bounds them; nginx's keep-alive caches idle ones
+# only), and what an idle keep-alive connection costs (`idle_connection_memory`).
 # Source it from bench.sh (it uses BIN, OUT, RUN, INVENTORY, ADMIN_TOKEN, DURATION, wrk_run).
 
 NGINX_PROXY=127.0.0.1:28084
@@ -53,11 +55,11 @@ nginx_stop() {
     wait_until --every 0.1 30 "nginx to stop" process_gone "$(cat "$FRESH_RUN/nginx.pid")" || true
     rm -f "$FRESH_RUN/nginx.pid"
 }
-fresh_gateway_start() {
+fresh_gateway_start() { # fresh_gateway_start CACHE_MB
     spawn_service "$BIN" api-gateway "$OUT/logs/fresh" "$FRESH_RUN" RUST_LOG=warn \
         GATEWAY_BIND_ADDR="$FRESH_GATEWAY" INVENTORY_URL="http://$INVENTORY" BILLING_URL="http://$BILLING" \
         AMQP_URL="$AMQP" BILLING_QUEUE="$QUEUE" ADMIN_TOKEN="$ADMIN_TOKEN" RATE_LIMIT_PER_SECOND=0 \
-        CATALOGUE_CACHE_MB=0
+        CATALOGUE_CACHE_MB="$1"
     wait_until --every 0.01 60 "the fresh gateway" http_ok "http://$FRESH_GATEWAY/api/movies" || die "$LOGS_HINT"
 }
 connection_memory_cleanup() {
@@ -76,9 +78,9 @@ kib() {
     done
     echo "$total"
 }
-proxy_pids() { # proxy_pids gateway|nginx
+proxy_pids() { # proxy_pids gateway|cached-gateway|nginx
     case "$1" in
-        gateway) cat "$FRESH_RUN/api-gateway.pid" ;;
+        gateway | cached-gateway) cat "$FRESH_RUN/api-gateway.pid" ;;
         nginx) echo "$(cat "$FRESH_RUN/nginx.pid") $(pgrep -P "$(cat "$FRESH_RUN/nginx.pid")" | tr '\n' ' ')" ;;
     esac
 }
@@ -96,14 +98,49 @@ watch_inventory_connections() {
     echo "$most" >"$file"
 }
 
+# proxy_start PROXY CONNECTIONS: a fresh PROXY; prints the URL to load.
+proxy_start() {
+    case "$1" in
+        gateway) fresh_gateway_start 0 ;;
+        cached-gateway) fresh_gateway_start 16 ;;
+        nginx) nginx_start "$2" ;;
+    esac
+    case "$1" in
+        nginx) echo "http://$NGINX_PROXY/api/movies" ;;
+        *) echo "http://$FRESH_GATEWAY/api/movies" ;;
+    esac
+}
+
+# idle_connection_memory PROXY CONNECTIONS: one fresh PROXY holding CONNECTIONS idle keep-alive
+# connections (each after one answered GET); prints "kib_per_connection held". RSS now, not the
+# peak: what the idle connections keep.
+idle_connection_memory() {
+    local proxy="$1" connections="$2" url idle held holding holder kib_held
+    url="$(proxy_start "$proxy" "$connections")"
+    url="${url#http://}"
+    # shellcheck disable=SC2046 # one pid per word
+    idle="$(kib VmRSS $(proxy_pids "$proxy"))"
+    holding="$FRESH_RUN/holding"
+    rm -f "$holding"
+    # Held well within the proxies' idle timeouts (the gateway's 30 s, nginx's 75 s).
+    "$BIN/bench-baselines" hold "${url%%/*}" "/${url#*/}" "$connections" 20 >"$holding" 2>&1 &
+    holder=$!
+    wait_until --every 0.2 60 "$connections connections held" grep -q '^holding' "$holding" ||
+        die "the connection holder did not report: $(cat "$holding")"
+    sleep 1
+    # shellcheck disable=SC2046
+    kib_held="$(kib VmRSS $(proxy_pids "$proxy"))"
+    held="$(awk '{ print $2 }' "$holding")"
+    wait "$holder"
+    connection_memory_cleanup
+    echo "$(((kib_held - idle) / (held > 0 ? held : 1))) $held"
+}
+
 # connection_memory PROXY CONNECTIONS: one fresh PROXY under CONNECTIONS keep-alive connections;
 # prints "requests/s p99_ms non_2xx idle_kib peak_kib kib_per_connection inventory_connections".
 connection_memory() {
     local proxy="$1" connections="$2" url idle peak rps p99 bad watcher watch="$FRESH_RUN/inventory-connections"
-    case "$proxy" in
-        gateway) fresh_gateway_start; url="http://$FRESH_GATEWAY/api/movies" ;;
-        nginx) nginx_start "$connections"; url="http://$NGINX_PROXY/api/movies" ;;
-    esac
+    url="$(proxy_start "$proxy" "$connections")"
     # shellcheck disable=SC2046 # one pid per word
     idle="$(kib VmRSS $(proxy_pids "$proxy"))"
     rm -f "$watch" "$watch.stop"

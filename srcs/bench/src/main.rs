@@ -15,6 +15,9 @@
 //!       with the same INSERT as billing-app (the limit for its drain).
 //!   bench-baselines delete AMQP_URL QUEUE
 //!       deletes the queue, its dead-letter queue and exchange (queues made for one run).
+//!   bench-baselines hold ADDR PATH COUNT SECONDS
+//!       opens COUNT keep-alive connections to ADDR, sends one GET PATH on each and reads its
+//!       answer, then holds them all idle for SECONDS: what an idle client costs a proxy.
 //! Each prints one line of figures.
 
 use std::time::{Duration, Instant};
@@ -232,6 +235,54 @@ async fn proxy(listen: &str, upstream: String) {
     .expect("serve");
 }
 
+/// `count` idle keep-alive connections, each after one answered GET, held for `seconds`; prints
+/// "holding N idle connections" once they are all open (N may fall short: the line says).
+async fn hold(addr: &str, path: &str, count: usize, seconds: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    let open_one = |_| {
+        let request = request.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+            stream.write_all(request.as_bytes()).await.ok()?;
+            // The head, then as much body as its Content-Length says.
+            let mut received = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut buffer).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                received.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&received);
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    return text.starts_with("HTTP/1.1 200").then_some(stream);
+                }
+            }
+        }
+    };
+    // A few hundred connects at a time: the listening socket's backlog is not the measure.
+    let held: Vec<_> = stream::iter(0..count)
+        .map(open_one)
+        .buffer_unordered(256)
+        .filter_map(|stream| async { stream })
+        .collect()
+        .await;
+    println!("holding {} idle connections", held.len());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -249,8 +300,9 @@ async fn main() {
         }
         Some("insert") => insert(&args[2], number(3), number(4)).await,
         Some("delete") => delete(&args[2], &args[3]).await,
+        Some("hold") => hold(&args[2], &args[3], number(4), number(5) as u64).await,
         _ => {
-            eprintln!("usage: bench-baselines proxy LISTEN_ADDR UPSTREAM_URL | publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH | delete AMQP_URL QUEUE");
+            eprintln!("usage: bench-baselines proxy LISTEN_ADDR UPSTREAM_URL | publish AMQP_URL QUEUE COUNT CONCURRENCY | consume AMQP_URL QUEUE COUNT PREFETCH BATCH | insert DATABASE_URL COUNT BATCH | delete AMQP_URL QUEUE | hold ADDR PATH COUNT SECONDS");
             std::process::exit(2);
         }
     }
