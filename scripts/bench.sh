@@ -407,9 +407,10 @@ done
 # conn_figure PROXY CONNECTIONS N: the Nth figure of connection_memory's line.
 conn_figure() { awk -v n="$3" '{ print $n }' <<<"${CONN_FIGURES[$1-$2]}"; }
 conn_mb() { awk -v k="$(conn_figure "$1" "$2" 5)" 'BEGIN { printf "%.1f", k / 1024 }'; }
+inventory_mb() { awk -v k="$(conn_figure "$1" "$2" 8)" 'BEGIN { printf "%.1f", k / 1024 }'; }
 conn_row() { # conn_row CONNECTIONS: the table rows of one connection count
     local c="$1"
-    echo "| memory per client connection at $c connections, KiB (peak − idle RSS; requests/s, p99 ms; inventory's connections at most) | gateway $(conn_figure gateway "$c" 6) ($(conn_figure gateway "$c" 1)/s, p99 $(conn_figure gateway "$c" 2), inventory $(conn_figure gateway "$c" 7)) | nginx $(conn_figure nginx "$c" 6) ($(conn_figure nginx "$c" 1)/s, p99 $(conn_figure nginx "$c" 2), inventory $(conn_figure nginx "$c" 7)) | $(ratio "$(conn_figure gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
+    echo "| memory per client connection at $c connections, KiB (peak − idle RSS; requests/s, p99 ms; inventory's connections at most, its RSS after) | gateway $(conn_figure gateway "$c" 6) ($(conn_figure gateway "$c" 1)/s, p99 $(conn_figure gateway "$c" 2), inventory $(conn_figure gateway "$c" 7), $(inventory_mb gateway "$c") MB) | nginx $(conn_figure nginx "$c" 6) ($(conn_figure nginx "$c" 1)/s, p99 $(conn_figure nginx "$c" 2), inventory $(conn_figure nginx "$c" 7), $(inventory_mb nginx "$c") MB) | $(ratio "$(conn_figure gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
     echo "| (the same, the gateway as deployed: its 16 MB catalogue cache answers the reads) | gateway $(conn_figure cached-gateway "$c" 6) ($(conn_figure cached-gateway "$c" 1)/s, p99 $(conn_figure cached-gateway "$c" 2), inventory $(conn_figure cached-gateway "$c" 7)) | nginx $(conn_figure nginx "$c" 6) | $(ratio "$(conn_figure cached-gateway "$c" 6)" "$(conn_figure nginx "$c" 6)") |"
     echo "| memory per idle keep-alive connection at $c connections, KiB (RSS holding them − idle RSS; connections held) | gateway $(idle_figure gateway "$c" 1) ($(idle_figure gateway "$c" 2)) | nginx $(idle_figure nginx "$c" 1) ($(idle_figure nginx "$c" 2)) | $(ratio "$(idle_figure gateway "$c" 1)" "$(idle_figure nginx "$c" 1)") |"
 }

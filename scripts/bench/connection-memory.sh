@@ -137,9 +137,11 @@ idle_connection_memory() {
 }
 
 # connection_memory PROXY CONNECTIONS: one fresh PROXY under CONNECTIONS keep-alive connections;
-# prints "requests/s p99_ms non_2xx idle_kib peak_kib kib_per_connection inventory_connections".
+# prints "requests/s p99_ms non_2xx idle_kib peak_kib kib_per_connection inventory_connections
+# inventory_rss_kib" (inventory's RSS right after the load: flat whatever the client count, when
+# the proxy bounds its connections).
 connection_memory() {
-    local proxy="$1" connections="$2" url idle peak rps p99 bad watcher watch="$FRESH_RUN/inventory-connections"
+    local proxy="$1" connections="$2" url idle peak rps p99 bad watcher inventory_rss watch="$FRESH_RUN/inventory-connections"
     url="$(proxy_start "$proxy" "$connections")"
     # shellcheck disable=SC2046 # one pid per word
     idle="$(kib VmRSS $(proxy_pids "$proxy"))"
@@ -148,10 +150,11 @@ connection_memory() {
     watch_inventory_connections "$watch" $(proxy_pids "$proxy") &
     watcher=$!
     read -r rps _ p99 bad < <(CONNECTIONS="$connections" wrk_run "$proxy-c$connections-1" --timeout 30s "$url")
+    inventory_rss="$(kib VmRSS "$(cat "$RUN/inventory-app.pid")")"
     touch "$watch.stop"
     wait "$watcher"
     # shellcheck disable=SC2046
     peak="$(kib VmHWM $(proxy_pids "$proxy"))"
     connection_memory_cleanup
-    echo "$rps $p99 $bad $idle $peak $(((peak - idle) / connections)) $(cat "$watch")"
+    echo "$rps $p99 $bad $idle $peak $(((peak - idle) / connections)) $(cat "$watch") $inventory_rss"
 }
