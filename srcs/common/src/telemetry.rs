@@ -2,9 +2,22 @@
 
 /// Initialises the global logger once; later calls (tests spawning several apps) do nothing.
 pub fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .try_init();
+    let _ = logger().try_init();
+}
+
+/// `info` unless `RUST_LOG` says otherwise, and never lapin's warning about a message the broker
+/// returned: it prints the whole message, an order's user and amount included, where the
+/// services already handle the return (the gateway answers 503 and counts it as `unroutable`;
+/// billing's dead-lettering reports it). `RUST_LOG` naming `lapin::returned_messages` still
+/// turns it back on.
+fn logger() -> env_logger::Builder {
+    let mut builder = env_logger::Builder::new();
+    builder
+        .filter_level(log::LevelFilter::Info)
+        .filter_module("lapin::returned_messages", log::LevelFilter::Error)
+        .parse_env(env_logger::Env::default())
+        .format_timestamp_millis();
+    builder
 }
 
 /// An error with all its sources, for logs: `tokio_postgres` says only "db error" at the top.
@@ -21,4 +34,22 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use log::{Level, Log, Metadata};
+
+    fn enabled(logger: &env_logger::Logger, target: &str, level: Level) -> bool {
+        logger.enabled(&Metadata::builder().target(target).level(level).build())
+    }
+
+    #[test]
+    fn returned_messages_are_not_logged_with_their_body_but_other_warnings_are() {
+        let logger = super::logger().build();
+        assert!(!enabled(&logger, "lapin::returned_messages", Level::Warn));
+        assert!(enabled(&logger, "lapin::channel", Level::Warn));
+        assert!(enabled(&logger, "api_gateway::publisher", Level::Info));
+        assert!(!enabled(&logger, "api_gateway::publisher", Level::Debug));
+    }
 }
