@@ -28,8 +28,8 @@ pub const HEARTBEAT_SECONDS: u16 = 5;
 /// The largest frame a connection asks for unless its URL names one (`?frame_max=B`). lapin
 /// keeps buffers of 32 frames each way for a connection's life, zero-filled: at RabbitMQ's
 /// default of 128 KiB that is 8 MiB of resident memory per connection (heap profile of the
-/// gateway, idle), for messages of a few hundred bytes (orders) to a few KiB (catalogue events),
-/// which larger bodies simply span more frames. 16 KiB: 1 MiB per connection.
+/// gateway, idle), for messages of a few hundred bytes (orders) to a few KiB (catalogue events);
+/// a larger body simply spans more frames. 16 KiB: 1 MiB per connection.
 pub const FRAME_MAX_BYTES: u32 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
