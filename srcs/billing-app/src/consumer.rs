@@ -1,5 +1,7 @@
 //! The order consumer: supervised (it reconnects to the broker with backoff), batched (orders
-//! are written and acknowledged together), and acknowledging only after the database commit.
+//! are written and acknowledged together), pipelined (a batch is written by a task of its own
+//! while the next is read and decoded; acknowledgements stay in delivery order), and
+//! acknowledging only after the database commit.
 //!
 //! What can happen to a delivery:
 //! - valid: stored (or found already stored), then acknowledged;
@@ -14,7 +16,7 @@
 //! to the broker on the way out has a deadline: a stop never waits on a broker that does not
 //! answer. The caller bounds the whole stop as well (`SHUTDOWN_TIMEOUT_MS`).
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use common::{
     amqp::{self, BrokerNode, BrokerNodes, NodeGauge},
@@ -25,7 +27,7 @@ use common::{
 };
 use database::Failure;
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::{
     message::Delivery,
     options::{
@@ -53,6 +55,9 @@ const BROKER_GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a copy for the dead-letter queue waits for the broker's confirm before the
 /// delivery is rejected instead.
 const DEAD_LETTER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Batches being written at once: the database stores one while the session reads and decodes
+/// the next (measured in the bench's drain: one alone leaves the database idle meanwhile).
+const WRITES_IN_FLIGHT: usize = 2;
 
 /// Whether the consumer is consuming right now, and from which node: for `/ready` and the
 /// `consumer_connected` gauge.
@@ -236,35 +241,71 @@ async fn session(
     );
 
     let dead_letters = DeadLetterOutlet::new(settings);
+    let billing = Billing {
+        channel: &channel,
+        dead_letters: &dead_letters,
+        pool,
+        metrics,
+        shutdown,
+    };
+    let writes_in_flight = match pace {
+        Pace::Full => WRITES_IN_FLIGHT,
+        Pace::OneAtATime => 1,
+    };
+    let mut writing: VecDeque<Write> = VecDeque::with_capacity(writes_in_flight);
     let mut draining = false;
+    // A batch was left unwritten (shutdown while the database is unavailable): nothing after it
+    // may be acknowledged.
+    let mut abandoned = false;
     let mut end = SessionEnd::Stopped;
     let mut careful_left = usize::from(settings.prefetch);
     loop {
-        let next = if draining {
-            match tokio::time::timeout(DRAIN_IDLE, consumer.next()).await {
-                Ok(next) => next,
-                // Nothing more was on its way.
-                Err(_) => break,
+        if shutdown.is_cancelled() && !draining {
+            status.set(None);
+            // No new deliveries; those already sent still arrive and are finished.
+            if !cancel_consumer(&channel, &tag).await? {
+                break;
             }
+            draining = true;
+        }
+        // Deliveries already here go on at once; otherwise the oldest write is settled before
+        // waiting, so that nothing stays unacknowledged while the queue is quiet.
+        let ready = if writing.is_empty() {
+            None
         } else {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {
-                    status.set(None);
-                    // No new deliveries; those already sent still arrive and are finished.
-                    let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
-                    match tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, cancel).await {
-                        Ok(cancelled) => cancelled?,
-                        Err(_) => {
-                            log::warn!("the broker did not confirm the consumer's cancel; closing");
-                            break;
-                        }
-                    }
-                    draining = true;
-                    continue;
+            consumer.next().now_or_never()
+        };
+        let next = match ready {
+            Some(Some(next)) => Some(next),
+            // Nothing here yet, or the consumer ended: the writes under way are settled first.
+            Some(None) | None if !writing.is_empty() => {
+                let oldest = writing.pop_front().expect("a write is in flight");
+                let delivered = oldest.delivered;
+                if let Outcome::Abandoned = billing.settle(oldest).await? {
+                    abandoned = true;
+                    break;
                 }
-                next = consumer.next() => next,
+                if pace == Pace::OneAtATime
+                    && !draining
+                    && careful_enough(&mut careful_left, delivered, &channel, settings).await?
+                {
+                    end = SessionEnd::PastTheUnparsable;
+                    break;
+                }
+                continue;
             }
+            Some(None) | None if draining => {
+                match tokio::time::timeout(DRAIN_IDLE, consumer.next()).await {
+                    Ok(next) => next,
+                    // Nothing more was on its way.
+                    Err(_) => break,
+                }
+            }
+            Some(None) | None => tokio::select! {
+                biased;
+                () = shutdown.cancelled() => continue,
+                next = consumer.next() => next,
+            },
         };
         let Some(first) = next else {
             if draining {
@@ -275,34 +316,82 @@ async fn session(
         let batch = fill_batch(first?, &mut consumer, settings).await?;
         let delivered = batch.len();
         metrics.received.inc_by(delivered as u64);
-        let billing = Billing {
-            channel: &channel,
-            dead_letters: &dead_letters,
-            pool,
-            metrics,
-            shutdown,
-        };
-        match billing.bill_batch(batch).await? {
-            Outcome::Abandoned => break,
-            Outcome::Billed if pace == Pace::OneAtATime && !draining => {
-                careful_left = careful_left.saturating_sub(delivered);
-                let queue_empty = amqp::within(
-                    settings.connect_timeout,
-                    amqp::ready_messages(&channel, settings.queue.name()),
-                )
-                .await?
-                    == 0;
-                if careful_left == 0 || queue_empty {
-                    end = SessionEnd::PastTheUnparsable;
-                    break;
-                }
+        let Some(write) = billing.decode(batch).await? else {
+            // All dead-lettered.
+            if pace == Pace::OneAtATime
+                && !draining
+                && careful_enough(&mut careful_left, delivered, &channel, settings).await?
+            {
+                end = SessionEnd::PastTheUnparsable;
+                break;
             }
-            Outcome::Billed => {}
+            continue;
+        };
+        writing.push_back(write);
+        if writing.len() > writes_in_flight {
+            let oldest = writing.pop_front().expect("a write is in flight");
+            if let Outcome::Abandoned = billing.settle(oldest).await? {
+                abandoned = true;
+                break;
+            }
+        }
+    }
+    // Writes still under way: acknowledged once written, unless one before them was abandoned
+    // (then they end at once, the same shutdown, and go back to the queue unacknowledged).
+    for write in writing {
+        if abandoned {
+            metrics.requeued.inc_by(write.orders_count as u64);
+            let _ = write.task.await;
+            continue;
+        }
+        match billing.settle(write).await {
+            Ok(Outcome::Billed) => {}
+            Ok(Outcome::Abandoned) => abandoned = true,
+            Err(e) => {
+                log::warn!(
+                    "order consumer: cannot acknowledge a batch written on the way out ({}); it comes back and is found already billed",
+                    error_chain(&e)
+                );
+                abandoned = true;
+            }
         }
     }
     close(&connection, &channel).await;
     dead_letters.close().await;
     Ok(end)
+}
+
+/// One at a time: counts `delivered` as billed in a row; true once full pace can resume (more
+/// were billed in a row than were in flight when the unparsable delivery struck, or the queue
+/// is empty).
+async fn careful_enough(
+    careful_left: &mut usize,
+    delivered: usize,
+    channel: &Channel,
+    settings: &Settings,
+) -> Result<bool, amqp::AmqpError> {
+    *careful_left = careful_left.saturating_sub(delivered);
+    if *careful_left == 0 {
+        return Ok(true);
+    }
+    let ready = amqp::within(
+        settings.connect_timeout,
+        amqp::ready_messages(channel, settings.queue.name()),
+    )
+    .await?;
+    Ok(ready == 0)
+}
+
+/// Stops the broker sending more deliveries; false if it did not confirm in time.
+async fn cancel_consumer(channel: &Channel, tag: &str) -> Result<bool, lapin::Error> {
+    let cancel = channel.basic_cancel(tag.into(), BasicCancelOptions::default());
+    match tokio::time::timeout(BROKER_GOODBYE_TIMEOUT, cancel).await {
+        Ok(cancelled) => cancelled.map(|()| true),
+        Err(_) => {
+            log::warn!("the broker did not confirm the consumer's cancel; closing");
+            Ok(false)
+        }
+    }
 }
 
 /// Connects, declares the topology and starts a consumer.
@@ -394,12 +483,27 @@ struct Billing<'a> {
     shutdown: &'a CancellationToken,
 }
 
+/// A decoded batch on its way to the database: written by a task of its own, so that the
+/// database works on it while the session reads and decodes the next one.
+struct Write {
+    /// The valid orders' deliveries, in delivery order.
+    deliveries: Vec<Delivery>,
+    /// Every delivery of the batch, dead-lettered ones included.
+    delivered: usize,
+    orders_count: usize,
+    started: std::time::Instant,
+    task: tokio::task::JoinHandle<(Vec<OrderEnvelope>, Attempt)>,
+}
+
 impl Billing<'_> {
-    async fn bill_batch(&self, batch: Vec<Delivery>) -> Result<Outcome, lapin::Error> {
+    /// Dead-letters what is not a valid order and starts writing the rest; `None` if nothing
+    /// was left to write.
+    async fn decode(&self, batch: Vec<Delivery>) -> Result<Option<Write>, lapin::Error> {
         let started = std::time::Instant::now();
+        let delivered = batch.len();
         let mut orders = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
-        for delivery in &batch {
+        for delivery in batch {
             match OrderEnvelope::from_amqp(&delivery.properties, &delivery.data) {
                 Ok(order) => {
                     deliveries.push(delivery);
@@ -407,25 +511,49 @@ impl Billing<'_> {
                 }
                 Err(reason) => {
                     let request_id = OrderEnvelope::request_id_of(&delivery.properties);
-                    self.dead_letter(delivery, request_id.as_ref(), &reason)
+                    self.dead_letter(&delivery, request_id.as_ref(), &reason)
                         .await?
                 }
             }
         }
-        let Some(last_tag) = deliveries.last().map(|delivery| delivery.delivery_tag) else {
-            return Ok(Outcome::Billed);
+        if orders.is_empty() {
+            return Ok(None);
+        }
+        let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
+        let orders_count = orders.len();
+        let task = tokio::spawn(async move {
+            let attempt = store(&pool, &orders, &shutdown).await;
+            (orders, attempt)
+        });
+        Ok(Some(Write {
+            deliveries,
+            delivered,
+            orders_count,
+            started,
+            task,
+        }))
+    }
+
+    /// Waits for `write` and acknowledges its deliveries. Called in the order the writes were
+    /// started: the acknowledgement covers every earlier delivery on the channel.
+    async fn settle(&self, write: Write) -> Result<Outcome, lapin::Error> {
+        let (orders, attempt) = match write.task.await {
+            Ok(written) => written,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        match self.store(&orders).await {
+        let deliveries = write.deliveries;
+        match attempt {
             Attempt::Stored(stored) => {
                 // Acknowledge everything up to the last tag: every earlier delivery on this
                 // channel is either in this batch or was settled before it.
+                let last_tag = deliveries.last().expect("a write has orders").delivery_tag;
                 self.channel
                     .basic_ack(last_tag, BasicAckOptions { multiple: true })
                     .await?;
                 record_billed(&orders, stored, self.metrics);
                 self.metrics
                     .batch_duration
-                    .observe(started.elapsed().as_secs_f64());
+                    .observe(write.started.elapsed().as_secs_f64());
                 Ok(Outcome::Billed)
             }
             Attempt::Abandoned => {
@@ -449,12 +577,12 @@ impl Billing<'_> {
     async fn bill_one_by_one(
         &self,
         orders: Vec<OrderEnvelope>,
-        deliveries: Vec<&Delivery>,
+        deliveries: Vec<Delivery>,
     ) -> Result<Outcome, lapin::Error> {
         let count = orders.len();
         for (done, (order, delivery)) in orders.into_iter().zip(deliveries).enumerate() {
             let order = std::slice::from_ref(&order);
-            match self.store(order).await {
+            match store(self.pool, order, self.shutdown).await {
                 Attempt::Stored(stored) => {
                     self.channel
                         .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
@@ -468,39 +596,12 @@ impl Billing<'_> {
                 }
                 Attempt::Refused(e) => {
                     let reason = format!("refused by the database: {}", error_chain(&e));
-                    self.dead_letter(delivery, order[0].request_id.as_ref(), &reason)
+                    self.dead_letter(&delivery, order[0].request_id.as_ref(), &reason)
                         .await?;
                 }
             }
         }
         Ok(Outcome::Billed)
-    }
-
-    /// Stores `orders` in one transaction, holding them unacknowledged and retrying with
-    /// backoff while the database is unavailable, until shutdown.
-    async fn store(&self, orders: &[OrderEnvelope]) -> Attempt {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            let attempt = async {
-                let client = self.pool.get().await?;
-                Ok::<_, StoreError>(store::insert_orders(&**client, orders).await?)
-            };
-            let error = match attempt.await {
-                Ok(stored) => return Attempt::Stored(stored),
-                Err(e) if e.failure() == Failure::Unavailable => e,
-                Err(e) => return Attempt::Refused(e),
-            };
-            let delay = backoff.next_delay();
-            log::warn!(
-                "cannot store {} orders ({}); holding them unacknowledged, retrying in {delay:?}",
-                orders.len(),
-                error_chain(&error)
-            );
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.shutdown.cancelled() => return Attempt::Abandoned,
-            }
-        }
     }
 
     /// Sends `delivery` to the dead-letter queue with a note of why, then acknowledges it. If
@@ -543,6 +644,33 @@ impl Billing<'_> {
         }
         self.metrics.dead_lettered.inc();
         Ok(())
+    }
+}
+
+/// Stores `orders` in one transaction, holding them unacknowledged and retrying with
+/// backoff while the database is unavailable, until shutdown.
+async fn store(pool: &Pool, orders: &[OrderEnvelope], shutdown: &CancellationToken) -> Attempt {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let attempt = async {
+            let client = pool.get().await?;
+            Ok::<_, StoreError>(store::insert_orders(&**client, orders).await?)
+        };
+        let error = match attempt.await {
+            Ok(stored) => return Attempt::Stored(stored),
+            Err(e) if e.failure() == Failure::Unavailable => e,
+            Err(e) => return Attempt::Refused(e),
+        };
+        let delay = backoff.next_delay();
+        log::warn!(
+            "cannot store {} orders ({}); holding them unacknowledged, retrying in {delay:?}",
+            orders.len(),
+            error_chain(&error)
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return Attempt::Abandoned,
+        }
     }
 }
 

@@ -715,26 +715,30 @@ async fn s8_inventory_restarted_under_load_every_read_through_the_gateway_answer
 
 #[tokio::test]
 async fn s10_two_billing_consumers_drain_one_backlog_and_one_is_killed_half_way() {
+    const BACKLOG: usize = 30_000;
     let _serial = SERIAL.lock().await;
     let mut platform = Platform::start().await;
-    let (outcome, _) = backlog_with_billing_stopped(&mut platform, 10_000).await;
+    let (outcome, _) = backlog_with_billing_stopped(&mut platform, BACKLOG).await;
 
     let started = Instant::now();
     platform.start_billing().await;
     let second = platform.start_another_billing().await;
-    // Together they drain tens of thousands a second on an idle machine, and billed rows are
-    // polled every 100 ms: kill once a tenth is billed, so that it happens mid-drain.
+    // With two writes in flight each, they once drained all of a 10,000 backlog before the kill
+    // (billed rows are polled every 100 ms): 30,000, killed at the first thousand, keeps the kill
+    // mid-drain.
     platform.wait_billed(1_000, Duration::from_secs(120)).await;
     platform.billing.take().unwrap().kill().await;
     let (_, at_kill) = platform.billed().await;
     assert!(
-        at_kill < 10_000,
+        at_kill < BACKLOG,
         "killed while the backlog was still being drained"
     );
-    let drain = platform.wait_billed(10_000, Duration::from_secs(120)).await;
+    let drain = platform
+        .wait_billed(BACKLOG, Duration::from_secs(120))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     report(&format!(
-        "s10 two consumers, one SIGKILLed after {at_kill} of 10000 billed: the other drained the \
+        "s10 two consumers, one SIGKILLed after {at_kill} of {BACKLOG} billed: the other drained the \
          rest in {:.1}s (all in {:.1}s)",
         drain.as_secs_f64(),
         started.elapsed().as_secs_f64()

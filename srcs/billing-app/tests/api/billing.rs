@@ -127,6 +127,47 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() 
 }
 
 #[tokio::test]
+async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_it_are_billed() {
+    let bed = TestBed::new().await;
+    // Nothing valid is refused by the real schema; a constraint of the test's own makes one so.
+    let client = bed.db.client().await;
+    client
+        .execute(
+            "ALTER TABLE orders ADD CONSTRAINT test_refuses CHECK (user_id <> 'refused')",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Batches of 50 with two written at once: the refused one's batch falls back to one order at
+    // a time while the next batch is already being written.
+    let total = 500;
+    for i in 0..total {
+        let user = if i == 175 {
+            "refused".to_owned()
+        } else {
+            i.to_string()
+        };
+        bed.publish(&order(&user, "1", "1.00"), "req-refused").await;
+    }
+    let billing = bed.start_billing().await;
+    bed.wait_for_rows(total - 1).await;
+    let dead_letter_queue = bed.queue.dead_letter_queue();
+    test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "the refused order dead-lettered",
+        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
+    )
+    .await;
+    billing.stop().await;
+    assert_eq!(bed.rows().await, total - 1, "every other order billed once");
+    assert_eq!(
+        bed.ready_messages(bed.queue.name()).await,
+        0,
+        "everything was acknowledged"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_finishes_what_was_delivered_and_leaves_the_rest_queued() {
     let bed = TestBed::new().await;
     let total = 600;
