@@ -9,12 +9,13 @@
 //!
 //! Staleness: while the subscription is up, an entry outlives its movie's change by the time
 //! the event takes to arrive (measured in BENCHMARKS.md); while it is down (broker lost, node
-//! failed over), by at most the TTL. Every resubscription drops everything, since events may
-//! have been missed in between.
+//! failed over), by at most the TTL. The TTL counts from when inventory was asked, not from
+//! when its answer came: an answer that took long (a hung instance) is no fresher for it.
+//! Every resubscription drops everything, since events may have been missed in between.
 
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::{
@@ -65,10 +66,12 @@ impl CacheKey {
     }
 }
 
-/// A stored answer, and (for a list page) the count of changes it was fetched under.
+/// A stored answer, when inventory was asked for it, and (for a list page) the count of
+/// changes it was fetched under.
 #[derive(Clone)]
 struct Entry {
     answer: Arc<UpstreamAnswer>,
+    asked_at: Instant,
     pages_changed: u64,
 }
 
@@ -114,15 +117,19 @@ struct CacheMetrics {
 
 pub(crate) struct CatalogueCache {
     entries: Cache<CacheKey, Entry>,
+    /// The oldest an answer served from here may be, counted from when inventory was asked.
+    ttl: Duration,
     /// The lock orders stores against invalidations.
     changes: Mutex<Changes>,
     metrics: CacheMetrics,
 }
 
-/// A read that missed: what it must see unchanged to store its answer.
+/// A read that missed: what it must see unchanged to store its answer, and when it missed
+/// (before inventory was asked).
 pub(crate) struct Ticket {
     key: CacheKey,
     stamp: (u64, u64),
+    asked_at: Instant,
 }
 
 /// What a change invalidates.
@@ -175,6 +182,7 @@ impl CatalogueCache {
             .build();
         Self {
             entries,
+            ttl,
             changes: Mutex::new(Changes {
                 pages: 0,
                 everything: 0,
@@ -192,18 +200,27 @@ impl CatalogueCache {
 
     /// The answer to `req` from the cache, or the ticket to store the upstream's answer with.
     pub(crate) fn lookup(&self, req: &HttpRequest, key: CacheKey) -> Result<HttpResponse, Ticket> {
+        let asked_at = Instant::now();
         let stamp = self.changes().stamp(&key);
-        let found = self.entries.get(&key).filter(|entry| match key {
-            // A movie's entry is dropped when it changes.
-            CacheKey::Movie(_) => true,
-            // A page's is stale after any change.
-            CacheKey::Page(_) => entry.pages_changed == stamp.0,
+        let found = self.entries.get(&key).filter(|entry| {
+            let fresh = entry.asked_at.elapsed() < self.ttl;
+            fresh
+                && match key {
+                    // A movie's entry is dropped when it changes.
+                    CacheKey::Movie(_) => true,
+                    // A page's is stale after any change.
+                    CacheKey::Page(_) => entry.pages_changed == stamp.0,
+                }
         });
         let result = if found.is_some() { "hit" } else { "miss" };
         self.metrics.lookups.with_label_values(&[result]).inc();
         match found {
             Some(entry) => Ok(answer_from(req, &entry.answer)),
-            None => Err(Ticket { key, stamp }),
+            None => Err(Ticket {
+                key,
+                stamp,
+                asked_at,
+            }),
         }
     }
 
@@ -211,7 +228,10 @@ impl CatalogueCache {
     /// a movie) the cache does not hold a later version of it already: two reads that missed
     /// at once may come back in either order, and the older must not replace the newer.
     pub(crate) fn store(&self, ticket: Ticket, answer: &Arc<UpstreamAnswer>) {
-        if answer.status != StatusCode::OK || !matches!(answer.body, AnswerBody::Full(_)) {
+        if answer.status != StatusCode::OK
+            || !matches!(answer.body, AnswerBody::Full(_))
+            || ticket.asked_at.elapsed() >= self.ttl
+        {
             return;
         }
         // A copy that owns exactly its bytes: the answer's body may be a slice of the upstream
@@ -229,6 +249,7 @@ impl CatalogueCache {
         }
         let entry = Entry {
             answer: kept,
+            asked_at: ticket.asked_at,
             pages_changed: changes.pages,
         };
         self.entries.insert(ticket.key, entry);

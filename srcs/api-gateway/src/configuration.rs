@@ -10,6 +10,9 @@ use common::auth::AdminToken;
 
 use crate::upstream::UpstreamLimits;
 
+/// The longest `CATALOGUE_CACHE_TTL_MS`: how stale a read may get while the events are lost.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `GATEWAY_BIND_ADDR` (default `0.0.0.0:8080`: the gateway is the public entry).
@@ -103,6 +106,12 @@ fn cache(env: &Env) -> Result<Option<CacheSettings>, ConfigError> {
         return Err(ConfigError::invalid(
             "CATALOGUE_CACHE_TTL_MS",
             "must be at least 1 (turn the cache off with CATALOGUE_CACHE_MB=0)",
+        ));
+    }
+    if ttl > MAX_CACHE_TTL {
+        return Err(ConfigError::invalid(
+            "CATALOGUE_CACHE_TTL_MS",
+            "must be at most 86400000 (a day): it is how stale a read may be while the events are lost",
         ));
     }
     let exchange: String = env.or_default(

@@ -304,6 +304,22 @@ async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_
         !stderr.contains("u:p"),
         "no secret in the message: {stderr}"
     );
+
+    // Beyond what the cache crate accepts (a thousand years) it was a panic, not a message.
+    let (code, stderr) = run_with_env(
+        "api-gateway",
+        &[
+            ("AMQP_URL", "amqp://u:p@127.0.0.1"),
+            ("ADMIN_TOKEN", "a-token-long-enough-for-the-gateway-0123456789"),
+            ("CATALOGUE_CACHE_TTL_MS", "99999999999999"),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.starts_with("api-gateway: configuration: CATALOGUE_CACHE_TTL_MS is invalid"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

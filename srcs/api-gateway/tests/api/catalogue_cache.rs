@@ -277,3 +277,38 @@ async fn while_the_events_are_lost_answers_live_at_most_the_ttl_then_resubscribi
     )
     .await;
 }
+
+#[tokio::test]
+async fn while_the_events_are_lost_an_answer_that_came_slowly_is_no_fresher_for_it() {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let slow_inventory = test_support::TcpProxy::start(inventory).await;
+    let (broker, url) = test_support::broker_through_proxy().await;
+    let ttl = Duration::from_secs(1);
+    let gateway = spawn_caching_gateway(slow_inventory.addr(), &url, &exchange, ttl).await;
+    let id = create(&gateway, "Stalker").await;
+    let path = format!("/api/movies/{id}");
+    broker.cut();
+    eventually(Duration::from_secs(10), "the gateway to notice", || async {
+        metric(
+            &scrape(&gateway).await,
+            "gateway_catalogue_events_subscribed",
+        ) == 0.0
+    })
+    .await;
+
+    // Inventory answers at once, but the answer takes longer than the TTL to arrive; the movie
+    // changes meanwhile.
+    slow_inventory.delay_answers(ttl + Duration::from_millis(500));
+    let slow_read = tokio::spawn({
+        let url = format!("{}{path}", gateway.address);
+        async move { reqwest::get(url).await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    put_behind(inventory, id, "Solaris").await;
+    assert_eq!(slow_read.await.unwrap(), 200);
+    slow_inventory.delay_answers(Duration::ZERO);
+
+    // Kept from when inventory was asked, that answer is already older than the TTL.
+    assert_eq!(title_of(&gateway, &path).await, "Solaris");
+}
