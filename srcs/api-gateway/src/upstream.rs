@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::{
@@ -31,6 +31,8 @@ use crate::{circuit_breaker::CircuitBreaker, error::GatewayError};
 /// probe.
 const BREAKER_THRESHOLD: u32 = 5;
 const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
+/// How long a readiness probe's result answers `/ready` before the next probe.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
 
 /// Request headers passed on to inventory (`authorization`: inventory checks the admin token of
 /// a write again; the conditional headers: inventory answers 304 and 412).
@@ -272,6 +274,9 @@ pub(crate) struct UpstreamTarget {
     /// [`UpstreamLimits::max_connections`] permits, shared by the workers; waiters are served
     /// in turn.
     slots: Arc<Semaphore>,
+    /// The last `/health` probe's result and when it was taken, shared: a flood of `/ready`
+    /// makes one probe at a time, never a connection per caller.
+    last_probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
 
 impl UpstreamTarget {
@@ -295,6 +300,7 @@ impl UpstreamTarget {
             metrics,
             breaker: Arc::new(breaker),
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            last_probe: Arc::default(),
         }
     }
 
@@ -376,14 +382,23 @@ impl Upstream {
         }
     }
 
-    /// Whether the upstream's `/health` answers 200 within `timeout`.
+    /// Whether the upstream's `/health` answered 200 within `timeout`, at most
+    /// [`PROBE_REUSE`] ago.
     async fn is_up(&self, timeout: Duration) -> bool {
+        let mut last = self.target.last_probe.lock().await;
+        if let Some((at, up)) = *last {
+            if at.elapsed() < PROBE_REUSE {
+                return up;
+            }
+        }
         let probe = self
             .http
             .get(format!("{}/health", self.target.base_url))
             .timeout(timeout)
             .send();
-        matches!(probe.await, Ok(response) if response.status().is_success())
+        let up = matches!(probe.await, Ok(response) if response.status().is_success());
+        *last = Some((Instant::now(), up));
+        up
     }
 
     async fn try_forward(

@@ -310,7 +310,10 @@ async fn a_missing_or_malformed_variable_stops_the_service_with_one_line_naming_
         "api-gateway",
         &[
             ("AMQP_URL", "amqp://u:p@127.0.0.1"),
-            ("ADMIN_TOKEN", "a-token-long-enough-for-the-gateway-0123456789"),
+            (
+                "ADMIN_TOKEN",
+                "a-token-long-enough-for-the-gateway-0123456789",
+            ),
             ("CATALOGUE_CACHE_TTL_MS", "99999999999999"),
         ],
     )

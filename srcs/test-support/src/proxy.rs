@@ -21,6 +21,8 @@ pub struct TcpProxy {
     down: Arc<AtomicBool>,
     /// How long what the target sends is held before it is passed on, in milliseconds.
     answer_delay_ms: Arc<AtomicU64>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicU64>,
     /// Bumped on every cut; live connections end when it changes.
     generation: watch::Sender<u64>,
 }
@@ -35,9 +37,12 @@ impl TcpProxy {
         let (generation, _) = watch::channel(0u64);
         let accept_down = down.clone();
         let accept_delay = answer_delay_ms.clone();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let accept_count = accepted.clone();
         let accept_generation = generation.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                accept_count.fetch_add(1, Ordering::SeqCst);
                 if accept_down.load(Ordering::SeqCst) {
                     drop(inbound); // as if the server had died: the connection closes at once
                     continue;
@@ -76,6 +81,7 @@ impl TcpProxy {
             addr,
             down,
             answer_delay_ms,
+            accepted,
             generation,
         }
     }
@@ -92,6 +98,11 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far (refused ones included).
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Holds what the target sends for `delay` before passing it on (zero: at once again).

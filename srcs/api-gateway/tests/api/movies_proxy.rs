@@ -189,6 +189,30 @@ async fn requests_beyond_the_upstream_slots_wait_briefly_then_get_a_503() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
+/// `/ready` is unlimited (orchestrators poll it), so it must not cost inventory a connection
+/// per caller: concurrent callers share one probe.
+#[tokio::test]
+async fn a_flood_of_readiness_checks_makes_one_probe_at_a_time() {
+    let inventory = test_support::TcpProxy::start(spawn_inventory().await).await;
+    let queue = test_support::unique_queue();
+    let settings = gateway_settings(inventory.addr(), &test_support::test_amqp_url(), &queue);
+    let (gateway, _) = spawn_gateway_with(settings).await;
+    let before = inventory.connections_accepted();
+    // A client of its own per check: a new connection each, as a flood would bring.
+    let checks = (0..200).map(|_| async {
+        let client = reqwest::Client::new();
+        let response = client.get(gateway.url("/ready")).send().await.unwrap();
+        response.status().as_u16()
+    });
+    let statuses = futures_util::future::join_all(checks).await;
+    assert!(statuses.iter().all(|&status| status == 200), "{statuses:?}");
+    let opened = inventory.connections_accepted() - before;
+    assert!(
+        opened <= 4,
+        "{opened} connections to inventory for 200 checks"
+    );
+}
+
 #[tokio::test]
 async fn requests_beyond_the_upstream_slots_are_answered_in_turn() {
     let inventory = spawn_inventory().await;
