@@ -112,6 +112,15 @@ ready_all() {
     wait_until 60 "every service to be ready" services_ready || { curl_host "$gateway_url/ready"; return 1; }
 }
 check "all units active and enabled" units_active_and_enabled
+# Each service may hold 65536 descriptors (systemd's default soft limit, 1024, would refuse
+# clients at about a thousand connections).
+descriptor_limits() {
+    local name
+    for name in "${MACHINES[@]}"; do
+        inside "$name" grep -E '^Max open files +65536 +65536 ' "/proc/$(main_pid "$name")/limits" >/dev/null || return 1
+    done
+}
+check "every service may open 65536 files" descriptor_limits
 check "all services ready (gateway: broker and inventory up)" ready_all
 
 broker_memory() { # broker_memory: each running machine's RabbitMQ resident memory, for the figures
