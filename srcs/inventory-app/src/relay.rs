@@ -1,9 +1,9 @@
 //! The outbox relay: publishes the change events that writes leave in `catalogue_outbox` to the
 //! catalogue's topic exchange, with publisher confirms, and deletes each row only once the
-//! broker has confirmed its event. Rows are taken `FOR UPDATE SKIP LOCKED`, so several
-//! inventory instances relay side by side without publishing a row twice at the same time; a
-//! crash after the publish and before the delete publishes it again (at-least-once: subscribers
-//! drop repeats by `event_id`).
+//! broker has confirmed its event. A crash after the publish and before the delete publishes it
+//! again (at-least-once: subscribers drop repeats by `event_id`). With several inventory
+//! instances, one relays at a time (a transaction-level advisory lock, [`RELAY_LOCK`]): side by
+//! side, two would publish one movie's events out of order (seen: version 543 before 475).
 //!
 //! A write wakes the relay at once ([`Wake`]); a pass every second picks up whatever a crashed
 //! or stopped instance left. While the broker is unreachable the rows wait, and writes go on.
@@ -46,6 +46,11 @@ const PARK_AFTER: i32 = 5;
 const AFTER_REFUSAL: Duration = Duration::from_secs(1);
 /// How often the outbox's rows are counted for the gauges.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
+/// The advisory lock a batch holds, so that the instances' relays take turns (an arbitrary
+/// key, beside the migrations' `0x1A7E_0001`).
+const RELAY_LOCK: i64 = 0x1A7E_0011;
+/// How soon a relay that found another instance's batch in progress looks again.
+const OTHER_INSTANCE_RETRY: Duration = Duration::from_millis(20);
 
 /// Tells the relay that a write committed an event.
 #[derive(Clone, Default)]
@@ -190,7 +195,14 @@ async fn relay_while_connected(
 ) -> Option<String> {
     loop {
         match relay_batch(settings, pool, channel).await {
-            Ok(Batch { taken, published }) => {
+            // Another instance is relaying: its batch may not include what woke this one.
+            Ok(None) => {
+                tokio::select! {
+                    () = tokio::time::sleep(OTHER_INSTANCE_RETRY) => continue,
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+            Ok(Some(Batch { taken, published })) => {
                 metrics.published.inc_by(published as u64);
                 if published < taken {
                     log::warn!(
@@ -241,30 +253,41 @@ struct Batch {
     published: usize,
 }
 
-/// One transaction: the oldest unclaimed rows not parked, published and confirmed; the
-/// confirmed deleted, the refused counted (and so parked at the last attempt).
+/// One transaction: the oldest rows not parked, published and confirmed; the confirmed
+/// deleted, the refused counted (and so parked at the last attempt). `None` if another
+/// instance's batch is in progress.
 async fn relay_batch(
     settings: &EventSettings,
     pool: &Pool,
     channel: &Channel,
-) -> Result<Batch, BatchError> {
+) -> Result<Option<Batch>, BatchError> {
     let mut client = pool
         .get()
         .await
         .map_err(|e| BatchError::Database(error_chain(&e)))?;
     let tx = client.transaction().await?;
+    let locked = tx
+        .prepare_cached("SELECT pg_try_advisory_xact_lock($1)")
+        .await?;
+    if !tx
+        .query_one(&locked, &[&RELAY_LOCK])
+        .await?
+        .get::<_, bool>(0)
+    {
+        return Ok(None);
+    }
     let statement = tx
         .prepare_cached(
             "SELECT id, event_id, routing_key, occurred_at, body FROM catalogue_outbox
-             WHERE attempts < $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             WHERE attempts < $2 ORDER BY id LIMIT $1",
         )
         .await?;
     let rows = tx.query(&statement, &[&BATCH, &PARK_AFTER]).await?;
     if rows.is_empty() {
-        return Ok(Batch {
+        return Ok(Some(Batch {
             taken: 0,
             published: 0,
-        });
+        }));
     }
     let broker = |e: AmqpError| BatchError::Broker(error_chain(&e));
     let mut confirms = Vec::with_capacity(rows.len());
@@ -313,10 +336,10 @@ async fn relay_batch(
         tx.execute(&statement, &[&refused]).await?;
     }
     tx.commit().await?;
-    Ok(Batch {
+    Ok(Some(Batch {
         taken: rows.len(),
         published: published.len(),
-    })
+    }))
 }
 
 /// Keeps the waiting and parked gauges up to date, whatever the broker's state.

@@ -270,3 +270,65 @@ async fn a_subscriber_whose_queue_refuses_events_holds_up_no_one_else() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_instances_relaying_one_backlog_publish_each_movie_s_changes_in_order() {
+    let exchange = unique_exchange();
+    let mut tap = EventTap::on(&exchange).await;
+    let (proxy, url) = test_support::broker_through_proxy().await;
+    proxy.cut();
+    let app = spawn_app_with(|s| {
+        s.events.exchange = exchange.clone();
+        s.events.brokers = url.parse().unwrap();
+    })
+    .await;
+    let mut settings = test_support::inventory_settings(&app.db.url);
+    settings.events.exchange = exchange.clone();
+    settings.events.brokers = url.parse().unwrap();
+    let _second =
+        test_support::RunningApp::start::<inventory_app::startup::Application>(settings).await;
+
+    // A backlog of several batches while the broker is away: each movie replaced many times.
+    let mut ids = Vec::new();
+    for title in ["One", "Two", "Three", "Four"] {
+        ids.push(app.create_movie(title).await["id"].as_i64().unwrap());
+    }
+    let rounds = 150;
+    for round in 0..rounds {
+        for id in &ids {
+            let response = app
+                .http
+                .put(app.url(&format!("/api/movies/{id}")))
+                .json(&json!({ "title": format!("Take {round}") }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    let expected = ids.len() * (rounds + 1);
+    assert_eq!(outbox_rows(&app).await, expected as i64);
+
+    // Both relays take it from here.
+    proxy.restore();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_version = std::collections::HashMap::new();
+    while seen.len() < expected {
+        let (_, event) = next_event(&mut tap).await;
+        if !seen.insert(event.event_id) {
+            continue;
+        }
+        if let CatalogueChange::Replaced {
+            movie_id,
+            movie_version,
+            ..
+        } = event.change
+        {
+            let previous = last_version.insert(movie_id, movie_version).unwrap_or(0);
+            assert!(
+                movie_version > previous,
+                "movie {movie_id}: version {movie_version} published after {previous}"
+            );
+        }
+    }
+}
