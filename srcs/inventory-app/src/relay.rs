@@ -7,8 +7,11 @@
 //!
 //! A write wakes the relay at once ([`Wake`]); a pass every second picks up whatever a crashed
 //! or stopped instance left. While the broker is unreachable the rows wait, and writes go on.
-//! An event the broker refuses (nack) is tried [`PARK_AFTER`] times, a pass apart, then parked
-//! (left in the table, skipped), so that one subscriber's full queue cannot hold up the feed.
+//! An event the broker refuses (nack) is tried [`PARK_AFTER`] times, then parked (left in the
+//! table, skipped); between tries it waits (`retry_at`, [`FIRST_RETRY_MS`], doubling) out of the
+//! way: the events after it go on at once, so that one subscriber's full queue cannot hold up
+//! the feed for the others. A retried event may then arrive after a later version of its movie
+//! (subscribers compare `movie_version`).
 
 use std::{
     sync::Arc,
@@ -42,8 +45,9 @@ const DATABASE_RETRY: Duration = Duration::from_secs(1);
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// Refusals (nacks) after which an event is parked.
 const PARK_AFTER: i32 = 5;
-/// The pause after a batch with refused events, before they are tried again.
-const AFTER_REFUSAL: Duration = Duration::from_secs(1);
+/// The wait after an event's first refusal; it doubles with each (1, 2, 4, 8 s: parked after
+/// about 15 s).
+const FIRST_RETRY_MS: i32 = 1_000;
 /// How often the outbox's rows are counted for the gauges.
 const COUNT_EVERY: Duration = Duration::from_secs(5);
 /// The advisory lock a batch holds, so that the instances' relays take turns (an arbitrary
@@ -209,10 +213,6 @@ async fn relay_while_connected(
                         "outbox relay: the broker refused {} of {taken} events (a subscriber's queue full with reject-publish?); each is tried {PARK_AFTER} times, then parked",
                         taken - published
                     );
-                    tokio::select! {
-                        () = tokio::time::sleep(AFTER_REFUSAL) => continue,
-                        () = shutdown.cancelled() => return None,
-                    }
                 }
                 if taken as i64 == BATCH && !shutdown.is_cancelled() {
                     continue;
@@ -279,7 +279,8 @@ async fn relay_batch(
     let statement = tx
         .prepare_cached(
             "SELECT id, event_id, routing_key, occurred_at, body FROM catalogue_outbox
-             WHERE attempts < $2 ORDER BY id LIMIT $1",
+             WHERE attempts < $2 AND (retry_at IS NULL OR retry_at <= now())
+             ORDER BY id LIMIT $1",
         )
         .await?;
     let rows = tx.query(&statement, &[&BATCH, &PARK_AFTER]).await?;
@@ -329,11 +330,12 @@ async fn relay_batch(
         let statement = tx
             .prepare_cached(
                 "UPDATE catalogue_outbox
-                 SET attempts = attempts + 1, last_error = 'refused by the broker (nack)'
+                 SET attempts = attempts + 1, last_error = 'refused by the broker (nack)',
+                     retry_at = now() + make_interval(secs => $2::INT4 * 2 ^ attempts / 1000.0)
                  WHERE id = ANY($1)",
             )
             .await?;
-        tx.execute(&statement, &[&refused]).await?;
+        tx.execute(&statement, &[&refused, &FIRST_RETRY_MS]).await?;
     }
     tx.commit().await?;
     Ok(Some(Batch {
