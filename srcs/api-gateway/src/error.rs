@@ -25,6 +25,9 @@ pub(crate) enum GatewayError {
     IdempotencyKeyInFlight,
     #[error("the Idempotency-Key was used for another payload")]
     IdempotencyKeyReused,
+    /// The client closed its connection while the request waited on another service.
+    #[error("the client closed its connection")]
+    ClientGone,
 }
 
 impl From<Problem> for GatewayError {
@@ -76,6 +79,12 @@ impl GatewayError {
                      has been answered.",
                 )
                 .with_retry_after(1),
+            // Nobody reads this answer: the status (nginx's "client closed request") is for the
+            // access log.
+            Self::ClientGone => {
+                Problem::new(StatusCode::from_u16(499).expect("499 is a valid status code"))
+                    .with_detail("The client closed its connection before the answer.")
+            }
             Self::IdempotencyKeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .with_detail(
                     "This Idempotency-Key was already used for an order with a different payload; \

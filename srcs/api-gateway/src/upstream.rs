@@ -181,6 +181,19 @@ impl UpstreamGroup {
         body: Bytes,
         request_id: &RequestId,
     ) -> Result<UpstreamAnswer, GatewayError> {
+        // A client that left frees its slot (or its place in the queue for one) at once.
+        tokio::select! {
+            result = self.forward_to_an_instance(req, body, request_id) => result,
+            () = common::connection_watch::client_gone(req) => Err(GatewayError::ClientGone),
+        }
+    }
+
+    async fn forward_to_an_instance(
+        &self,
+        req: &HttpRequest,
+        body: Bytes,
+        request_id: &RequestId,
+    ) -> Result<UpstreamAnswer, GatewayError> {
         let count = self.instances.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut result = Err(GatewayError::Upstream {

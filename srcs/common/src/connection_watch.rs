@@ -33,6 +33,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often each worker looks at its connections.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a request waiting on another service looks whether its client is still there.
+const CLIENT_CHECK_EVERY: Duration = Duration::from_millis(100);
+
 /// One connection's activity, kept in its connection data (so it lives exactly as long as the
 /// connection's requests can see it).
 #[derive(Clone)]
@@ -55,6 +58,40 @@ impl Activity {
             .requests_inside
             .set(watched.requests_inside.get() + 1);
         InsideApp(self)
+    }
+}
+
+/// Resolves once the client of `req` has closed or reset its connection; never for a request
+/// whose connection is not watched. actix-http goes on with a request whose client left, so a
+/// request that waits on another service (a slot, an answer) races this: a flood of clients that
+/// leave must not hold those waits, each with its socket, for their full time.
+pub async fn client_gone(req: &actix_web::HttpRequest) {
+    let Some(activity) = req.conn_data::<Activity>().cloned() else {
+        return std::future::pending().await;
+    };
+    // The first look only after a while: a request answered sooner costs no system call.
+    loop {
+        tokio::time::sleep(CLIENT_CHECK_EVERY).await;
+        if peer_left(&activity.0) {
+            return;
+        }
+    }
+}
+
+/// Whether the peer has closed (end of stream) or reset the connection. Bytes waiting (a
+/// pipelined request) mean it is still there.
+fn peer_left(watched: &Watched) -> bool {
+    let borrowed = BorrowedRaw(watched.fd);
+    let socket = socket2::SockRef::from(&borrowed);
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    // The socket is non-blocking (tokio's): no byte waiting is `WouldBlock`.
+    match socket.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => {
+            e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::Interrupted
+        }
     }
 }
 

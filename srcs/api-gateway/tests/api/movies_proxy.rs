@@ -213,6 +213,43 @@ async fn a_flood_of_readiness_checks_makes_one_probe_at_a_time() {
     );
 }
 
+/// A client that leaves while its request waits for a slot gives its place up: clients that
+/// connect, ask and leave at a high rate must not queue up work nobody will read (each with its
+/// socket) ahead of the clients that stay.
+#[tokio::test]
+async fn clients_that_leave_give_up_their_place_in_the_queue_for_a_slot() {
+    let inventory = spawn_inventory().await;
+    let slow = test_support::TcpProxy::start(inventory).await;
+    slow.delay_answers(Duration::from_secs(1));
+    let queue = test_support::unique_queue();
+    let mut settings = gateway_settings(slow.addr(), &test_support::test_amqp_url(), &queue);
+    settings.cache = None;
+    settings.upstream.max_connections = 1;
+    settings.upstream.queue_timeout = Duration::from_secs(3);
+    let (gateway, _) = spawn_gateway_with(settings).await;
+    // The readiness probe's connection is made; the one slot is taken by a first read.
+    let first = tokio::spawn(reqwest::get(gateway.url("/api/movies?first")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Ten clients ask and leave (their connections closed) while that read holds the slot.
+    for i in 0..10 {
+        let leaving = reqwest::Client::new();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(50),
+            leaving
+                .get(gateway.url(&format!("/api/movies?left={i}")))
+                .send(),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One that stays is next: answered once the first read is (without giving up, it would wait
+    // behind ten one-second reads and get a 503 after its 3 s).
+    let started = Instant::now();
+    let staying = gateway.get("/api/movies?stayed").await;
+    assert_eq!(staying.status(), 200, "after {:?}", started.elapsed());
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn requests_beyond_the_upstream_slots_are_answered_in_turn() {
     let inventory = spawn_inventory().await;
