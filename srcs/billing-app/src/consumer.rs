@@ -258,7 +258,12 @@ async fn session(
     // may be acknowledged.
     let mut abandoned = false;
     let mut end = SessionEnd::Stopped;
-    let mut careful_left = usize::from(settings.prefetch);
+    let mut careful = Careful {
+        pace,
+        left: usize::from(settings.prefetch),
+        channel: &channel,
+        settings,
+    };
     loop {
         if shutdown.is_cancelled() && !draining {
             status.set(None);
@@ -285,10 +290,7 @@ async fn session(
                     abandoned = true;
                     break;
                 }
-                if pace == Pace::OneAtATime
-                    && !draining
-                    && careful_enough(&mut careful_left, delivered, &channel, settings).await?
-                {
+                if careful.full_pace_again(delivered, draining).await? {
                     end = SessionEnd::PastTheUnparsable;
                     break;
                 }
@@ -318,10 +320,7 @@ async fn session(
         metrics.received.inc_by(delivered as u64);
         let Some(write) = billing.decode(batch).await? else {
             // All dead-lettered.
-            if pace == Pace::OneAtATime
-                && !draining
-                && careful_enough(&mut careful_left, delivered, &channel, settings).await?
-            {
+            if careful.full_pace_again(delivered, draining).await? {
                 end = SessionEnd::PastTheUnparsable;
                 break;
             }
@@ -361,25 +360,37 @@ async fn session(
     Ok(end)
 }
 
-/// One at a time: counts `delivered` as billed in a row; true once full pace can resume (more
-/// were billed in a row than were in flight when the unparsable delivery struck, or the queue
-/// is empty).
-async fn careful_enough(
-    careful_left: &mut usize,
-    delivered: usize,
-    channel: &Channel,
-    settings: &Settings,
-) -> Result<bool, amqp::AmqpError> {
-    *careful_left = careful_left.saturating_sub(delivered);
-    if *careful_left == 0 {
-        return Ok(true);
+/// While one at a time: how many must still be billed in a row before full pace resumes.
+struct Careful<'a> {
+    pace: Pace,
+    left: usize,
+    channel: &'a Channel,
+    settings: &'a Settings,
+}
+
+impl Careful<'_> {
+    /// Counts `delivered` as billed in a row; true once full pace can resume (more were billed
+    /// in a row than were in flight when the unparsable delivery struck, or the queue is empty).
+    /// Never while draining or at full pace already.
+    async fn full_pace_again(
+        &mut self,
+        delivered: usize,
+        draining: bool,
+    ) -> Result<bool, amqp::AmqpError> {
+        if self.pace == Pace::Full || draining {
+            return Ok(false);
+        }
+        self.left = self.left.saturating_sub(delivered);
+        if self.left == 0 {
+            return Ok(true);
+        }
+        let ready = amqp::within(
+            self.settings.connect_timeout,
+            amqp::ready_messages(self.channel, self.settings.queue.name()),
+        )
+        .await?;
+        Ok(ready == 0)
     }
-    let ready = amqp::within(
-        settings.connect_timeout,
-        amqp::ready_messages(channel, settings.queue.name()),
-    )
-    .await?;
-    Ok(ready == 0)
 }
 
 /// Stops the broker sending more deliveries; false if it did not confirm in time.

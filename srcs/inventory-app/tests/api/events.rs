@@ -18,6 +18,21 @@ async fn next_event(tap: &mut EventTap) -> (String, CatalogueEvent) {
     (routing_key, event)
 }
 
+/// An inventory publishing to `exchange` through a proxy to the broker, cut: the broker is
+/// away until the proxy is restored.
+async fn spawn_app_with_the_broker_away(
+    exchange: &str,
+) -> (test_support::TcpProxy, String, TestApp) {
+    let (proxy, url) = test_support::broker_through_proxy().await;
+    proxy.cut();
+    let app = spawn_app_with(|s| {
+        s.events.exchange = exchange.to_owned();
+        s.events.brokers = url.parse().unwrap();
+    })
+    .await;
+    (proxy, url, app)
+}
+
 async fn outbox_rows(app: &TestApp) -> i64 {
     let client = app.db.client().await;
     client
@@ -138,13 +153,7 @@ async fn every_committed_change_is_published_once_and_nothing_else() {
 async fn changes_made_while_the_broker_is_away_are_published_when_it_is_back() {
     let exchange = unique_exchange();
     let mut tap = EventTap::on(&exchange).await;
-    let (proxy, url) = test_support::broker_through_proxy().await;
-    proxy.cut();
-    let app = spawn_app_with(|s| {
-        s.events.exchange = exchange.clone();
-        s.events.brokers = url.parse().unwrap();
-    })
-    .await;
+    let (proxy, _, app) = spawn_app_with_the_broker_away(&exchange).await;
 
     // Writes go on without the broker; their events wait in the outbox.
     for title in ["One", "Two", "Three"] {
@@ -314,13 +323,7 @@ async fn while_a_subscriber_refuses_events_a_burst_reaches_the_others_at_once() 
 async fn two_instances_relaying_one_backlog_publish_each_movie_s_changes_in_order() {
     let exchange = unique_exchange();
     let mut tap = EventTap::on(&exchange).await;
-    let (proxy, url) = test_support::broker_through_proxy().await;
-    proxy.cut();
-    let app = spawn_app_with(|s| {
-        s.events.exchange = exchange.clone();
-        s.events.brokers = url.parse().unwrap();
-    })
-    .await;
+    let (proxy, url, app) = spawn_app_with_the_broker_away(&exchange).await;
     let mut settings = test_support::inventory_settings(&app.db.url);
     settings.events.exchange = exchange.clone();
     settings.events.brokers = url.parse().unwrap();
