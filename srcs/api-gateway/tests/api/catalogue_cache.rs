@@ -48,6 +48,18 @@ async fn spawn_caching_gateway(
     gateway
 }
 
+/// Cuts the gateway's way to the broker and waits until it knows it no longer hears events.
+async fn lose_the_events(broker: &test_support::TcpProxy, gateway: &TestGateway) {
+    broker.cut();
+    eventually(Duration::from_secs(10), "the gateway to notice", || async {
+        metric(
+            &scrape(gateway).await,
+            "gateway_catalogue_events_subscribed",
+        ) == 0.0
+    })
+    .await;
+}
+
 async fn scrape(gateway: &TestGateway) -> String {
     gateway.get("/metrics").await.text().await.unwrap()
 }
@@ -221,14 +233,7 @@ async fn while_the_events_are_lost_answers_live_at_most_the_ttl_then_resubscribi
     let id = create(&gateway, "Stalker").await;
     let path = format!("/api/movies/{id}");
 
-    proxy.cut();
-    eventually(Duration::from_secs(10), "the gateway to notice", || async {
-        metric(
-            &scrape(&gateway).await,
-            "gateway_catalogue_events_subscribed",
-        ) == 0.0
-    })
-    .await;
+    lose_the_events(&proxy, &gateway).await;
     assert_eq!(title_of(&gateway, &path).await, "Stalker");
     let cached_at = std::time::Instant::now();
     put_behind(inventory, id, "Solaris").await;
@@ -288,14 +293,7 @@ async fn while_the_events_are_lost_an_answer_that_came_slowly_is_no_fresher_for_
     let gateway = spawn_caching_gateway(slow_inventory.addr(), &url, &exchange, ttl).await;
     let id = create(&gateway, "Stalker").await;
     let path = format!("/api/movies/{id}");
-    broker.cut();
-    eventually(Duration::from_secs(10), "the gateway to notice", || async {
-        metric(
-            &scrape(&gateway).await,
-            "gateway_catalogue_events_subscribed",
-        ) == 0.0
-    })
-    .await;
+    lose_the_events(&broker, &gateway).await;
 
     // Inventory answers at once, but the answer takes longer than the TTL to arrive; the movie
     // changes meanwhile.
