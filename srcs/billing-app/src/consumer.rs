@@ -318,6 +318,15 @@ async fn session(
         let batch = fill_batch(first?, &mut consumer, settings).await?;
         let delivered = batch.len();
         metrics.received.inc_by(delivered as u64);
+        // Room for this batch's write first: never more than `writes_in_flight` at once. (Its
+        // deliveries stay unacknowledged meanwhile, and come back if the session ends here.)
+        if writing.len() == writes_in_flight {
+            let oldest = writing.pop_front().expect("a write is in flight");
+            if let Outcome::Abandoned = billing.settle(oldest).await? {
+                abandoned = true;
+                break;
+            }
+        }
         let Some(write) = billing.decode(batch).await? else {
             // All dead-lettered.
             if careful.full_pace_again(delivered, draining).await? {
@@ -327,13 +336,6 @@ async fn session(
             continue;
         };
         writing.push_back(write);
-        if writing.len() > writes_in_flight {
-            let oldest = writing.pop_front().expect("a write is in flight");
-            if let Outcome::Abandoned = billing.settle(oldest).await? {
-                abandoned = true;
-                break;
-            }
-        }
     }
     // Writes still under way: acknowledged once written, unless one before them was abandoned
     // (then they end at once, the same shutdown, and go back to the queue unacknowledged).
