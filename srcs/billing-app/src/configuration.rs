@@ -35,8 +35,8 @@ impl FromEnv for Settings {
         let queue: String = env.or_default("BILLING_QUEUE", OrderQueue::DEFAULT_NAME.to_owned())?;
         // Chosen by measurement (BENCHMARKS.md): a 100,000-order backlog drains at ~47,000/s
         // with 500 / 200, ~64,000-77,000/s with 2,000 / 500 and ~77,000-80,000/s with these,
-        // one write at a time. With two writes at once these give 76,000-84,000/s (64,000-70,000
-        // serial in the same session); 4,000 / 2,000 and 6,000 / 1,500 were within the noise.
+        // one write at a time. With two writes at once these give 92,000-105,000/s (64,000-70,000
+        // serial earlier the same day); 4,000 / 2,000 and 6,000 / 1,500 were within the noise.
         let batch_size = env.count_or_default("BILLING_BATCH_SIZE", 1_000, 1..=5_000)?;
         let prefetch = env.count_or_default("BILLING_PREFETCH", 4_000, 1..=65_535)?;
         if prefetch < batch_size {
