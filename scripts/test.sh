@@ -80,6 +80,7 @@ system_test() {
     local name="$1" script="$2" output
     output="$(mktemp)"
     if bash "$REPO_ROOT/$script" 2>&1 | tee "$output"; then :; else status=1; fi
+    grep -E '^FAIL  ' "$output" | sed "s/^FAIL  /FAIL  $name: /" >>"$results" || true
     if ! sed -nE "s/^$name: ([0-9]+) passed, ([0-9]+) failed\$/test result: $name. \1 passed; \2 failed/p" "$output" |
         tee -a "$results" | grep -q .; then
         echo "test result: FAILED. 0 passed; 1 failed ($script stopped before its checks)" >>"$results"
@@ -93,4 +94,9 @@ system_test deploy scripts/deploy-test.sh
 # One closing line for the whole suite, summed over every test binary and check.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"
+# CI keeps only the end of the output: name what failed there.
+if [ "$status" -ne 0 ]; then
+    echo "failed:"
+    grep -E '^test .* \.\.\. FAILED$|^test result: FAILED\. 0 passed; 1 failed \(|^FAIL ' "$results" | sed 's/^/    /' || true
+fi
 exit "$status"
