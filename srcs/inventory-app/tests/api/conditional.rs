@@ -1,11 +1,9 @@
 //! Conditional requests on the catalogue: ETag, If-None-Match (304), If-Match (412), HEAD.
 
-use std::time::Duration;
-
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 fn etag(response: &reqwest::Response) -> String {
     response.headers()[header::ETAG]
@@ -345,10 +343,7 @@ async fn any_writer_changes_the_tag_and_no_tag_is_reused() {
 
 #[tokio::test]
 async fn of_fifty_concurrent_writers_with_the_same_version_exactly_one_wins() {
-    // Fifty writers queue for the pool's connections, opened on demand: the tests' usual
-    // half-second wait for one is meant to show failures fast, not to serve a burst.
-    let app =
-        spawn_app_with(|settings| settings.database.pool_timeout = Duration::from_secs(10)).await;
+    let app = spawn_app().await;
     let movie = app.create_movie("Race").await;
     let v1 = etag(&app.get(&format!("/api/movies/{}", movie["id"])).await);
     let writes = (0..50).map(|i| {
