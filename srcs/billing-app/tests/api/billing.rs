@@ -104,13 +104,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_land() 
 
     let billing = bed.start_billing().await;
     bed.wait_for_rows(1).await;
-    let dead_letter_queue = bed.queue.dead_letter_queue();
-    test_support::eventually(
-        std::time::Duration::from_secs(10),
-        "poison dead-lettered",
-        || async { bed.ready_messages(&dead_letter_queue).await == poison.len() as u32 },
-    )
-    .await;
+    bed.wait_for_dead_letters(poison.len() as u32).await;
     billing.stop().await;
     assert_eq!(
         bed.ready_messages(bed.queue.name()).await,
@@ -151,13 +145,7 @@ async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_i
     }
     let billing = bed.start_billing().await;
     bed.wait_for_rows(total - 1).await;
-    let dead_letter_queue = bed.queue.dead_letter_queue();
-    test_support::eventually(
-        std::time::Duration::from_secs(10),
-        "the refused order dead-lettered",
-        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
-    )
-    .await;
+    bed.wait_for_dead_letters(1).await;
     billing.stop().await;
     assert_eq!(bed.rows().await, total - 1, "every other order billed once");
     assert_eq!(
@@ -230,13 +218,7 @@ async fn a_message_that_keeps_failing_delivery_is_dead_lettered_at_the_delivery_
         returns >= common::amqp::DELIVERY_LIMIT,
         "delivered {returns} times"
     );
-    let dead_letter_queue = bed.queue.dead_letter_queue();
-    test_support::eventually(
-        std::time::Duration::from_secs(10),
-        "the message is dead-lettered",
-        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
-    )
-    .await;
+    bed.wait_for_dead_letters(1).await;
 }
 
 #[tokio::test]
@@ -264,11 +246,10 @@ async fn a_message_our_client_cannot_parse_goes_to_the_dead_letter_queue_alone()
     )
     .await;
     // It reaches the delivery limit by itself, a connection each time, and goes alone.
-    let dead_letter_queue = bed.queue.dead_letter_queue();
     test_support::eventually(
         std::time::Duration::from_secs(60),
         "it in the dead-letter queue",
-        || async { bed.ready_messages(&dead_letter_queue).await == 1 },
+        || async { bed.dead_letters().await == 1 },
     )
     .await;
     assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
@@ -278,5 +259,5 @@ async fn a_message_our_client_cannot_parse_goes_to_the_dead_letter_queue_alone()
             .await;
     }
     bed.wait_for_rows(70).await;
-    assert_eq!(bed.ready_messages(&dead_letter_queue).await, 1, "only it");
+    assert_eq!(bed.dead_letters().await, 1, "only it");
 }

@@ -4,7 +4,6 @@
 use std::{process::Stdio, time::Duration};
 
 use lapin::BasicProperties;
-use test_support::eventually;
 use tokio::io::AsyncWriteExt;
 
 use test_support::unique_queue;
@@ -100,19 +99,6 @@ impl TestBed {
                 .await
                 .unwrap();
         }
-    }
-
-    async fn dead_letters(&self) -> u32 {
-        self.ready_messages(&self.queue.dead_letter_queue()).await
-    }
-
-    async fn wait_for_dead_letters(&self, expected: u32) {
-        eventually(
-            Duration::from_secs(20),
-            &format!("{expected} messages in the dead-letter queue"),
-            || async { self.dead_letters().await == expected },
-        )
-        .await;
     }
 }
 

@@ -106,6 +106,19 @@ impl TestBed {
     pub async fn ready_messages(&self, queue: &str) -> u32 {
         test_support::queue_depth(&self.channel, queue).await
     }
+
+    pub async fn dead_letters(&self) -> u32 {
+        self.ready_messages(&self.queue.dead_letter_queue()).await
+    }
+
+    pub async fn wait_for_dead_letters(&self, expected: u32) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{expected} messages in the dead-letter queue"),
+            || async { self.dead_letters().await == expected },
+        )
+        .await;
+    }
 }
 
 /// The body and properties the gateway publishes `order` with.
