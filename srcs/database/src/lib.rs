@@ -94,10 +94,12 @@ impl Connect for ConnectOnRuntime {
             }
         });
         Box::pin(async move {
-            let client = client_rx
-                .await
-                .expect("the connecting task answers unless the runtime is shutting down")?;
-            Ok((client, task))
+            match client_rx.await {
+                Ok(client) => Ok((client?, task)),
+                // The runtime is shutting down and dropped the task unanswered: no panic, the
+                // pool's create timeout (always set, below) answers the caller.
+                Err(_) => std::future::pending().await,
+            }
         })
     }
 }
@@ -173,5 +175,46 @@ pub(crate) fn is_transient(err: &tokio_postgres::Error) -> bool {
             // (shutdown, statement timeout, ...), 40 transaction rollback (serialization, deadlock).
             matches!(class, "08" | "53" | "57" | "40")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_connect_cut_short_by_its_runtime_stopping_times_out_without_a_panic() {
+        // Takes connections and never answers: a login that waits for ever.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("postgres://nobody@{}/nothing", silent.local_addr().unwrap());
+        let env = Env::given([
+            ("DATABASE_URL", url.as_str()),
+            ("DATABASE_POOL_TIMEOUT_MS", "500"),
+        ]);
+        let settings = DatabaseSettings::read(&env).unwrap();
+        let connecting = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = connecting.block_on(async { build_pool(&settings, "test") });
+        // The connecting runtime stops (a service shutting down) while a caller waits.
+        let stopping = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            connecting.shutdown_background();
+        });
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = caller.block_on(pool.get());
+        stopping.join().unwrap();
+        assert!(
+            matches!(outcome, Err(deadpool_postgres::PoolError::Timeout(_))),
+            "{:?}",
+            outcome.map(|_| ())
+        );
     }
 }
