@@ -39,7 +39,7 @@ impl BillingError {
             // Reading an order breaks no constraint: anything but unavailability is a fault.
             Self::Store(e) => match e.failure() {
                 Failure::Unavailable => Problem::database_unavailable("billing"),
-                Failure::Constraint | Failure::Fault => Problem::internal(),
+                Failure::Constraint | Failure::InvalidData | Failure::Fault => Problem::internal(),
             },
         }
     }

@@ -12,6 +12,7 @@ pub(crate) struct ConsumerMetrics {
     pub(crate) duplicates: IntCounter,
     pub(crate) conflicts: IntCounter,
     pub(crate) batch_duration: Histogram,
+    pub(crate) writes: IntCounter,
     pub(crate) backlog: IntGauge,
 }
 
@@ -37,6 +38,10 @@ impl ConsumerMetrics {
             batch_duration: metrics.histogram(
                 "batch_processing_duration_seconds",
                 "Time to store and acknowledge one batch of orders.",
+            ),
+            writes: metrics.counter(
+                "database_writes_total",
+                "Transactions that stored orders: one per batch, and the smaller ones that find the order a refused batch stumbled on.",
             ),
             backlog: metrics.gauge("queue_backlog_messages", "Messages ready in the order queue (sampled)."),
         }

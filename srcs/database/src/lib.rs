@@ -141,11 +141,16 @@ pub fn build_pool(settings: &DatabaseSettings, application_name: &str) -> Pool {
 /// its answer (503, 409, 500) in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Unreachable, or refusing work for now: worth retrying.
+    /// Unreachable, or refusing work for now (read-only, out of resources, shutting down):
+    /// worth retrying.
     Unavailable,
     /// An integrity constraint (SQLSTATE class 23): the data conflicts with what is stored.
     Constraint,
-    /// Anything else: a fault in the statement or the schema.
+    /// The values themselves cannot be stored (class 22, data exception: out of range,
+    /// malformed; class 54, a limit they exceed, such as an index row too large; class P0, a
+    /// trigger's refusal).
+    InvalidData,
+    /// Anything else: a fault in the statement, the schema or the role's grants.
     Fault,
 }
 
@@ -155,8 +160,11 @@ impl Failure {
         match err {
             None => Self::Unavailable,
             Some(e) if is_transient(e) => Self::Unavailable,
-            Some(e) if e.code().is_some_and(|c| c.code().starts_with("23")) => Self::Constraint,
-            Some(_) => Self::Fault,
+            Some(e) => match e.code().map(|c| &c.code()[..2]) {
+                Some("23") => Self::Constraint,
+                Some("22" | "54" | "P0") => Self::InvalidData,
+                _ => Self::Fault,
+            },
         }
     }
 }
@@ -172,8 +180,11 @@ pub(crate) fn is_transient(err: &tokio_postgres::Error) -> bool {
         Some(code) => {
             let class = &code.code()[..2];
             // 08 connection exception, 53 insufficient resources, 57 operator intervention
-            // (shutdown, statement timeout, ...), 40 transaction rollback (serialization, deadlock).
-            matches!(class, "08" | "53" | "57" | "40")
+            // (shutdown, statement timeout, ...), 40 transaction rollback (serialization,
+            // deadlock), 58 system error (I/O); 25006 a read-only database (a standby not yet
+            // promoted), 55P03 a lock not available in time.
+            matches!(class, "08" | "53" | "57" | "40" | "58")
+                || matches!(code.code(), "25006" | "55P03")
         }
     }
 }

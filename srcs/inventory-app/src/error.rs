@@ -57,7 +57,9 @@ impl InventoryError {
             Failure::Unavailable => Problem::database_unavailable("catalogue"),
             Failure::Constraint => Problem::new(StatusCode::CONFLICT)
                 .with_detail("The change conflicts with the stored data."),
-            Failure::Fault => Problem::internal(),
+            // Requests are validated before they reach the database: values it cannot store
+            // are a fault of ours.
+            Failure::InvalidData | Failure::Fault => Problem::internal(),
         }
     }
 }

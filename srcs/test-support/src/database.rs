@@ -118,6 +118,26 @@ impl TestDatabase {
         self.allow_connections(true).await;
     }
 
+    /// Read-only for new sessions (a standby not yet promoted, to a client), the present ones
+    /// ended; `false` makes it writable again the same way.
+    pub async fn set_read_only(&self, read_only: bool) {
+        let admin = connect(&test_database_url()).await;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{}\" SET default_transaction_read_only = {read_only}",
+                self.name
+            ))
+            .await
+            .expect("set the database's default read-only mode");
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&self.name],
+            )
+            .await
+            .expect("terminate connections");
+    }
+
     async fn allow_connections(&self, allowed: bool) {
         let admin = connect(&test_database_url()).await;
         admin

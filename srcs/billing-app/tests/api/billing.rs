@@ -132,8 +132,8 @@ async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_i
         )
         .await
         .unwrap();
-    // Batches of 50 with two written at once: the refused one's batch falls back to one order at
-    // a time while the next batch is already being written.
+    // Batches of 50 with two written at once: the refused one's batch is stored in halves while
+    // the next batch is already being written.
     let total = 500;
     for i in 0..total {
         let user = if i == 175 {
@@ -146,6 +146,16 @@ async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_i
     let billing = bed.start_billing().await;
     bed.wait_for_rows(total - 1).await;
     bed.wait_for_dead_letters(1).await;
+    // Ten batches, and about 2·log2(50) smaller writes to find the culprit (one order at a time
+    // took 49 more).
+    let scrape = reqwest::get(billing.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let writes = test_support::metric(&scrape, "billing_database_writes_total");
+    assert!((10.0..=35.0).contains(&writes), "{writes} writes");
     billing.stop().await;
     assert_eq!(bed.rows().await, total - 1, "every other order billed once");
     assert_eq!(
@@ -153,6 +163,69 @@ async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_i
         0,
         "everything was acknowledged"
     );
+}
+
+#[tokio::test]
+async fn a_read_only_database_holds_the_orders_and_dead_letters_none() {
+    let bed = TestBed::new().await;
+    let billing = bed.start_billing().await;
+    // A standby not yet promoted: connections work, every write is refused (SQLSTATE 25006).
+    bed.db.set_read_only(true).await;
+    let total = 120;
+    for i in 0..total {
+        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-read-only")
+            .await;
+    }
+    let received = || async {
+        let scrape = reqwest::get(billing.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        test_support::metric(&scrape, "billing_messages_received_total")
+    };
+    test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "billing trying to store the first orders",
+        || async { received().await >= 1.0 },
+    )
+    .await;
+    // Its writes are refused meanwhile (one refused order was dead-lettered within milliseconds
+    // when a read-only database counted as the orders' fault).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(bed.dead_letters().await, 0, "nothing dead-lettered");
+    assert_eq!(bed.rows().await, 0);
+
+    bed.db.set_read_only(false).await;
+    bed.wait_for_rows(total as i64).await;
+    billing.stop().await;
+    assert_eq!(bed.dead_letters().await, 0, "nothing dead-lettered");
+    assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
+}
+
+#[tokio::test]
+async fn a_prefetch_under_two_batches_makes_smaller_batches_instead_of_waiting_out_the_linger() {
+    let bed = TestBed::new().await;
+    let total = 100;
+    for i in 0..total {
+        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-prefetch")
+            .await;
+    }
+    // With a batch written, the broker sends only 5 more: a batch of 10 waited its 3 s linger
+    // every other time (over 8 s for these 100); now only the last, partial batch waits.
+    let mut settings = bed.settings(&test_support::test_amqp_url());
+    settings.prefetch = 15;
+    settings.batch_size = 10;
+    settings.batch_linger = std::time::Duration::from_secs(3);
+    let billing = bed.start_billing_with(settings).await;
+    test_support::eventually(
+        std::time::Duration::from_secs(8),
+        "all billed, no batch waiting out its linger",
+        || async { bed.rows().await == total },
+    )
+    .await;
+    billing.stop().await;
 }
 
 #[tokio::test]
