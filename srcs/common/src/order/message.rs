@@ -125,8 +125,14 @@ impl OrderEnvelope {
                 return Err(format!("unsupported message type {:?}", kind.as_str()));
             }
         }
-        let message =
+        let message: OrderMessage =
             serde_json::from_slice(body).map_err(|e| format!("invalid order message: {e}"))?;
+        if !plausible_receipt(message.received_at) {
+            return Err(format!(
+                "invalid order message: received_at {} is not a plausible time (from the year 2000 to a day ahead of this machine's clock)",
+                message.received_at
+            ));
+        }
         let request_id = Self::request_id_of(properties);
         let traceparent = properties.headers().as_ref().and_then(|headers| {
             match headers.inner().get(TRACEPARENT_HEADER) {
@@ -142,6 +148,13 @@ impl OrderEnvelope {
             traceparent,
         })
     }
+}
+
+/// What a gateway's clock can have said: the database would store far-off years (or refuse
+/// some, dead-lettering the message only after a failed write), and neither is an order.
+fn plausible_receipt(received_at: DateTime<Utc>) -> bool {
+    let earliest = DateTime::from_timestamp(946_684_800, 0).expect("2000-01-01 is a valid time");
+    (earliest..=Utc::now() + chrono::Duration::days(1)).contains(&received_at)
 }
 
 #[cfg(test)]
@@ -204,9 +217,23 @@ mod tests {
         json["total_amount"] = "-5".into();
         let negative = json.to_string();
         json["total_amount"] = "5".into();
+        let mut implausible = Vec::new();
+        for when in [
+            "+200000-01-01T00:00:00Z",
+            "-200000-01-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+        ] {
+            json["received_at"] = when.into();
+            implausible.push(json.to_string());
+        }
+        json["received_at"] = (Utc::now() + chrono::Duration::hours(23))
+            .to_rfc3339()
+            .into();
+        assert!(OrderEnvelope::from_amqp(&properties, json.to_string().as_bytes()).is_ok());
         json["surprise"] = 1.into();
         let unknown_field = json.to_string();
-        for bad in [negative.as_bytes(), unknown_field.as_bytes(), b"not json"] {
+        let bad = implausible.iter().map(String::as_bytes);
+        for bad in bad.chain([negative.as_bytes(), unknown_field.as_bytes(), b"not json"]) {
             assert!(OrderEnvelope::from_amqp(&properties, bad)
                 .unwrap_err()
                 .contains("invalid order message"));
