@@ -134,6 +134,9 @@ cpu_groups() {
     echo "billing $(cat "$RUN/billing-app.pid")"
     echo "postgresql $(pgrep -u postgres | tr '\n' ' ')"
     echo "rabbitmq $(pgrep -u rabbitmq | tr '\n' ' ')"
+    local nginx
+    nginx="$(cat "$FRESH_RUN/nginx.pid" 2>/dev/null || true)"
+    echo "nginx ${nginx:+$nginx $(pgrep -P "$nginx" | tr '\n' ' ')}"
 }
 
 # wrk_run NAME ARGS...: runs wrk, keeps its report and its CPU accounting (cpu.txt, labelled
@@ -310,16 +313,20 @@ wait_until 300 "billing to take scenario 2's orders off the queue" backlog_empty
 # drain ORDERS: billing stopped, a backlog of ORDERS built, billing started; prints the steady
 # rate (first commit to last: processed_at is each transaction's start) and the milliseconds
 # from the process start to the last row (which include the start and this loop's polling).
+# Its CPU accounting (labelled drain-ORDERS) runs from billing's start to the last row.
 drain() {
     local orders="$1" before started
     kill -TERM "$(cat "$RUN/billing-app.pid")"
     wait_until --every 0.1 60 "billing to stop" process_gone "$(cat "$RUN/billing-app.pid")" || die "$LOGS_HINT"
     "$BIN/bench-baselines" publish "$AMQP" "$QUEUE" "$orders" "$CONNECTIONS" >/dev/null
     before="$(rows)"
+    cpu_snapshot "$CPU_ACCOUNTING_DIR/cpu.before"
     started="$(now_ms)"
     spawn_service "$BIN" billing-app "$OUT/logs" "$RUN" RUST_LOG=warn "${billing_env[@]}"
     drained() { [ "$(rows)" -ge $((before + orders)) ]; }
     wait_until --every 0.05 600 "billing to drain the $orders orders" drained || die "$LOGS_HINT"
+    cpu_snapshot "$CPU_ACCOUNTING_DIR/cpu.after"
+    cpu_record "drain-$orders" "$CPU_ACCOUNTING_DIR/cpu.before" "$CPU_ACCOUNTING_DIR/cpu.after" "$orders" "0m0s 0m0s"
     echo "$(pg_psql -d movie_test_bench_billing -c "
         WITH drain AS (SELECT processed_at FROM orders ORDER BY processed_at DESC LIMIT $orders),
              span AS (SELECT min(processed_at) AS first, max(processed_at) AS last FROM drain)
@@ -328,10 +335,13 @@ drain() {
         FROM span") $(($(now_ms) - started))"
 }
 # raw_consume ORDERS: the broker's side of a drain alone (the same prefetch and acknowledgements,
-# no decoding and no database): messages/s.
+# no decoding and no database): messages/s. Its CPU accounting is labelled raw-consume-ORDERS.
 raw_consume() {
-    "$BIN/bench-baselines" publish "$AMQP" "$QUEUE-consume" "$1" "$CONNECTIONS" >/dev/null
-    "$BIN/bench-baselines" consume "$AMQP" "$QUEUE-consume" "$1" 500 200 | sed -nE 's/.*per_second=([0-9]+).*/\1/p'
+    local orders="$1" output="$OUT/raw-consume-$1.out"
+    "$BIN/bench-baselines" publish "$AMQP" "$QUEUE-consume" "$orders" "$CONNECTIONS" >/dev/null
+    measured_run "$output" "$BIN/bench-baselines" consume "$AMQP" "$QUEUE-consume" "$orders" 500 200
+    cpu_record_run "raw-consume-$orders" "$output" "$orders"
+    sed -nE 's/.*per_second=([0-9]+).*/\1/p' "$output"
 }
 read -r drain_rps drain_ms < <(drain 10000)
 drain_wall_rps=$((10000 * 1000 / drain_ms))
@@ -419,7 +429,7 @@ idle_figure() { awk -v n="$3" '{ print $n }' <<<"${IDLE_FIGURES[$1-$2]}"; }
 # cpu_row LABEL TITLE: a table row of the median CPU per request of each group over the rounds.
 cpu_row() {
     local label="$1" group row="| $2 |"
-    for group in gateway bare_proxy inventory postgresql rabbitmq billing load_generator machine; do
+    for group in gateway bare_proxy nginx inventory postgresql rabbitmq billing load_generator machine; do
         row+=" $(cpu_median "$label" "$group") |"
     done
     echo "$row"
@@ -463,15 +473,21 @@ cpu_row() {
     echo "CPU time per request or message, µs (user + system, median of the rounds; \"machine\" is"
     echo "every process and the kernel together; \"RabbitMQ\" every broker node on it, the cluster's too):"
     echo
-    echo "| run | gateway | bare proxy | inventory | PostgreSQL | RabbitMQ | billing | load generator | machine |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| run | gateway | bare proxy | nginx | inventory | PostgreSQL | RabbitMQ | billing | load generator | machine |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     cpu_row gateway-get "GET via the gateway"
     cpu_row bare-proxy-get "GET via the bare proxy"
     cpu_row inventory-get "GET straight to inventory"
+    cpu_row uncached-gateway-get "GET via the gateway, cache off (beside nginx)"
+    cpu_row nginx-get "GET via nginx"
     cpu_row gateway-post "POST /api/billing"
     cpu_row raw-publisher "raw publisher"
     cpu_row publish-3-nodes "confirmed publish, 3 nodes"
     cpu_row publish-1-node "confirmed publish, 1 node"
+    cpu_row drain-10000 "drain of 10,000 orders (billing, from its start)"
+    cpu_row raw-consume-10000 "raw consumer, 10,000"
+    cpu_row "drain-$LARGE_BACKLOG" "drain of $LARGE_BACKLOG orders (billing, from its start)"
+    cpu_row "raw-consume-$LARGE_BACKLOG" "raw consumer, $LARGE_BACKLOG"
     echo
     echo '```'
     cat "$OUT/rounds.txt"
@@ -491,7 +507,8 @@ require_figures() {
 require_figures gw_rps bare_rps inv_rps hit_rps hit_inv_rps miss_rps nginx_rps hits post_rps raw_pub_rps drain_rps raw_batch_rps raw_consume_rps large_drain_rps large_raw_consume_rps raw_single_rps \
     cluster_pub_rps single_pub_rps
 (($(nproc) < 2)) || require_figures own_gw_rps own_inv_rps
-for label in gateway-get bare-proxy-get inventory-get gateway-post raw-publisher publish-3-nodes publish-1-node; do
+for label in gateway-get bare-proxy-get inventory-get uncached-gateway-get nginx-get gateway-post raw-publisher publish-3-nodes publish-1-node \
+    drain-10000 raw-consume-10000 "drain-$LARGE_BACKLOG" "raw-consume-$LARGE_BACKLOG"; do
     cpu_recorded "$label" || die "no CPU accounting for $label"
 done
 [ "$(grep -o '@' <<<"${cluster_queue#*members}" | wc -l)" = 3 ] ||
