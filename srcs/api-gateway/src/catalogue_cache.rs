@@ -12,8 +12,15 @@
 //! failed over), by at most the TTL. The TTL counts from when inventory was asked, not from
 //! when its answer came: an answer that took long (a hung instance) is no fresher for it.
 //! Every resubscription drops everything, since events may have been missed in between.
+//!
+//! Misses of one key at once ask inventory once: the first leads (it asks), the others follow
+//! (they wait for its answer, if it is a 200 they can be given; otherwise they ask themselves).
+//! A cold cache under thousands of clients would otherwise send every one of them to
+//! inventory at once, and past its connection slots. A read follows only a lead taken with the
+//! same changes heard, so a read that starts after a change never gets an answer from before it.
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -28,6 +35,7 @@ use actix_web::{
 use common::{conditional, metrics::Metrics};
 use moka::{notification::RemovalCause, sync::Cache};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use tokio::sync::watch;
 
 use crate::upstream::{AnswerBody, UpstreamAnswer};
 
@@ -121,7 +129,80 @@ pub(crate) struct CatalogueCache {
     ttl: Duration,
     /// The lock orders stores against invalidations.
     changes: Mutex<Changes>,
+    /// Misses being asked of inventory, by key.
+    leads: Mutex<HashMap<CacheKey, Lead>>,
     metrics: CacheMetrics,
+}
+
+/// A miss asking inventory: the changes it saw, when it asked, and where its answer will be.
+struct Lead {
+    stamp: (u64, u64),
+    asked_at: Instant,
+    answer: watch::Receiver<Option<Arc<UpstreamAnswer>>>,
+}
+
+/// What a read that missed does.
+pub(crate) enum Miss<'a> {
+    /// Asks inventory, then [`Leader::finish`]es.
+    Lead(Leader<'a>),
+    /// Waits for the leader's answer ([`Follower::answer`]).
+    Follow(Follower),
+}
+
+/// The read that asks inventory for the others; its lead ends when it is finished or dropped.
+pub(crate) struct Leader<'a> {
+    cache: &'a CatalogueCache,
+    key: CacheKey,
+    ticket: Option<Ticket>,
+    answer: watch::Sender<Option<Arc<UpstreamAnswer>>>,
+}
+
+impl Leader<'_> {
+    /// Stores `answer` if it may be, and gives it to the followers if it is a full 200.
+    pub(crate) fn finish(mut self, answer: &Arc<UpstreamAnswer>) {
+        let ticket = self.ticket.take().expect("finished once");
+        self.cache.store(ticket, answer);
+        if answer.status == StatusCode::OK && matches!(answer.body, AnswerBody::Full(_)) {
+            self.answer.send_replace(Some(answer.clone()));
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut leads = self.cache.leads();
+        if leads
+            .get(&self.key)
+            .is_some_and(|lead| lead.answer.same_channel(&self.answer.subscribe()))
+        {
+            leads.remove(&self.key);
+        }
+    }
+}
+
+/// A read waiting for a leader's answer.
+pub(crate) struct Follower {
+    answer: watch::Receiver<Option<Arc<UpstreamAnswer>>>,
+    /// When the leader asked, and how old an answer may be served (as from the cache).
+    asked_at: Instant,
+    ttl: Duration,
+}
+
+impl Follower {
+    /// The leader's answer, as `req` should get it; `None` if it has none to give (an error, a
+    /// 304, a leader gone, an answer that took longer than the TTL): then the follower asks
+    /// inventory itself.
+    pub(crate) async fn answer(mut self, req: &HttpRequest) -> Option<HttpResponse> {
+        let answer = loop {
+            if let Some(answer) = self.answer.borrow_and_update().clone() {
+                break answer;
+            }
+            if self.answer.changed().await.is_err() {
+                break self.answer.borrow().clone()?;
+            }
+        };
+        (self.asked_at.elapsed() < self.ttl).then(|| answer_from(req, &answer))
+    }
 }
 
 /// A read that missed: what it must see unchanged to store its answer, and when it missed
@@ -188,6 +269,7 @@ impl CatalogueCache {
                 everything: 0,
                 movies: Box::new([0; MOVIE_SLOTS]),
             }),
+            leads: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -196,6 +278,41 @@ impl CatalogueCache {
         self.changes
             .lock()
             .expect("no panics while holding the lock")
+    }
+
+    fn leads(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Lead>> {
+        self.leads.lock().expect("no panics while holding the lock")
+    }
+
+    /// A miss follows the lead under way for its key, if that lead saw the same changes;
+    /// otherwise it leads.
+    pub(crate) fn miss(&self, ticket: Ticket) -> Miss<'_> {
+        let mut leads = self.leads();
+        if let Some(lead) = leads.get(&ticket.key) {
+            // (A leader dropped without an answer has closed its channel: lead anew.)
+            if lead.stamp == ticket.stamp && lead.answer.has_changed().is_ok() {
+                return Miss::Follow(Follower {
+                    answer: lead.answer.clone(),
+                    asked_at: lead.asked_at,
+                    ttl: self.ttl,
+                });
+            }
+        }
+        let (sender, receiver) = watch::channel(None);
+        leads.insert(
+            ticket.key.clone(),
+            Lead {
+                stamp: ticket.stamp,
+                asked_at: ticket.asked_at,
+                answer: receiver,
+            },
+        );
+        Miss::Lead(Leader {
+            cache: self,
+            key: ticket.key.clone(),
+            ticket: Some(ticket),
+            answer: sender,
+        })
     }
 
     /// The answer to `req` from the cache, or the ticket to store the upstream's answer with.

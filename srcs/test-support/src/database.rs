@@ -103,32 +103,32 @@ impl TestDatabase {
     /// Makes the database refuse connections and drops the open ones: a database outage for
     /// this test alone.
     pub async fn take_offline(&self) {
-        self.allow_connections(false).await;
-        let admin = connect(&test_database_url()).await;
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                &[&self.name],
-            )
-            .await
-            .expect("terminate connections");
+        self.alter("ALLOW_CONNECTIONS false").await;
+        self.end_sessions().await;
     }
 
     pub async fn bring_online(&self) {
-        self.allow_connections(true).await;
+        self.alter("ALLOW_CONNECTIONS true").await;
     }
 
     /// Read-only for new sessions (a standby not yet promoted, to a client), the present ones
     /// ended; `false` makes it writable again the same way.
     pub async fn set_read_only(&self, read_only: bool) {
+        self.alter(&format!("SET default_transaction_read_only = {read_only}"))
+            .await;
+        self.end_sessions().await;
+    }
+
+    async fn alter(&self, change: &str) {
         let admin = connect(&test_database_url()).await;
         admin
-            .batch_execute(&format!(
-                "ALTER DATABASE \"{}\" SET default_transaction_read_only = {read_only}",
-                self.name
-            ))
+            .batch_execute(&format!("ALTER DATABASE \"{}\" {change}", self.name))
             .await
-            .expect("set the database's default read-only mode");
+            .unwrap_or_else(|e| panic!("ALTER DATABASE {change}: {e}"));
+    }
+
+    async fn end_sessions(&self) {
+        let admin = connect(&test_database_url()).await;
         admin
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
@@ -136,16 +136,5 @@ impl TestDatabase {
             )
             .await
             .expect("terminate connections");
-    }
-
-    async fn allow_connections(&self, allowed: bool) {
-        let admin = connect(&test_database_url()).await;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allowed}",
-                self.name
-            ))
-            .await
-            .expect("allow or disallow connections");
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use common::{auth::Admin, request_id::RequestId};
 
 use crate::{
-    catalogue_cache::{CacheKey, CatalogueCache, Change},
+    catalogue_cache::{CacheKey, CatalogueCache, Change, Miss},
     error::GatewayError,
     upstream::Upstreams,
 };
@@ -29,8 +29,17 @@ pub(crate) async fn read_catalogue(
         Ok(hit) => return Ok(hit),
         Err(ticket) => ticket,
     };
+    let leader = match cache.miss(ticket) {
+        Miss::Lead(leader) => Some(leader),
+        Miss::Follow(follower) => match follower.answer(&req).await {
+            Some(answer) => return Ok(answer),
+            None => None,
+        },
+    };
     let answer = Arc::new(forward.await?);
-    cache.store(ticket, &answer);
+    if let Some(leader) = leader {
+        leader.finish(&answer);
+    }
     Ok(answer.respond(None, &answer.body))
 }
 

@@ -310,3 +310,49 @@ async fn while_the_events_are_lost_an_answer_that_came_slowly_is_no_fresher_for_
     // Kept from when inventory was asked, that answer is already older than the TTL.
     assert_eq!(title_of(&gateway, &path).await, "Solaris");
 }
+
+#[tokio::test]
+async fn misses_of_one_read_at_once_ask_inventory_once() {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let slow_inventory = test_support::TcpProxy::start(inventory).await;
+    let gateway = spawn_caching_gateway(
+        slow_inventory.addr(),
+        &test_support::test_amqp_url(),
+        &exchange,
+        Duration::from_secs(60),
+    )
+    .await;
+    create(&gateway, "Playtime").await;
+    // (The gateway forgot its pages at its own write, and again when the event arrives.)
+    eventually(Duration::from_secs(10), "the creation's event", || async {
+        metric(
+            &scrape(&gateway).await,
+            r#"gateway_catalogue_events_received_total{type="movie.created"}"#,
+        ) == 1.0
+    })
+    .await;
+    let asked_inventory = || async {
+        metric(
+            &scrape(&gateway).await,
+            r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#,
+        )
+    };
+    let before = asked_inventory().await;
+
+    // A cold cache and a hundred clients asking for the same page while inventory takes its time.
+    slow_inventory.delay_answers(Duration::from_millis(300));
+    let reads = (0..100).map(|_| {
+        let url = format!("{}/api/movies", gateway.address);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    });
+    for (status, body) in futures_util::future::join_all(reads).await {
+        assert_eq!(status, 200);
+        assert!(body.contains("Playtime"), "{body}");
+    }
+    // One of them asked; the others waited for its answer (a hundred asked before).
+    assert_eq!(asked_inventory().await - before, 1.0);
+}

@@ -162,9 +162,11 @@ async fn requests_beyond_the_upstream_slots_wait_briefly_then_get_a_503() {
     settings.upstream.request_timeout = Duration::from_millis(1500);
     let (gateway, _) = spawn_gateway_with(settings).await;
 
-    let requests = (0..8).map(|_| async {
+    // Eight different pages: the same page would be asked once for all (the cache's misses).
+    let gateway = &gateway;
+    let requests = (0..8).map(|page| async move {
         let started = Instant::now();
-        let response = gateway.get("/api/movies").await;
+        let response = gateway.get(&format!("/api/movies?page={page}")).await;
         (started.elapsed(), response)
     });
     let mut statuses = Vec::new();

@@ -172,10 +172,7 @@ async fn a_read_only_database_holds_the_orders_and_dead_letters_none() {
     // A standby not yet promoted: connections work, every write is refused (SQLSTATE 25006).
     bed.db.set_read_only(true).await;
     let total = 120;
-    for i in 0..total {
-        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-read-only")
-            .await;
-    }
+    bed.publish_orders(total, "1.00", "req-read-only").await;
     let received = || async {
         let scrape = reqwest::get(billing.url("/metrics"))
             .await
@@ -198,7 +195,7 @@ async fn a_read_only_database_holds_the_orders_and_dead_letters_none() {
     assert_eq!(bed.rows().await, 0);
 
     bed.db.set_read_only(false).await;
-    bed.wait_for_rows(total as i64).await;
+    bed.wait_for_rows(total).await;
     billing.stop().await;
     assert_eq!(bed.dead_letters().await, 0, "nothing dead-lettered");
     assert_eq!(bed.ready_messages(bed.queue.name()).await, 0);
@@ -208,10 +205,7 @@ async fn a_read_only_database_holds_the_orders_and_dead_letters_none() {
 async fn a_prefetch_under_two_batches_makes_smaller_batches_instead_of_waiting_out_the_linger() {
     let bed = TestBed::new().await;
     let total = 100;
-    for i in 0..total {
-        bed.publish(&order(&i.to_string(), "1", "1.00"), "req-prefetch")
-            .await;
-    }
+    bed.publish_orders(total, "1.00", "req-prefetch").await;
     // With a batch written, the broker sends only 5 more: a batch of 10 waited its 3 s linger
     // every other time (over 8 s for these 100); now only the last, partial batch waits.
     let mut settings = bed.settings(&test_support::test_amqp_url());
@@ -232,10 +226,7 @@ async fn a_prefetch_under_two_batches_makes_smaller_batches_instead_of_waiting_o
 async fn shutdown_finishes_what_was_delivered_and_leaves_the_rest_queued() {
     let bed = TestBed::new().await;
     let total = 600;
-    for i in 0..total {
-        bed.publish(&order(&i.to_string(), "1", "3.00"), "req-shutdown")
-            .await;
-    }
+    bed.publish_orders(total, "3.00", "req-shutdown").await;
     let billing = bed.start_billing().await;
     // Stop while the backlog is being drained.
     test_support::eventually(

@@ -82,6 +82,14 @@ impl TestBed {
         self.publish_raw(&body, properties).await;
     }
 
+    /// Publishes `count` orders, users "0" to "count - 1", one item each at `amount`.
+    pub async fn publish_orders(&self, count: i64, amount: &str, request_id: &str) {
+        for user in 0..count {
+            self.publish(&order(&user.to_string(), "1", amount), request_id)
+                .await;
+        }
+    }
+
     pub async fn rows(&self) -> i64 {
         let client = self.db.client().await;
         client
