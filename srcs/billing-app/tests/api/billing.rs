@@ -1,6 +1,6 @@
 use lapin::BasicProperties;
 
-use crate::helpers::{as_published, order, TestBed};
+use crate::helpers::{as_published, metric_of, order, TestBed};
 
 #[tokio::test]
 async fn orders_are_billed_with_every_field_and_acknowledged() {
@@ -148,13 +148,7 @@ async fn an_order_the_database_refuses_is_dead_lettered_and_the_batches_around_i
     bed.wait_for_dead_letters(1).await;
     // Ten batches, and about 2·log2(50) smaller writes to find the culprit (one order at a time
     // took 49 more).
-    let scrape = reqwest::get(billing.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let writes = test_support::metric(&scrape, "billing_database_writes_total");
+    let writes = metric_of(&billing, "billing_database_writes_total").await;
     assert!((10.0..=35.0).contains(&writes), "{writes} writes");
     billing.stop().await;
     assert_eq!(bed.rows().await, total - 1, "every other order billed once");
@@ -173,19 +167,10 @@ async fn a_read_only_database_holds_the_orders_and_dead_letters_none() {
     bed.db.set_read_only(true).await;
     let total = 120;
     bed.publish_orders(total, "1.00", "req-read-only").await;
-    let received = || async {
-        let scrape = reqwest::get(billing.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        test_support::metric(&scrape, "billing_messages_received_total")
-    };
     test_support::eventually(
         std::time::Duration::from_secs(10),
         "billing trying to store the first orders",
-        || async { received().await >= 1.0 },
+        || async { metric_of(&billing, "billing_messages_received_total").await >= 1.0 },
     )
     .await;
     // Its writes are refused meanwhile (one refused order was dead-lettered within milliseconds

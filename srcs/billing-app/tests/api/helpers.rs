@@ -129,6 +129,12 @@ impl TestBed {
     }
 }
 
+/// One series of a running billing-app's metrics.
+pub async fn metric_of(billing: &RunningApp, series: &str) -> f64 {
+    let scrape = test_support::get_text(&reqwest::Client::new(), billing.url("/metrics")).await;
+    test_support::metric(&scrape, series)
+}
+
 /// The body and properties the gateway publishes `order` with.
 pub fn as_published(order: &OrderMessage, request_id: Option<&str>) -> (Vec<u8>, BasicProperties) {
     OrderEnvelope {
