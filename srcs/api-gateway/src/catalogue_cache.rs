@@ -13,11 +13,13 @@
 //! when its answer came: an answer that took long (a hung instance) is no fresher for it.
 //! Every resubscription drops everything, since events may have been missed in between.
 //!
-//! Misses of one key at once ask inventory once: the first leads (it asks), the others follow
-//! (they wait for its answer, if it is a 200 they can be given; otherwise they ask themselves).
+//! Misses of one key at once ask inventory once: the first plain `GET` leads (it asks), the
+//! others follow (they wait for its answer: a 200 they are given; a failure of inventory they
+//! share rather than pile onto it; anything else sends each to ask itself).
 //! A cold cache under thousands of clients would otherwise send every one of them to
 //! inventory at once, and past its connection slots. A read follows only a lead taken with the
-//! same changes heard, so a read that starts after a change never gets an answer from before it.
+//! same changes heard, so a read that starts after this gateway heard of a change never gets an
+//! answer from before it.
 
 use std::{
     collections::HashMap,
@@ -32,7 +34,7 @@ use actix_web::{
     },
     HttpRequest, HttpResponse,
 };
-use common::{conditional, metrics::Metrics};
+use common::{conditional, connection_watch, metrics::Metrics};
 use moka::{notification::RemovalCause, sync::Cache};
 use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::watch;
@@ -134,19 +136,36 @@ pub(crate) struct CatalogueCache {
     metrics: CacheMetrics,
 }
 
-/// A miss asking inventory: the changes it saw, when it asked, and where its answer will be.
+/// A miss asking inventory: the changes it saw, when it asked, and where its outcome will be.
 struct Lead {
     stamp: (u64, u64),
     asked_at: Instant,
-    answer: watch::Receiver<Option<Arc<UpstreamAnswer>>>,
+    outcome: watch::Receiver<Outcome>,
+}
+
+/// What came of a lead, for its followers.
+#[derive(Clone)]
+enum Outcome {
+    Pending,
+    /// A full 200: every follower can be given it.
+    Answer(Arc<UpstreamAnswer>),
+    /// Inventory failed it (timeout, unreachable, busy, ...): asking again at once would only
+    /// pile onto a failing inventory.
+    Failed,
+    /// Nothing to give (another status, the leader's client gone): each follower asks itself.
+    AskYourself,
 }
 
 /// What a read that missed does.
 pub(crate) enum Miss<'a> {
-    /// Asks inventory, then [`Leader::finish`]es.
+    /// Asks inventory, then [`Leader::finish`]es (or [`Leader::fail`]s).
     Lead(Leader<'a>),
-    /// Waits for the leader's answer ([`Follower::answer`]).
+    /// Waits for the leader ([`Follower::follow`]).
     Follow(Follower),
+    /// A `HEAD` or a conditional read with nobody to follow asks inventory for itself, storing
+    /// what it may: its answer (no body, or a 304) could be given to nobody else, so it leads
+    /// nobody.
+    Alone(Ticket),
 }
 
 /// The read that asks inventory for the others; its lead ends when it is finished or dropped.
@@ -154,7 +173,7 @@ pub(crate) struct Leader<'a> {
     cache: &'a CatalogueCache,
     key: CacheKey,
     ticket: Option<Ticket>,
-    answer: watch::Sender<Option<Arc<UpstreamAnswer>>>,
+    outcome: watch::Sender<Outcome>,
 }
 
 impl Leader<'_> {
@@ -162,9 +181,22 @@ impl Leader<'_> {
     pub(crate) fn finish(mut self, answer: &Arc<UpstreamAnswer>) {
         let ticket = self.ticket.take().expect("finished once");
         self.cache.store(ticket, answer);
-        if answer.status == StatusCode::OK && matches!(answer.body, AnswerBody::Full(_)) {
-            self.answer.send_replace(Some(answer.clone()));
-        }
+        let outcome =
+            if answer.status == StatusCode::OK && matches!(answer.body, AnswerBody::Full(_)) {
+                Outcome::Answer(answer.clone())
+            } else {
+                Outcome::AskYourself
+            };
+        self.outcome.send_replace(outcome);
+    }
+
+    /// Inventory failed the read; `client_gone` if it was only the leader's client that left.
+    pub(crate) fn fail(self, client_gone: bool) {
+        self.outcome.send_replace(if client_gone {
+            Outcome::AskYourself
+        } else {
+            Outcome::Failed
+        });
     }
 }
 
@@ -173,35 +205,62 @@ impl Drop for Leader<'_> {
         let mut leads = self.cache.leads();
         if leads
             .get(&self.key)
-            .is_some_and(|lead| lead.answer.same_channel(&self.answer.subscribe()))
+            .is_some_and(|lead| lead.outcome.same_channel(&self.outcome.subscribe()))
         {
             leads.remove(&self.key);
         }
     }
 }
 
-/// A read waiting for a leader's answer.
+/// A read waiting for a leader.
 pub(crate) struct Follower {
-    answer: watch::Receiver<Option<Arc<UpstreamAnswer>>>,
+    outcome: watch::Receiver<Outcome>,
     /// When the leader asked, and how old an answer may be served (as from the cache).
     asked_at: Instant,
     ttl: Duration,
 }
 
+/// What following came to.
+pub(crate) enum Followed {
+    /// The leader's answer, as this read should get it.
+    Answered(HttpResponse),
+    /// No answer to give (another status, a leader gone, an answer older than the TTL).
+    AskYourself,
+    /// Inventory failed the leader's read.
+    LeaderFailed,
+    /// This read's client closed its connection while it waited.
+    ClientGone,
+}
+
 impl Follower {
-    /// The leader's answer, as `req` should get it; `None` if it has none to give (an error, a
-    /// 304, a leader gone, an answer that took longer than the TTL): then the follower asks
-    /// inventory itself.
-    pub(crate) async fn answer(mut self, req: &HttpRequest) -> Option<HttpResponse> {
-        let answer = loop {
-            if let Some(answer) = self.answer.borrow_and_update().clone() {
-                break answer;
-            }
-            if self.answer.changed().await.is_err() {
-                break self.answer.borrow().clone()?;
-            }
+    pub(crate) async fn follow(mut self, req: &HttpRequest) -> Followed {
+        let outcome = tokio::select! {
+            outcome = self.outcome() => outcome,
+            () = connection_watch::client_gone(req) => return Followed::ClientGone,
         };
-        (self.asked_at.elapsed() < self.ttl).then(|| answer_from(req, &answer))
+        match outcome {
+            Outcome::Answer(answer) if self.asked_at.elapsed() < self.ttl => {
+                Followed::Answered(answer_from(req, &answer))
+            }
+            Outcome::Failed => Followed::LeaderFailed,
+            _ => Followed::AskYourself,
+        }
+    }
+
+    /// The lead's outcome once known (a leader dropped before it has none to give).
+    async fn outcome(&mut self) -> Outcome {
+        loop {
+            let outcome = self.outcome.borrow_and_update().clone();
+            if !matches!(outcome, Outcome::Pending) {
+                return outcome;
+            }
+            if self.outcome.changed().await.is_err() {
+                return match self.outcome.borrow().clone() {
+                    Outcome::Pending => Outcome::AskYourself,
+                    outcome => outcome,
+                };
+            }
+        }
     }
 }
 
@@ -285,33 +344,36 @@ impl CatalogueCache {
     }
 
     /// A miss follows the lead under way for its key, if that lead saw the same changes;
-    /// otherwise it leads.
-    pub(crate) fn miss(&self, ticket: Ticket) -> Miss<'_> {
+    /// otherwise it leads, if it `may_lead` (a plain `GET`, whose answer others can be given).
+    pub(crate) fn miss(&self, ticket: Ticket, may_lead: bool) -> Miss<'_> {
         let mut leads = self.leads();
         if let Some(lead) = leads.get(&ticket.key) {
             // (A leader dropped without an answer has closed its channel: lead anew.)
-            if lead.stamp == ticket.stamp && lead.answer.has_changed().is_ok() {
+            if lead.stamp == ticket.stamp && lead.outcome.has_changed().is_ok() {
                 return Miss::Follow(Follower {
-                    answer: lead.answer.clone(),
+                    outcome: lead.outcome.clone(),
                     asked_at: lead.asked_at,
                     ttl: self.ttl,
                 });
             }
         }
-        let (sender, receiver) = watch::channel(None);
+        if !may_lead {
+            return Miss::Alone(ticket);
+        }
+        let (sender, receiver) = watch::channel(Outcome::Pending);
         leads.insert(
             ticket.key.clone(),
             Lead {
                 stamp: ticket.stamp,
                 asked_at: ticket.asked_at,
-                answer: receiver,
+                outcome: receiver,
             },
         );
         Miss::Lead(Leader {
             cache: self,
             key: ticket.key.clone(),
             ticket: Some(ticket),
-            answer: sender,
+            outcome: sender,
         })
     }
 

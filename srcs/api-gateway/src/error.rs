@@ -28,6 +28,9 @@ pub(crate) enum GatewayError {
     /// The client closed its connection while the request waited on another service.
     #[error("the client closed its connection")]
     ClientGone,
+    /// Inventory failed the same catalogue read asked for this one and others at once.
+    #[error("inventory failed the same read asked at once")]
+    SameReadFailed,
 }
 
 impl From<Problem> for GatewayError {
@@ -85,6 +88,11 @@ impl GatewayError {
                 Problem::new(StatusCode::from_u16(499).expect("499 is a valid status code"))
                     .with_detail("The client closed its connection before the answer.")
             }
+            Self::SameReadFailed => Problem::unavailable(
+                "The catalogue service failed the same read, asked for you and others at once; \
+                 try again shortly.",
+                1,
+            ),
             Self::IdempotencyKeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .with_detail(
                     "This Idempotency-Key was already used for an order with a different payload; \

@@ -1,10 +1,13 @@
 use std::sync::Arc;
 
-use actix_web::{http::Method, web, HttpRequest, HttpResponse};
+use actix_web::{
+    http::{header::IF_NONE_MATCH, Method},
+    web, HttpRequest, HttpResponse,
+};
 use common::{auth::Admin, request_id::RequestId};
 
 use crate::{
-    catalogue_cache::{CacheKey, CatalogueCache, Change, Miss},
+    catalogue_cache::{CacheKey, CatalogueCache, Change, Followed, Miss},
     error::GatewayError,
     upstream::Upstreams,
 };
@@ -29,14 +32,31 @@ pub(crate) async fn read_catalogue(
         Ok(hit) => return Ok(hit),
         Err(ticket) => ticket,
     };
-    let leader = match cache.miss(ticket) {
+    // Only a plain GET's answer can be given to others (not a HEAD's, nor a 304).
+    let may_lead = req.method() == Method::GET && !req.headers().contains_key(IF_NONE_MATCH);
+    let leader = match cache.miss(ticket, may_lead) {
         Miss::Lead(leader) => Some(leader),
-        Miss::Follow(follower) => match follower.answer(&req).await {
-            Some(answer) => return Ok(answer),
-            None => None,
+        Miss::Follow(follower) => match follower.follow(&req).await {
+            Followed::Answered(answer) => return Ok(answer),
+            Followed::AskYourself => None,
+            Followed::LeaderFailed => return Err(GatewayError::SameReadFailed),
+            Followed::ClientGone => return Err(GatewayError::ClientGone),
         },
+        Miss::Alone(ticket) => {
+            let answer = Arc::new(forward.await?);
+            cache.store(ticket, &answer);
+            return Ok(answer.respond(None, &answer.body));
+        }
     };
-    let answer = Arc::new(forward.await?);
+    let answer = match forward.await {
+        Ok(answer) => Arc::new(answer),
+        Err(e) => {
+            if let Some(leader) = leader {
+                leader.fail(matches!(e, GatewayError::ClientGone));
+            }
+            return Err(e);
+        }
+    };
     if let Some(leader) = leader {
         leader.finish(&answer);
     }

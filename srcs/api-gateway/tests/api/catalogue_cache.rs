@@ -356,3 +356,61 @@ async fn misses_of_one_read_at_once_ask_inventory_once() {
     // One of them asked; the others waited for its answer (a hundred asked before).
     assert_eq!(asked_inventory().await - before, 1.0);
 }
+
+#[tokio::test]
+async fn a_head_missing_first_does_not_send_the_others_to_inventory() {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let slow_inventory = test_support::TcpProxy::start(inventory).await;
+    let gateway = spawn_caching_gateway(
+        slow_inventory.addr(),
+        &test_support::test_amqp_url(),
+        &exchange,
+        Duration::from_secs(60),
+    )
+    .await;
+    let asked_inventory = || async {
+        metric(
+            &scrape(&gateway).await,
+            r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#,
+        )
+    };
+    let before = asked_inventory().await;
+
+    // A HEAD first (its answer, without a body, could be given to nobody else), then fifty plain
+    // GETs while inventory takes its time.
+    slow_inventory.delay_answers(Duration::from_millis(300));
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/movies", gateway.address);
+    let head = http.head(&url).send();
+    let reads = futures_util::future::join_all((0..50).map(|_| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        http.get(&url).send().await.unwrap().status()
+    }));
+    let (head, reads) = tokio::join!(head, reads);
+    assert_eq!(head.unwrap().status(), 200);
+    assert!(reads.iter().all(|status| *status == 200), "{reads:?}");
+    // The HEAD asked for itself, and one GET for the fifty (fifty-one when the HEAD led them).
+    assert_eq!(asked_inventory().await - before, 2.0);
+}
+
+#[tokio::test]
+async fn reads_waiting_on_a_read_inventory_fails_share_its_failure_instead_of_asking_again() {
+    let hung = crate::helpers::hung_instance().await;
+    let mut settings = gateway_settings(hung, &test_support::test_amqp_url(), &unique_queue());
+    settings.upstream.request_timeout = Duration::from_millis(500);
+    let (gateway, _) = spawn_gateway_with(settings).await;
+
+    let reads = (0..20).map(|_| async { gateway.get("/api/movies").await.status().as_u16() });
+    let mut statuses = futures_util::future::join_all(reads).await;
+    statuses.sort_unstable();
+    // One asked and timed out (504); the others got a quick 503 when it did, instead of a
+    // timeout of their own after it (twice as long, and twenty calls to a hung inventory).
+    assert_eq!(statuses[..19], [503; 19]);
+    assert_eq!(statuses[19], 504);
+    let timeouts = metric(
+        &scrape(&gateway).await,
+        r#"gateway_upstream_errors_total{kind="timeout",upstream="inventory"}"#,
+    );
+    assert_eq!(timeouts, 1.0);
+}
