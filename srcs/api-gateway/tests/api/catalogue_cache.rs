@@ -48,6 +48,29 @@ async fn spawn_caching_gateway(
     gateway
 }
 
+/// A caching gateway in front of an inventory behind a proxy that can hold its answers.
+async fn caching_gateway_before_a_slow_inventory() -> (test_support::TcpProxy, TestGateway) {
+    let exchange = unique_exchange();
+    let inventory = spawn_inventory_publishing_to(&exchange).await;
+    let slow_inventory = test_support::TcpProxy::start(inventory).await;
+    let gateway = spawn_caching_gateway(
+        slow_inventory.addr(),
+        &test_support::test_amqp_url(),
+        &exchange,
+        Duration::from_secs(60),
+    )
+    .await;
+    (slow_inventory, gateway)
+}
+
+/// How many requests the gateway has sent inventory.
+async fn asked_inventory(gateway: &TestGateway) -> f64 {
+    metric(
+        &scrape(gateway).await,
+        r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#,
+    )
+}
+
 /// Cuts the gateway's way to the broker and waits until it knows it no longer hears events.
 async fn lose_the_events(broker: &test_support::TcpProxy, gateway: &TestGateway) {
     broker.cut();
@@ -313,16 +336,7 @@ async fn while_the_events_are_lost_an_answer_that_came_slowly_is_no_fresher_for_
 
 #[tokio::test]
 async fn misses_of_one_read_at_once_ask_inventory_once() {
-    let exchange = unique_exchange();
-    let inventory = spawn_inventory_publishing_to(&exchange).await;
-    let slow_inventory = test_support::TcpProxy::start(inventory).await;
-    let gateway = spawn_caching_gateway(
-        slow_inventory.addr(),
-        &test_support::test_amqp_url(),
-        &exchange,
-        Duration::from_secs(60),
-    )
-    .await;
+    let (slow_inventory, gateway) = caching_gateway_before_a_slow_inventory().await;
     create(&gateway, "Playtime").await;
     // (The gateway forgot its pages at its own write, and again when the event arrives.)
     eventually(Duration::from_secs(10), "the creation's event", || async {
@@ -332,13 +346,7 @@ async fn misses_of_one_read_at_once_ask_inventory_once() {
         ) == 1.0
     })
     .await;
-    let asked_inventory = || async {
-        metric(
-            &scrape(&gateway).await,
-            r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#,
-        )
-    };
-    let before = asked_inventory().await;
+    let before = asked_inventory(&gateway).await;
 
     // A cold cache and a hundred clients asking for the same page while inventory takes its time.
     slow_inventory.delay_answers(Duration::from_millis(300));
@@ -354,28 +362,13 @@ async fn misses_of_one_read_at_once_ask_inventory_once() {
         assert!(body.contains("Playtime"), "{body}");
     }
     // One of them asked; the others waited for its answer (a hundred asked before).
-    assert_eq!(asked_inventory().await - before, 1.0);
+    assert_eq!(asked_inventory(&gateway).await - before, 1.0);
 }
 
 #[tokio::test]
 async fn a_head_missing_first_does_not_send_the_others_to_inventory() {
-    let exchange = unique_exchange();
-    let inventory = spawn_inventory_publishing_to(&exchange).await;
-    let slow_inventory = test_support::TcpProxy::start(inventory).await;
-    let gateway = spawn_caching_gateway(
-        slow_inventory.addr(),
-        &test_support::test_amqp_url(),
-        &exchange,
-        Duration::from_secs(60),
-    )
-    .await;
-    let asked_inventory = || async {
-        metric(
-            &scrape(&gateway).await,
-            r#"gateway_upstream_request_duration_seconds_count{upstream="inventory"}"#,
-        )
-    };
-    let before = asked_inventory().await;
+    let (slow_inventory, gateway) = caching_gateway_before_a_slow_inventory().await;
+    let before = asked_inventory(&gateway).await;
 
     // A HEAD first (its answer, without a body, could be given to nobody else), then fifty plain
     // GETs while inventory takes its time.
@@ -391,7 +384,7 @@ async fn a_head_missing_first_does_not_send_the_others_to_inventory() {
     assert_eq!(head.unwrap().status(), 200);
     assert!(reads.iter().all(|status| *status == 200), "{reads:?}");
     // The HEAD asked for itself, and one GET for the fifty (fifty-one when the HEAD led them).
-    assert_eq!(asked_inventory().await - before, 2.0);
+    assert_eq!(asked_inventory(&gateway).await - before, 2.0);
 }
 
 #[tokio::test]
