@@ -572,7 +572,6 @@ impl Billing<'_> {
                     .basic_ack(last_tag, BasicAckOptions { multiple: true })
                     .await?;
                 record_billed(&orders, stored, self.metrics);
-                self.metrics.writes.inc();
                 self.metrics
                     .batch_duration
                     .observe(write.started.elapsed().as_secs_f64());
@@ -615,7 +614,6 @@ impl Billing<'_> {
                         )
                         .await?;
                     record_billed(&orders[start..end], stored, self.metrics);
-                    self.metrics.writes.inc();
                 }
                 // This part and the rest of the batch stay unacknowledged.
                 Attempt::Abandoned => {
@@ -874,8 +872,6 @@ fn logged(request_id: Option<&RequestId>) -> &str {
     request_id.map_or("-", RequestId::as_str)
 }
 
-/// Counts and logs orders just stored and acknowledged; one line per order, carrying the
-/// request id, so one grep follows an order from the gateway to here.
 /// A refused range in the order [`Billing::bill_in_halves`] pops them: the later half first,
 /// then the earlier; a single order stays whole.
 fn halves(range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
@@ -886,7 +882,10 @@ fn halves(range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
     vec![middle..range.end, range.start..middle]
 }
 
+/// Counts and logs orders just stored (in one write) and acknowledged; one line per order,
+/// carrying the request id, so one grep follows an order from the gateway to here.
 fn record_billed(orders: &[OrderEnvelope], stored: store::Stored, metrics: &ConsumerMetrics) {
+    metrics.writes.inc();
     let duplicates = orders.len() as u64 - stored.inserted - stored.conflicts;
     metrics.acked.inc_by(orders.len() as u64);
     metrics.billed.inc_by(stored.inserted);
