@@ -162,10 +162,6 @@ pub(crate) enum Miss<'a> {
     Lead(Leader<'a>),
     /// Waits for the leader ([`Follower::follow`]).
     Follow(Follower),
-    /// A `HEAD` or a conditional read with nobody to follow asks inventory for itself, storing
-    /// what it may: its answer (no body, or a 304) could be given to nobody else, so it leads
-    /// nobody.
-    Alone(Ticket),
 }
 
 /// The read that asks inventory for the others; its lead ends when it is finished or dropped.
@@ -357,18 +353,19 @@ impl CatalogueCache {
                 });
             }
         }
-        if !may_lead {
-            return Miss::Alone(ticket);
-        }
         let (sender, receiver) = watch::channel(Outcome::Pending);
-        leads.insert(
-            ticket.key.clone(),
-            Lead {
-                stamp: ticket.stamp,
-                asked_at: ticket.asked_at,
-                outcome: receiver,
-            },
-        );
+        // A HEAD or a conditional read leads nobody: its answer (no body, or a 304) could be
+        // given to nobody else.
+        if may_lead {
+            leads.insert(
+                ticket.key.clone(),
+                Lead {
+                    stamp: ticket.stamp,
+                    asked_at: ticket.asked_at,
+                    outcome: receiver,
+                },
+            );
+        }
         Miss::Lead(Leader {
             cache: self,
             key: ticket.key.clone(),

@@ -42,11 +42,6 @@ pub(crate) async fn read_catalogue(
             Followed::LeaderFailed => return Err(GatewayError::SameReadFailed),
             Followed::ClientGone => return Err(GatewayError::ClientGone),
         },
-        Miss::Alone(ticket) => {
-            let answer = Arc::new(forward.await?);
-            cache.store(ticket, &answer);
-            return Ok(answer.respond(None, &answer.body));
-        }
     };
     let answer = match forward.await {
         Ok(answer) => Arc::new(answer),
